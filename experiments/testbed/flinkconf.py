@@ -1,0 +1,54 @@
+"""Flink config.yaml contents for each testbed process (pure: dicts in, dicts out)."""
+from __future__ import annotations
+
+from experiments.testbed.spec import Member, TestbedSpec, gateway
+
+
+def common(spec: TestbedSpec, java_opts: str) -> dict:
+    return {
+        "env.java.opts.all": java_opts,
+        "jobmanager.rpc.address": gateway(spec),
+        "jobmanager.rpc.port": spec.rpc_port,
+        "rest.port": spec.rest_port,
+        "rest.address": "127.0.0.1",
+    }
+
+
+def jobmanager(spec: TestbedSpec, java_opts: str, tmp_dir: str) -> dict:
+    return {
+        **common(spec, java_opts),
+        "jobmanager.bind-host": "0.0.0.0" if spec.isolate else "127.0.0.1",
+        "jobmanager.memory.process.size": "1024m",
+        "jobmanager.execution.failover-strategy": "region",
+        "rest.bind-address": "0.0.0.0" if spec.isolate else "127.0.0.1",
+        "web.tmpdir": tmp_dir,
+        "io.tmp.dirs": tmp_dir,
+        "parallelism.default": 1,
+        # edge TaskManagers run on a fraction of a core: give them time before declaring them dead
+        "heartbeat.timeout": 120000,
+    }
+
+
+def taskmanager(spec: TestbedSpec, m: Member, java_opts: str, tmp_dir: str) -> dict:
+    return {
+        **common(spec, java_opts),
+        "taskmanager.resource-id": m.id,
+        "taskmanager.host": m.host,
+        "taskmanager.bind-host": m.host,
+        "taskmanager.numberOfTaskSlots": m.slots,
+        "taskmanager.memory.process.size": f"{m.memory_mb}m",
+        "taskmanager.jvm-exit-on-oom": True,
+        "taskmanager.network.memory.buffer-debloat.enabled": True,
+        "external-resources": m.resource,
+        f"external-resource.{m.resource}.amount": m.slots,
+        "io.tmp.dirs": tmp_dir,
+    }
+
+
+def client(spec: TestbedSpec, java_opts: str, python: str) -> dict:
+    """Config for the `flink` CLI client that submits jobs to this testbed."""
+    return {
+        **common(spec, java_opts),
+        "python.client.executable": python,
+        "python.executable": python,
+    }
