@@ -11,7 +11,7 @@ from rich.table import Table
 from experiments.errors import EdgeplaceError
 
 console = Console(highlight=False, width=max(120, Console().width))
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def say(msg: str) -> None:

@@ -73,13 +73,11 @@ class LinkCounters:
 
 
 def counters(dev: str, ns: str | None = None) -> LinkCounters:
-    """Bytes sent on `dev` (htb class counter when shaped, interface counter otherwise)."""
-    out = run("tc", "-s", "class", "show", "dev", dev, ns=ns, check=False).stdout
-    m = re.search(r"class htb 1:10 .*?rate (\S+).*?Sent (\d+) bytes", out, re.S)
-    if m:
-        return LinkCounters(True, _mbit(m.group(1)), int(m.group(2)))
-    stats = run("cat", f"/sys/class/net/{dev}/statistics/tx_bytes", ns=ns, check=False).stdout.strip()
-    return LinkCounters(False, None, int(stats) if stats.isdigit() else 0)
+    """Bytes sent on `dev` so far (interface counter: survives re-shaping) and its htb rate, if shaped."""
+    out = run("tc", "class", "show", "dev", dev, ns=ns, check=False).stdout
+    m = re.search(r"class htb 1:10 .*?rate (\S+)", out)
+    tx = run("cat", f"/sys/class/net/{dev}/statistics/tx_bytes", ns=ns, check=False).stdout.strip()
+    return LinkCounters(m is not None, _mbit(m.group(1)) if m else None, int(tx) if tx.isdigit() else 0)
 
 
 def _mbit(rate: str) -> float:

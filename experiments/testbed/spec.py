@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from experiments.errors import EdgeplaceError
 
+RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 MAX_PER_SIDE = 49  # TaskManager hosts use last octets 101..149 (cloud) and 151..199 (edge)
 
 
@@ -58,8 +59,8 @@ class TestbedSpec:
             net = ipaddress.ip_network(self.subnet)
         except ValueError as exc:
             bad(f"--subnet {self.subnet!r} is not a network: {exc}")
-        if net.version != 4 or net.prefixlen != 24 or not net.is_private:
-            bad(f"--subnet must be a private IPv4 /24 (e.g. 10.213.0.0/24), got {self.subnet}")
+        if net.version != 4 or net.prefixlen != 24 or not any(net.subnet_of(r) for r in RFC1918):
+            bad(f"--subnet must be an RFC 1918 private IPv4 /24 (e.g. 10.213.0.0/24), got {self.subnet}")
         return self
 
     def to_dict(self) -> dict:

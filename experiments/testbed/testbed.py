@@ -1,6 +1,7 @@
 """`edgeplace testbed up/down/status/wan`: a real Flink session cluster with emulated edge sites."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import shutil
@@ -36,6 +37,8 @@ def up(spec: TestbedSpec, say: Say = print, timeout: float = 90.0) -> st.State:
         if mode == "loopback":
             spec = TestbedSpec(**{**spec.to_dict(), "isolate": False})
             say(f"WARNING: {why}: all TaskManagers run on loopback, with NO WAN shaping and NO CPU quota")
+        if mode == "isolated":
+            _check_subnet_unused(spec)
         for port, what in ((spec.rest_port, "--rest-port"), (spec.rpc_port, "--rpc-port")):
             if not _port_free(port):
                 raise EdgeplaceError(f"port {port} ({what}) is in use; pick another or stop what holds it")
@@ -85,6 +88,18 @@ def _build(spec: TestbedSpec, state: st.State, say: Say, timeout: float) -> None
     state.save()
     say(f"testbed up in {state.up_seconds} s: REST http://127.0.0.1:{spec.rest_port}, "
         f"{spec.edge} edge + {spec.cloud} cloud TaskManagers")
+
+
+def _check_subnet_unused(spec: TestbedSpec) -> None:
+    """The testbed's subnet must not overlap any address this machine already has."""
+    net = ipaddress.ip_network(spec.subnet)
+    for ifname, addrs in psutil.net_if_addrs().items():
+        for a in addrs:
+            if a.family == socket.AF_INET and a.netmask:
+                other = ipaddress.ip_network(f"{a.address}/{a.netmask}", strict=False)
+                if other.overlaps(net):
+                    raise EdgeplaceError(f"--subnet {spec.subnet} overlaps {other} already on {ifname}; "
+                                         "choose an unused private /24")
 
 
 def _build_network(spec: TestbedSpec, state: st.State, say: Say) -> None:
@@ -167,15 +182,16 @@ def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns:
 
 def _wait_registered(state: st.State, timeout: float) -> None:
     rest = rest_of(state, timeout=2.0, retries=0)
-    want = {tm["id"] for tm in state.taskmanagers}
+    want = {tm["id"] for tm in state.taskmanagers}  # each with its resource
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     while time.monotonic() < deadline:
         for p in state.of_kind("process"):
             if ProcRef(p["pid"], p["create_time"]).alive() is None:
                 raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
-        try:
-            seen = {tm["id"] for tm in rest.taskmanagers()}
+        try:  # registered AND reporting its external resource (it arrives a moment after registration)
+            seen = {tm["id"] for tm in rest.taskmanagers()
+                    if tm.get("totalResource", {}).get("extendedResources")}
         except Exception:
             seen = set()
         if want <= seen:

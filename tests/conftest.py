@@ -1,0 +1,51 @@
+"""Shared fixtures. Live tests share ONE testbed per session (the machine has 2 cores); tests that need
+the machine free of any testbed (lifecycle tests) run first and release it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TEST_HOME = Path(os.environ.get("EDGEPLACE_TEST_HOME", "/tmp/edgeplace-test-home"))
+# ports and subnet distinct from a user's default testbed, so tests never touch it
+TEST_ENV = {"EDGEPLACE_HOME": str(TEST_HOME)}
+TEST_ARGS = ["--rest-port", "18081", "--rpc-port", "16123", "--subnet", "10.213.7.0/24"]
+SHARED_ARGS = ["--edge", "2", "--cloud", "1", "--wan-mbit", "8", "--edge-cpu", "0.5"]
+
+
+def edgeplace(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real CLI as a user would, against the test home."""
+    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **TEST_ENV}, timeout=timeout, check=check)
+
+
+def pytest_collection_modifyitems(items):
+    """Lifecycle tests (own up/down cycles) first, then everything sharing the session testbed."""
+    items.sort(key=lambda it: 0 if it.get_closest_marker("lifecycle") else 1)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lifecycle: brings its own testbed up and down (runs first)")
+    os.environ.update(TEST_ENV)
+
+
+@pytest.fixture(scope="session")
+def root_required():
+    if os.geteuid() != 0:
+        pytest.fail("live tests need root (namespaces, tc, cgroups); run the quick subset: pytest -m 'not live'")
+
+
+@pytest.fixture(scope="session")
+def shared_testbed(root_required):
+    """One edge–cloud testbed (2 edge sites at 8 Mbit/s, 0.5-core edges, 1 cloud) for the whole session."""
+    edgeplace("testbed", "down")  # leftovers of an aborted earlier run
+    res = edgeplace("testbed", "up", *SHARED_ARGS, *TEST_ARGS)
+    assert res.returncode == 0, res.stderr
+    print(f"\nshared testbed: {res.stderr.strip().splitlines()[-1]}")
+    from experiments.testbed import state as st
+    yield st.load()
+    res = edgeplace("testbed", "down")
+    assert res.returncode == 0, res.stderr

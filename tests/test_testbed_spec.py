@@ -1,0 +1,77 @@
+"""Pure parts of the testbed: validation, address plan, Flink config generation."""
+import ipaddress
+import itertools
+
+import pytest
+
+from experiments.errors import EdgeplaceError
+from experiments.testbed import flinkconf
+from experiments.testbed.spec import TestbedSpec, gateway, members, site_links
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"edge": -1}, "--edge"),
+    ({"cloud": 0}, "--cloud"),
+    ({"edge_slots": 0}, "--edge-slots"),
+    ({"edge_cpu": 0}, "--edge-cpu"),
+    ({"wan_mbit": 0}, "--wan-mbit"),
+    ({"wan_mbit": -5}, "--wan-mbit"),
+    ({"wan_delay_ms": -1}, "--wan-delay-ms"),
+    ({"rest_port": 80}, "--rest-port"),
+    ({"rest_port": 7000, "rpc_port": 7000}, "must differ"),
+    ({"subnet": "8.8.8.0/24"}, "private"),
+    ({"subnet": "192.0.2.0/24"}, "RFC 1918"),
+    ({"subnet": "10.0.0.0/16"}, "/24"),
+    ({"subnet": "banana"}, "not a network"),
+])
+def test_bad_values_are_rejected_with_the_option_named(kwargs, fragment):
+    with pytest.raises(EdgeplaceError, match=fragment):
+        TestbedSpec(**kwargs).validate()
+
+
+def test_defaults_are_valid():
+    assert TestbedSpec().validate() == TestbedSpec()
+
+
+def test_members_have_unique_ids_resources_and_non_prefix_hosts():
+    spec = TestbedSpec(edge=12, cloud=12)
+    ms = members(spec)
+    assert len({m.id for m in ms}) == len({m.resource for m in ms}) == 24
+    for a, b in itertools.permutations([m.host for m in ms], 2):
+        assert a not in b, f"host {a} is a substring of {b}: schedulercfg matching would be ambiguous"
+    net = ipaddress.ip_network(spec.subnet)
+    assert all(ipaddress.ip_address(m.host) in net for m in ms)
+    assert ipaddress.ip_address(gateway(spec)) in net
+    assert [m.cpu_cores for m in ms if m.is_edge] == [0.5] * 12
+    assert [m.cpu_cores for m in ms if not m.is_edge] == [None] * 12
+
+
+def test_site_links_use_short_unique_interface_names():
+    links = site_links(TestbedSpec(edge=49))
+    names = [l.host_if for l in links] + [l.ns_if for l in links]
+    assert len(set(names)) == 98 and max(map(len, names)) <= 15  # IFNAMSIZ
+
+
+def test_loopback_fallback_puts_everyone_on_loopback_without_links():
+    spec = TestbedSpec(edge=2, isolate=False)
+    assert {m.host for m in members(spec)} == {"127.0.0.1"}
+    assert site_links(spec) == [] and gateway(spec) == "127.0.0.1"
+    assert all(m.netns is None and m.cpu_cores is None for m in members(spec))
+
+
+def test_taskmanager_config_pins_resource_id_and_external_resource_to_slots():
+    spec = TestbedSpec(edge=1, edge_slots=3)
+    edge = next(m for m in members(spec) if m.is_edge)
+    conf = flinkconf.taskmanager(spec, edge, "--add-opens=x", "/tmp/x")
+    assert conf["taskmanager.resource-id"] == "edge-1"
+    assert conf["external-resources"] == "edge1"
+    assert conf["external-resource.edge1.amount"] == 3 == conf["taskmanager.numberOfTaskSlots"]
+    assert conf["taskmanager.host"] == edge.host and conf["jobmanager.rpc.address"] == gateway(spec)
+    assert conf["env.java.opts.all"] == "--add-opens=x"
+    assert conf["taskmanager.network.memory.buffer-debloat.enabled"] is True
+
+
+def test_client_config_sets_both_python_executables():
+    conf = flinkconf.client(TestbedSpec(rest_port=18000), "opts", "/venv/bin/python")
+    assert conf["python.client.executable"] == conf["python.executable"] == "/venv/bin/python"
+    assert conf["rest.port"] == 18000
