@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -110,6 +111,14 @@ def _yn(b: bool) -> str:
     return "yes" if b else "NO"
 
 
+@testbed.command("heal")
+def testbed_heal() -> None:
+    """Restart TaskManagers that died, with their original configuration, site and quota."""
+    from experiments.testbed.testbed import heal, require
+    restarted = heal(require(), say=say)
+    say(f"restarted {', '.join(restarted)}" if restarted else "every TaskManager is running")
+
+
 @testbed.command("wan")
 @click.option("--mbit", type=float, help="new rate each way")
 @click.option("--unshaped", is_flag=True, help="remove shaping")
@@ -135,6 +144,88 @@ def testbed_probe(site: str, seconds: float) -> None:
     state = require()
     mbit = measure_mbit(lambda argv: site_argv(state, site, argv), gateway(TestbedSpec.from_dict(state.spec)), seconds)
     console.print(f"{site} → cloud: {mbit:.2f} Mbit/s")
+
+
+# ---------------------------------------------------------------- placement: deploy / where / redeploy
+
+def _print_where(where: dict, placement=None) -> None:
+    t = Table("operator", "TaskManager(s)", "planned")
+    for uid, tms in sorted(where.items()):
+        t.add_row(uid, ", ".join(sorted(x or "(not scheduled)" for x in tms)),
+                  placement.assignments.get(uid, "-") if placement else "-")
+    console.print(t)
+
+
+@main.command("deploy", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--query", required=True, help="job name (see `edgeplace queries`)")
+@click.option("--placement", "placement_file", help="placement JSON")
+@click.option("--schedulercfg", "scfg_file", help="schedulercfg file (one line per subtask)")
+@click.option("--timeout", default=90.0, show_default=True, help="seconds to wait for the placement")
+@click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
+def deploy_cmd(query, placement_file, scfg_file, timeout, job_args) -> None:
+    """Submit QUERY to the testbed with a placement and verify every subtask runs where planned."""
+    from experiments.deployment import Target, deploy, load_placement, operators
+    target = Target.local_testbed()
+    placement = load_placement(placement_file, scfg_file, operators(query, list(job_args)), target)
+    d = deploy(target, query, list(job_args), placement, say, timeout)
+    _print_where(d.where, placement)
+    say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in d.phases.items()))
+    click.echo(d.job_id)
+
+
+@main.command("where")
+@click.option("--job", "job_id", required=True)
+@click.option("--out", help="write the actual placement as placement JSON")
+@click.option("--schedulercfg", "scfg_out", help="write it as schedulercfg")
+def where_cmd(job_id, out, scfg_out) -> None:
+    """Where each operator of a running job actually runs."""
+    from experiments.deployment import Target, operators
+    from experiments.testbed import state as st
+    from placement import deploy as dp, schedulercfg
+    from queries.topology import all_tasks
+    target = Target.local_testbed()
+    rec = dp.load_record(st.home(), job_id)
+    ops = operators(rec["query"], rec["args"]) if rec else None
+    where = dp.actual(target.rest, job_id, ops)
+    _print_where(where)
+    actual = dp.placement_of(where)
+    if out:
+        actual.write(out)
+        say(f"wrote {out}")
+    if scfg_out:
+        if ops is None:
+            raise EdgeplaceError("schedulercfg needs the job's operators; this job was not deployed by edgeplace")
+        hosts = {tm.id: tm.host for tm in dp.cluster_view(target.rest).values()}
+        Path(scfg_out).write_text(schedulercfg.emit(actual, all_tasks(ops), hosts))
+        say(f"wrote {scfg_out}")
+
+
+@main.command("redeploy")
+@click.option("--job", "job_id", required=True)
+@click.option("--placement", "placement_file", required=True)
+@click.option("--timeout", default=90.0, show_default=True)
+def redeploy_cmd(job_id, placement_file, timeout) -> None:
+    """Stop with savepoint, resubmit with a new placement, verify; roll back if that fails."""
+    from experiments.deployment import Target, redeploy
+    from placement.model import Placement
+    d = redeploy(Target.local_testbed(), job_id, Placement.read(placement_file), say, timeout)
+    _print_where(d.where)
+    say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in d.phases.items()))
+    click.echo(d.job_id)
+
+
+@main.command("queries")
+def queries_cmd() -> None:
+    """The jobs edgeplace can run, with their operators."""
+    from queries import options, registry
+    for name in sorted(registry.QUERIES):
+        mod = registry.load(name)
+        console.print(f"[bold]{name}[/bold]: {mod.DESCRIPTION}")
+        t = Table("uid", "name", "stateful", "inputs", "Flink tasks")
+        for op in mod.topology(options.parse([])):
+            t.add_row(op.uid, op.name, "yes" if op.stateful else "no", ", ".join(op.inputs) or "-",
+                      "; ".join(x.task_name for x in op.tasks()))
+        console.print(t)
 
 
 if __name__ == "__main__":

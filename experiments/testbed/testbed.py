@@ -186,7 +186,7 @@ def _wait_registered(state: st.State, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     while time.monotonic() < deadline:
-        for p in state.of_kind("process"):
+        for p in {p["name"]: p for p in state.of_kind("process")}.values():
             if ProcRef(p["pid"], p["create_time"]).alive() is None:
                 raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
         try:  # registered AND reporting its external resource (it arrives a moment after registration)
@@ -246,6 +246,23 @@ def _clear_leftovers(say: Say) -> None:
         raise EdgeplaceError(f"another `testbed up` (PID {old.owner_pid}) is still starting a testbed")
     say(f"found leftovers of a testbed that did not come up ({old.phase}); removing them first")
     _teardown(old, say)
+
+
+def heal(state: st.State, say: Say = print, timeout: float = 90.0) -> list[str]:
+    """Restart TaskManagers whose process died (Flink's Python runner can take a TaskManager down when a
+    job is cancelled); returns the ids restarted, once they are registered again."""
+    spec = TestbedSpec.from_dict(state.spec)
+    latest = {p["name"]: p for p in state.of_kind("process")}  # the newest record per name
+    dead = [m for m in members(spec) if ProcRef(latest[m.id]["pid"], latest[m.id]["create_time"]).alive() is None]
+    if not dead:
+        return []
+    with st.locked():
+        for m in dead:
+            say(f"TaskManager {m.id} is not running; restarting it")
+            d = Path(state.workdir) / m.id
+            _start(state, m.id, "taskmanager", d, spec.isolate, m.netns, m.cpu_cores)
+        _wait_registered(state, timeout)
+    return [m.id for m in dead]
 
 
 # ---------------------------------------------------------------- down
@@ -339,7 +356,8 @@ def status(state: st.State) -> dict:
         registered = {tm["id"]: tm for tm in rest_of(state, retries=0).taskmanagers()}
     except Exception:
         rest_ok = False
-    procs = {p["name"]: ProcRef(p["pid"], p["create_time"]).alive() is not None for p in state.of_kind("process")}
+    procs = {p["name"]: ProcRef(p["pid"], p["create_time"]).alive() is not None
+             for p in state.of_kind("process")}  # later records of a name (restarts) win
     tms = []
     for tm in state.taskmanagers:
         reg = registered.get(tm["id"])

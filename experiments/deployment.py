@@ -1,0 +1,138 @@
+"""`edgeplace deploy / where / redeploy`: sequencing of placement checks, submission, verification,
+savepoint and rollback on the testbed (or any cluster whose client config dir is given)."""
+from __future__ import annotations
+
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from collectors.rest import FlinkRest
+from experiments.errors import EdgeplaceError
+from experiments.testbed import state as st
+from placement import deploy as dp, schedulercfg
+from placement.model import Placement
+from queries import options, registry
+from queries.topology import OpSpec, all_tasks
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Target:
+    """The cluster to deploy on: its REST API, the client config dir, and whether it is our testbed."""
+
+    rest: FlinkRest
+    conf_dir: Path
+    testbed: st.State | None = None
+
+    @classmethod
+    def local_testbed(cls) -> "Target":
+        from experiments.testbed.testbed import client_conf_dir, require, rest_of
+        state = require()
+        return cls(rest_of(state), client_conf_dir(state), state)
+
+
+@dataclass
+class Deployed:
+    job_id: str
+    where: dict[str, set[str]]
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def operators(query: str, job_args: list[str]) -> list[OpSpec]:
+    return registry.load(query).topology(options.parse(job_args))
+
+
+def load_placement(placement: str | None, scfg: str | None, ops: list[OpSpec], target: Target) -> Placement | None:
+    if placement and scfg:
+        raise EdgeplaceError("give --placement or --schedulercfg, not both")
+    if scfg:
+        try:
+            text = Path(scfg).read_text()
+        except OSError as exc:
+            raise EdgeplaceError(f"cannot read schedulercfg {scfg}: {exc.strerror}") from exc
+        hosts = {tm.id: tm.host for tm in dp.cluster_view(target.rest).values()}
+        return schedulercfg.parse(text, all_tasks(ops), hosts, scfg)
+    return Placement.read(placement) if placement else None
+
+
+def deploy(target: Target, query: str, job_args: list[str], placement: Placement | None, say: Say,
+           timeout: float = 90, savepoint: str | None = None) -> Deployed:
+    """Check, submit, verify. Bad placements are rejected before anything is submitted."""
+    if any(a == "--placement" or a.startswith("--placement=") for a in job_args):
+        raise EdgeplaceError("pass the placement with edgeplace's --placement/--schedulercfg, not as a job argument")
+    ops = operators(query, job_args)
+    t0 = time.monotonic()
+    _heal(target, say)
+    if placement is not None:
+        dp.check(placement, ops, dp.cluster_view(target.rest))
+    home = st.home()
+    args = list(job_args)
+    if placement is not None:
+        pdir = home / "placements"
+        pdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=pdir, suffix=".json", delete=False) as fh:
+            placement.write(fh.name)
+        args = ["--placement", fh.name, *args]
+    phases = {"check": time.monotonic() - t0}
+    with _fast_link_while_submitting(target, say):
+        t1 = time.monotonic()
+        job_id = dp.submit(registry.script(query), args, target.conf_dir, savepoint)
+        phases["submit"] = time.monotonic() - t1
+        say(f"submitted {query} as job {job_id}; verifying placement")
+        t2 = time.monotonic()
+        dp.save_record(home, job_id, query, job_args, placement)
+        where = dp.wait_verified(target.rest, job_id, ops, placement, timeout)
+        phases["verify"] = time.monotonic() - t2
+    return Deployed(job_id, where, phases)
+
+
+def redeploy(target: Target, job_id: str, placement: Placement, say: Say, timeout: float = 90) -> Deployed:
+    """Stop with savepoint, resubmit with the new placement, verify; on failure restore the old one."""
+    rec = dp.load_record(st.home(), job_id)
+    if rec is None:
+        raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record); cannot resubmit it")
+    ops = operators(rec["query"], rec["args"])
+    dp.check(placement, ops, dp.cluster_view(target.rest))  # before anything is stopped
+    old = Placement.from_json(rec["placement"]) if rec["placement"] else None
+    t0 = time.monotonic()
+    sp = dp.stop_with_savepoint(target.rest, job_id, st.home() / "savepoints")
+    t_sp = time.monotonic() - t0
+    say(f"stopped {job_id} with savepoint {sp} in {t_sp:.1f} s")
+    try:
+        new = deploy(target, rec["query"], rec["args"], placement, say, timeout, savepoint=sp)
+    except EdgeplaceError as exc:
+        say(f"redeploy failed: {exc}")
+        say("rolling back to the previous placement from the same savepoint")
+        back = deploy(target, rec["query"], rec["args"], old, say, timeout, savepoint=sp)
+        raise EdgeplaceError(f"redeploy failed and was rolled back: job {back.job_id} runs the previous "
+                             f"placement from savepoint {sp}. Cause: {exc}") from exc
+    new.phases = {"savepoint": t_sp, **new.phases, "total": time.monotonic() - t0}
+    return new
+
+
+def _heal(target: Target, say: Say) -> None:
+    if target.testbed is not None:
+        from experiments.testbed.testbed import heal
+        heal(target.testbed, say)
+
+
+@contextmanager
+def _fast_link_while_submitting(target: Target, say: Say) -> Iterator[None]:
+    """Every PyFlink job ships the ~42 MB flink-python jar to each TaskManager; on a shaped testbed link that
+    takes minutes. Lift the testbed's shaping while the job is submitted and deployed, restore it after."""
+    links = [dict(l) for l in (target.testbed.links if target.testbed else []) if l.get("mbit")]
+    if not links:
+        yield
+        return
+    from experiments.testbed.testbed import set_wan
+    set_wan(None, say=lambda m: None)
+    try:
+        yield
+    finally:
+        for link in links:
+            set_wan(link["mbit"], link.get("delay_ms", 0.0), [link["site"]], say=lambda m: None)
+        say("WAN shaping was lifted while the job was shipped and restored afterwards")

@@ -1,0 +1,213 @@
+"""Realise a placement on a running Flink cluster: check it, submit the job, verify every subtask
+through REST, and redeploy from a savepoint with rollback. The thin I/O half of `placement/`."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from collectors.rest import FlinkRest
+from experiments import flinkdist
+from experiments.errors import EdgeplaceError
+from placement.model import Placement
+from queries.topology import OpSpec, all_tasks
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TaskManagerInfo:
+    id: str
+    host: str
+    slots: int
+    resources: dict[str, float]
+
+
+def cluster_view(rest: FlinkRest) -> dict[str, TaskManagerInfo]:
+    out = {}
+    for tm in rest.taskmanagers():
+        m = re.search(r"@([^:/]+):\d+", tm.get("path", ""))
+        out[tm["id"]] = TaskManagerInfo(tm["id"], m.group(1) if m else "?", tm["slotsNumber"],
+                                        tm.get("totalResource", {}).get("extendedResources", {}))
+    return out
+
+
+def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManagerInfo]) -> None:
+    """Everything that can be known wrong before submitting, each as one clear message."""
+    uids = {op.uid for op in ops}
+    unknown = sorted(set(placement.assignments) - uids)
+    if unknown:
+        raise EdgeplaceError(f"placement names unknown operator(s) {', '.join(unknown)}; "
+                             f"the job has {', '.join(sorted(uids))}")
+    missing = sorted(uids - set(placement.assignments))
+    if missing:
+        raise EdgeplaceError(f"operator(s) {', '.join(missing)} are missing from the placement")
+    used: dict[str, int] = {}
+    for op in ops:
+        tm = placement.assignments[op.uid]
+        if tm not in cluster:
+            raise EdgeplaceError(f"operator {op.uid} is placed on TaskManager {tm!r}, which is not in the "
+                                 f"cluster ({', '.join(sorted(cluster))})")
+        res = placement.resource_of(tm)
+        if res not in cluster[tm].resources:
+            raise EdgeplaceError(f"TaskManager {tm} offers no external resource {res!r} "
+                                 f"(it has {cluster[tm].resources or 'none'}); it cannot be pinned to")
+        used[tm] = used.get(tm, 0) + op.parallelism
+    for tm, n in sorted(used.items()):
+        if n > cluster[tm].slots:
+            names = [op.uid for op in ops if placement.assignments[op.uid] == tm]
+            raise EdgeplaceError(f"TaskManager {tm} has {cluster[tm].slots} slots but the placement puts "
+                                 f"{n} subtasks on it ({', '.join(names)})")
+
+
+KEY_BY_VERTEX = "_stream_key_by_map_operator"  # PyFlink's hidden key extractor; shares its input's group
+
+
+def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None) -> dict[str, set[str]]:
+    """Where each operator's subtasks run now: uid (or vertex name) → set of TaskManager ids ('' = none).
+
+    PyFlink's key-by helper vertex is counted with the operator that feeds it (it shares that group)."""
+    name_to_uid = {t.task_name: t.uid for t in all_tasks(ops)} if ops else {}
+    vertices = rest.job(job_id)["vertices"]
+    inputs = {n["id"]: [i["id"] for i in n.get("inputs", [])] for n in rest.get(f"/jobs/{job_id}/plan")["plan"]["nodes"]}
+    names = {v["id"]: v["name"] for v in vertices}
+
+    def owner(vid: str) -> str:
+        name = names[vid]
+        if name == KEY_BY_VERTEX and inputs.get(vid):
+            return owner(inputs[vid][0])
+        return name_to_uid.get(name, name)
+
+    out: dict[str, set[str]] = {}
+    for v in vertices:
+        detail = rest.get(f"/jobs/{job_id}/vertices/{v['id']}")
+        tms = {s.get("taskmanager-id", "") if s.get("status") not in ("CREATED", "SCHEDULED") else ""
+               for s in detail["subtasks"]}
+        out.setdefault(owner(v["id"]), set()).update(tms)
+    return out
+
+
+def submit(script: Path, args: list[str], conf_dir: Path, savepoint: str | None = None) -> str:
+    """`flink run -d -py script args` (from a savepoint if given); returns the job id."""
+    cmd = [str(flinkdist.flink_home() / "bin" / "flink"), "run", "-d"]
+    if savepoint:
+        cmd += ["-s", savepoint]
+    cmd += ["-py", str(script), *args]
+    env = {"FLINK_CONF_DIR": str(conf_dir), "PATH": _path()}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    m = re.search(r"JobID ([0-9a-f]{32})", proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not m:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        raise EdgeplaceError(f"flink run failed (exit {proc.returncode}):\n{tail}")
+    return m.group(1)
+
+
+def _path() -> str:
+    import os
+    return os.environ.get("PATH", "/usr/bin:/bin")
+
+
+def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Placement | None,
+                  timeout: float) -> dict[str, set[str]]:
+    """Wait until every subtask runs (on its planned TaskManager); on timeout cancel and say what is missing."""
+    deadline = time.monotonic() + timeout
+    where: dict[str, set[str]] = {}
+    while time.monotonic() < deadline:
+        state = rest.job(job_id)["state"]
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            _cancel(rest, job_id)
+            raise EdgeplaceError(f"job {job_id} ended as {state} before it was verified"
+                                 + _exceptions(rest, job_id))
+        where = actual(rest, job_id, ops)
+        if all("" not in tms for tms in where.values()) and _all_running(rest, job_id):
+            if placement is None:
+                return where
+            wrong = {u: tms for u, tms in where.items() if tms != {placement.assignments.get(u)}}
+            if not wrong:
+                return where
+            _cancel(rest, job_id)
+            raise EdgeplaceError(f"job {job_id} ran but not as planned, so it was cancelled: " + "; ".join(
+                f"{u} on {', '.join(sorted(t))} (planned {placement.assignments.get(u)})" for u, t in wrong.items()))
+        time.sleep(0.5)
+    _cancel(rest, job_id)
+    unplaced = [u for u, tms in where.items() if "" in tms]
+    detail = "; ".join(f"{u} (wanted on {placement.assignments.get(u) if placement else 'any'}"
+                       f"{', resource ' + placement.resource_of(placement.assignments[u]) if placement and u in placement.assignments else ''})"
+                       for u in unplaced) or "tasks did not reach RUNNING"
+    free = ", ".join(f"{t['id']} {t['freeSlots']}/{t['slotsNumber']}" for t in rest.taskmanagers())
+    raise EdgeplaceError(f"the cluster could not realise the placement within {timeout:.0f} s; job {job_id} "
+                         f"cancelled. Not scheduled: {detail}. Free slots then: {free}")
+
+
+def _all_running(rest: FlinkRest, job_id: str) -> bool:
+    return all(v["status"] == "RUNNING" for v in rest.job(job_id)["vertices"])
+
+
+def _exceptions(rest: FlinkRest, job_id: str) -> str:
+    try:
+        exc = rest.get(f"/jobs/{job_id}/exceptions")
+        root = (exc.get("exceptionHistory", {}).get("entries") or [{}])[0].get("exceptionName", "")
+        return f": {root}" if root else ""
+    except Exception:
+        return ""
+
+
+def _cancel(rest: FlinkRest, job_id: str) -> None:
+    try:
+        rest.patch(f"/jobs/{job_id}", mode="cancel")
+    except Exception:
+        pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if rest.job(job_id)["state"] in ("CANCELED", "FAILED", "FINISHED"):
+            return
+        time.sleep(0.3)
+
+
+def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout: float = 120) -> str:
+    """Stop the job with a savepoint; returns the savepoint path."""
+    rest.running_job(job_id)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    trigger = rest.post(f"/jobs/{job_id}/stop", {"targetDirectory": f"file://{target_dir}", "drain": False})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = rest.get(f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
+        if status["status"]["id"] == "COMPLETED":
+            op = status.get("operation", {})
+            if "location" in op:
+                return op["location"]
+            raise EdgeplaceError(f"stop-with-savepoint of {job_id} failed: "
+                                 f"{op.get('failure-cause', {}).get('stack-trace', '')[:300]}")
+        time.sleep(0.2)
+    raise EdgeplaceError(f"stop-with-savepoint of {job_id} did not complete within {timeout:.0f} s")
+
+
+# ------------------------------------------------------------------ deployment records
+
+def record_path(home: Path, job_id: str) -> Path:
+    return home / "deployments" / f"{job_id}.json"
+
+
+def save_record(home: Path, job_id: str, query: str, args: list[str], placement: Placement | None) -> None:
+    path = record_path(home, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"job": job_id, "query": query, "args": args,
+                                "placement": placement.to_json() if placement else None}, indent=2))
+
+
+def load_record(home: Path, job_id: str) -> dict | None:
+    path = record_path(home, job_id)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def placement_of(where: dict[str, set[str]]) -> Placement:
+    return Placement({u: sorted(t)[0] for u, t in where.items() if len(t) == 1 and "" not in t})
+
+
+def quiet_submit() -> AbstractContextManager:
+    return nullcontext()

@@ -1,0 +1,135 @@
+"""PyFlink side of every job: environment from JobOptions, operators pinned by the placement,
+generated sources with rate limits, and sinks that write JSON lines and end-to-end latency."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable
+
+from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+from pyflink.datastream.functions import FlatMapFunction, MapFunction, RuntimeContext
+from pyflink.datastream.slot_sharing_group import SlotSharingGroup
+
+from placement.model import Placement
+from queries.options import JobOptions
+from queries.topology import OpSpec
+
+UNBOUNDED_END = 2 ** 62
+
+
+class JobContext:
+    """Builds a job whose every Flink operator carries its uid, name, parallelism and pinned group."""
+
+    def __init__(self, opts: JobOptions, ops: list[OpSpec]):
+        self.opts = opts
+        self.ops = {op.uid: op for op in ops}
+        self.placement = Placement.read(opts.placement) if opts.placement else None
+        config = Configuration()
+        config.set_string("python.operator-chaining.enabled", str(opts.chaining).lower())
+        config.set_string("python.fn-execution.bundle.size", "200")
+        config.set_string("python.fn-execution.bundle.time", "100")
+        self.env = StreamExecutionEnvironment.get_execution_environment(config)
+        if not opts.chaining:
+            self.env.disable_operator_chaining()
+        if opts.checkpoint_ms > 0:
+            self.env.enable_checkpointing(opts.checkpoint_ms)
+
+    def pin(self, stream, uid: str, part: str = ""):
+        """Set uid, name, parallelism and (with a placement) the slot sharing group of one Flink operator."""
+        op = self.ops[uid]
+        p = next(p for p in op.parts if p.suffix == part)
+        stream = stream.uid(op.part_uid(p)).name(p.name)
+        if hasattr(stream, "set_parallelism"):
+            stream = stream.set_parallelism(op.parallelism)
+        if self.placement is not None:
+            tm = self.placement.assignments[uid]
+            # one group per logical operator: its parts share a slot, so it uses `parallelism` slots
+            group = (SlotSharingGroup.builder(f"{uid}@{tm}")
+                     .set_cpu_cores(0.25).set_task_heap_memory_mb(24).set_managed_memory_mb(24)
+                     .set_external_resource(self.placement.resource_of(tm), 1.0).build())
+            stream = stream.slot_sharing_group(group)
+        return stream
+
+    def source(self, uid: str, generate: Callable[[int, int], tuple], output_type) -> "DataStream":
+        """Generated events at a site: `generate(seq, seed)` → record; the record's last field is the
+        creation time (epoch seconds), stamped here."""
+        end = (self.opts.events - 1) if self.opts.events else UNBOUNDED_END
+        seq = self.env.from_source(NumberSequenceSource(0, end), WatermarkStrategy.no_watermarks(),
+                                   self.ops[uid].name)
+        seq = self.pin(seq, uid)
+        gen = seq.map(Generator(generate, self.opts.seed, self.opts.rate / self.ops[uid].parallelism),
+                      output_type=output_type)
+        return self.pin(gen, uid, "gen")
+
+    def sink(self, stream, uid: str, to_json: Callable[[tuple], dict]) -> None:
+        """JSON lines (when --out is set) and latency percentiles per subtask; then Flink's terminal sink."""
+        writer = stream.flat_map(Writer(self.opts.out, uid, to_json), output_type=Types.STRING())
+        self.pin(self.pin(writer, uid).print(), uid, "end")
+
+    def execute(self, name: str) -> None:
+        self.env.execute(name)
+
+
+class Generator(MapFunction):
+    """seq → event, at most `rate` records/s in this subtask (0 = unthrottled)."""
+
+    def __init__(self, generate, seed: int, rate: float):
+        self.generate, self.seed, self.rate = generate, seed, rate
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.start, self.count = time.time(), 0
+
+    def map(self, seq):
+        if self.rate > 0:
+            self.count += 1
+            ahead = self.count / self.rate - (time.time() - self.start)
+            if ahead > 0:
+                time.sleep(ahead)
+        return (*self.generate(seq, self.seed), time.time())
+
+
+class Writer(FlatMapFunction):
+    """Appends each record as JSON to <out>/<uid>-<subtask>.jsonl; keeps end-to-end latencies."""
+
+    def __init__(self, out: str | None, uid: str, to_json):
+        self.out, self.uid, self.to_json = out, uid, to_json
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.index = ctx.get_index_of_this_subtask()
+        self.fh = None
+        if self.out:
+            os.makedirs(self.out, exist_ok=True)
+            self.fh = open(os.path.join(self.out, f"{self.uid}-{self.index}.jsonl"), "a", buffering=1 << 16)
+        self.latencies: list[float] = []
+        self.last_flush = time.time()
+
+    def flat_map(self, record):
+        now = time.time()
+        self.latencies.append(now - record[-1])
+        if self.fh:
+            self.fh.write(json.dumps(self.to_json(record)) + "\n")
+        if now - self.last_flush > 1.0:
+            self._flush()
+        return []
+
+    def _flush(self) -> None:
+        self.last_flush = time.time()
+        if self.fh:
+            self.fh.flush()
+        if self.out and self.latencies:
+            lat = sorted(self.latencies[-20000:])
+            pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+            summary = {"count": len(self.latencies), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99),
+                       "time": self.last_flush}
+            path = os.path.join(self.out, f"latency-{self.uid}-{self.index}.json")
+            with open(path + ".tmp", "w") as fh:
+                json.dump(summary, fh)
+            os.replace(path + ".tmp", path)
+
+    def close(self) -> None:
+        self._flush()
+        if self.fh:
+            self.fh.close()

@@ -1,0 +1,60 @@
+"""Logical operators of a job (pure, no pyflink): what the planner places and `deploy` verifies.
+
+A logical operator is one placement unit. It may consist of several Flink operators ("parts") that are
+always pinned together, e.g. a source = Flink's sequence source + the Python generator behind it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from placement.schedulercfg import Task
+
+KIND_PREFIX = {"source": "Source: ", "sink": "Sink: ", "operator": ""}
+
+
+@dataclass(frozen=True)
+class Part:
+    suffix: str   # "" for the main Flink operator; uid = "<op uid>.<suffix>"
+    kind: str     # source | operator | sink  (decides the "Source: "/"Sink: " prefix Flink prints)
+    name: str
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    uid: str
+    name: str
+    parallelism: int = 1
+    stateful: bool = False
+    inputs: tuple[str, ...] = ()
+    ship: str = "FORWARD"          # how records reach this operator: FORWARD | HASH | REBALANCE
+    site: str | None = None        # sources: the edge site where their data is born
+    parts: tuple[Part, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            object.__setattr__(self, "parts", (Part("", "operator", self.name),))
+
+    def part_uid(self, part: Part) -> str:
+        return f"{self.uid}.{part.suffix}" if part.suffix else self.uid
+
+    def tasks(self) -> list[Task]:
+        return [Task(self.uid, KIND_PREFIX[p.kind] + p.name, self.parallelism) for p in self.parts]
+
+    @property
+    def is_source(self) -> bool:
+        return any(p.kind == "source" for p in self.parts)
+
+
+def source_op(uid: str, name: str, site: str, parallelism: int = 1) -> OpSpec:
+    """A generated source at an edge site: Flink's sequence source + the Python event generator."""
+    return OpSpec(uid, name, parallelism, site=site,
+                  parts=(Part("", "source", name), Part("gen", "operator", f"{name} gen")))
+
+
+def sink_op(uid: str, name: str, inputs: tuple[str, ...], parallelism: int = 1) -> OpSpec:
+    """A sink: the Python writer (files, latency) + Flink's terminal sink behind it."""
+    return OpSpec(uid, name, parallelism, inputs=inputs,
+                  parts=(Part("", "operator", name), Part("end", "sink", f"{name} end")))
+
+
+def all_tasks(ops: list[OpSpec]) -> list[Task]:
+    return [t for op in ops for t in op.tasks()]
