@@ -1,0 +1,100 @@
+"""Placement JSON and schedulercfg: round trips and every malformed input rejected clearly."""
+import json
+
+import pytest
+
+from experiments.errors import EdgeplaceError
+from placement import schedulercfg
+from placement.deploy import TaskManagerInfo, check
+from placement.model import Placement
+from queries import options
+from queries.counts import job as counts
+from queries.topology import all_tasks
+
+OPS = counts.topology(options.parse(["--sites", "edge-1", "--parallelism", "count=2"]))
+TASKS = all_tasks(OPS)
+HOSTS = {"edge-1": "10.213.0.151", "cloud-1": "10.213.0.101"}
+PLACED = Placement({"src-edge-1": "edge-1", "parse": "edge-1", "count": "cloud-1", "sink": "cloud-1"})
+CLUSTER = {"edge-1": TaskManagerInfo("edge-1", HOSTS["edge-1"], 2, {"edge1": 2.0}),
+           "cloud-1": TaskManagerInfo("cloud-1", HOSTS["cloud-1"], 4, {"cloud1": 4.0})}
+
+
+def test_placement_json_round_trip(tmp_path):
+    p = Placement({"a": "edge-1"}, {"edge-1": "e1"}, {"policy": "optimal"})
+    p.write(tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text())["version"] == 1
+    assert Placement.read(tmp_path / "p.json") == p
+    assert p.resource_of("edge-1") == "e1" and p.resource_of("cloud-2") == "cloud2"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("{", "not valid JSON"),
+    ('{"version": 2, "assignments": {"a": "b"}}', "unsupported placement version"),
+    ('{"version": 1}', "'assignments'"),
+    ('{"version": 1, "assignments": {"a": 3}}', "'assignments'"),
+    ('[1]', "JSON object"),
+])
+def test_malformed_placement_files(tmp_path, text, fragment):
+    (tmp_path / "p.json").write_text(text)
+    with pytest.raises(EdgeplaceError, match=fragment):
+        Placement.read(tmp_path / "p.json")
+
+
+def test_unreadable_placement_file(tmp_path):
+    with pytest.raises(EdgeplaceError, match="cannot read placement file"):
+        Placement.read(tmp_path / "missing.json")
+
+
+def test_schedulercfg_emits_one_line_per_subtask_in_flink_task_names():
+    text = schedulercfg.emit(PLACED, TASKS, HOSTS)
+    lines = text.splitlines()
+    assert "Source: Events edge-1 (1/1); 10.213.0.151" in lines
+    assert "Count (1/2); 10.213.0.101" in lines and "Count (2/2); 10.213.0.101" in lines
+    assert "Sink: Counts Sink end (1/1); 10.213.0.101" in lines
+    assert len(lines) == sum(t.parallelism for t in TASKS)
+
+
+def test_schedulercfg_round_trip():
+    assert schedulercfg.parse(schedulercfg.emit(PLACED, TASKS, HOSTS), TASKS, HOSTS) == PLACED
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda t: t.replace("Count (2/2); 10.213.0.101", "Count (2/2); 10.213.0.151"), "not realisable"),
+    (lambda t: t.replace("Count (2/2); 10.213.0.101", "Count (2/2);10.213.0.101"), "malformed line"),
+    (lambda t: t.replace("Count (2/2); 10.213.0.101\n", ""), r"subtasks \[2\] of 'Count'"),
+    (lambda t: t + "Mystery (1/1); 10.213.0.101\n", "unknown task 'Mystery'"),
+    (lambda t: t.replace("Count (2/2); 10.213.0.101", "Count (2/3); 10.213.0.101"), "parallelism"),
+    (lambda t: t.replace("Parse (1/1); 10.213.0.151", "Parse (1/1); 10.9.9.9"), "not a TaskManager"),
+    (lambda t: t + "Parse (1/1); 10.213.0.151\n", "listed twice"),
+    (lambda t: t.replace("Events edge-1 gen (1/1); 10.213.0.151", "Events edge-1 gen (1/1); 10.213.0.101"),
+     "parts of operator 'src-edge-1'"),
+])
+def test_schedulercfg_errors_name_the_problem(mutate, fragment):
+    text = mutate(schedulercfg.emit(PLACED, TASKS, HOSTS))
+    with pytest.raises(EdgeplaceError, match=fragment):
+        schedulercfg.parse(text, TASKS, HOSTS)
+
+
+def test_schedulercfg_refuses_hosts_shared_by_two_taskmanagers():
+    with pytest.raises(EdgeplaceError, match="share host"):
+        schedulercfg.parse("", TASKS, {"a": "127.0.0.1", "b": "127.0.0.1"})
+
+
+@pytest.mark.parametrize("assignments, fragment", [
+    ({**PLACED.assignments, "ghost": "edge-1"}, "unknown operator"),
+    ({k: v for k, v in PLACED.assignments.items() if k != "sink"}, "missing from the placement"),
+    ({**PLACED.assignments, "sink": "cloud-9"}, "not in the cluster"),
+    ({**PLACED.assignments, "count": "edge-1"}, "has 2 slots but the placement puts 4"),
+])
+def test_check_rejects_bad_placements_before_submission(assignments, fragment):
+    with pytest.raises(EdgeplaceError, match=fragment):
+        check(Placement(assignments), OPS, CLUSTER)
+
+
+def test_check_requires_the_taskmanager_resource():
+    with pytest.raises(EdgeplaceError, match="no external resource 'edge1'"):
+        check(PLACED, OPS, {**CLUSTER, "edge-1": TaskManagerInfo("edge-1", "h", 2, {})})
+
+
+def test_check_accepts_a_valid_placement():
+    check(PLACED, OPS, CLUSTER)

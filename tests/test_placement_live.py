@@ -1,0 +1,144 @@
+"""Placement on vanilla Flink 2.3, on the shared live testbed: deploy, verify, redeploy with state, rollback."""
+from __future__ import annotations
+
+import collections
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from collectors.rest import FlinkRest
+from placement.deploy import actual, stop_with_savepoint
+from placement.model import Placement
+from queries import options
+from queries.counts import job as counts
+from tests.conftest import edgeplace
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+REST = FlinkRest("http://127.0.0.1:18081")
+OPS = counts.topology(options.parse([]))
+
+
+def write(tmp_path: Path, name: str, assignments: dict) -> str:
+    path = tmp_path / name
+    Placement(assignments).write(path)
+    return str(path)
+
+
+def deploy(*args: str) -> str:
+    res = edgeplace("deploy", "--query", "counts", *args)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip().splitlines()[-1]
+
+
+def running_jobs() -> list[str]:
+    return [j["jid"] for j in REST.get("/jobs/overview")["jobs"] if j["state"] not in ("CANCELED", "FINISHED", "FAILED")]
+
+
+def end(job_id: str, tmp_path: Path) -> None:
+    """End a job gracefully (stop with savepoint), so sinks flush and no TaskManager is taken down by a cancel."""
+    stop_with_savepoint(REST, job_id, tmp_path / "final-savepoints")
+
+
+def read_sink(out: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(out.glob("sink-*.jsonl")) for line in f.read_text().splitlines()]
+
+
+def wait_rows(out: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(read_sink(out)) >= n:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"sink never reached {n} rows")
+
+
+A = {"src-edge-1": "edge-1", "parse": "edge-1", "count": "cloud-1", "sink": "cloud-1"}
+B = {"src-edge-1": "edge-1", "parse": "cloud-1", "count": "edge-1", "sink": "cloud-1"}
+
+
+def test_same_job_two_placements_both_realised(shared_testbed, tmp_path):
+    for name, asg in (("a", A), ("b", B)):
+        job = deploy("--placement", write(tmp_path, f"{name}.json", asg), "--rate", "100")
+        where = actual(REST, job, OPS)
+        assert where == {u: {tm} for u, tm in asg.items()}, where
+        w = edgeplace("where", "--job", job, "--out", str(tmp_path / f"{name}-actual.json"),
+                      "--schedulercfg", str(tmp_path / f"{name}.scfg"))
+        assert w.returncode == 0, w.stderr
+        assert Placement.read(tmp_path / f"{name}-actual.json").assignments == asg
+        scfg = (tmp_path / f"{name}.scfg").read_text()
+        assert f"Parse (1/1); {'10.213.7.151' if asg['parse'] == 'edge-1' else '10.213.7.101'}" in scfg
+        end(job, tmp_path)
+
+
+def test_deploy_from_schedulercfg(shared_testbed, tmp_path):
+    scfg = tmp_path / "b.scfg"
+    scfg.write_text("Source: Events edge-1 (1/1); 10.213.7.151\nEvents edge-1 gen (1/1); 10.213.7.151\n"
+                    "Parse (1/1); 10.213.7.101\nCount (1/1); 10.213.7.151\n"
+                    "Counts Sink (1/1); 10.213.7.101\nSink: Counts Sink end (1/1); 10.213.7.101\n")
+    job = deploy("--schedulercfg", str(scfg), "--rate", "100")
+    assert actual(REST, job, OPS) == {u: {tm} for u, tm in B.items()}
+    end(job, tmp_path)
+
+
+def test_redeploy_keeps_keyed_state_exactly(shared_testbed, tmp_path):
+    out = tmp_path / "out"
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", "200", "--out", str(out))
+    wait_rows(out, 500)
+    res = edgeplace("redeploy", "--job", job, "--placement", write(tmp_path, "b.json", B))
+    assert res.returncode == 0, res.stderr
+    print([l for l in res.stderr.splitlines() if l.startswith("phases")][0])
+    new_job = res.stdout.strip().splitlines()[-1]
+    assert actual(REST, new_job, OPS) == {u: {tm} for u, tm in B.items()}
+    before = len(read_sink(out))
+    wait_rows(out, before + 500)
+    end(new_job, tmp_path)
+    rows = read_sink(out)
+    seqs = sorted(r["seq"] for r in rows)
+    assert seqs == list(range(len(seqs))), "events lost or doubled across the redeploy"
+    per_key = collections.defaultdict(list)
+    for r in rows:
+        per_key[r["key"]].append(r["count"])
+    for key, cs in per_key.items():
+        assert sorted(cs) == list(range(1, len(cs) + 1)), f"count of key {key} did not continue"
+        assert len(cs) == sum(1 for s in seqs if counts.event(s, 1)[0] == key)
+
+
+def test_failed_redeploy_rolls_back_to_the_old_placement(shared_testbed, tmp_path):
+    # another job holds both slots of edge-2, so a placement that needs edge-2 cannot be realised
+    blocker = deploy("--placement", write(tmp_path, "blk.json", {
+        "src-edge-2": "edge-2", "parse": "edge-2", "count": "cloud-1", "sink": "cloud-1"}),
+        "--sites", "edge-2", "--rate", "50")
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", "100")
+    res = edgeplace("redeploy", "--job", job, "--timeout", "20", "--placement",
+                    write(tmp_path, "x.json", {**A, "parse": "edge-2"}))
+    assert res.returncode == 1
+    assert "rolled back" in res.stderr.strip().splitlines()[-1]
+    back = re.search(r"job ([0-9a-f]{32}) runs the previous placement", res.stderr).group(1)
+    assert actual(REST, back, OPS) == {u: {tm} for u, tm in A.items()}
+    assert sorted(running_jobs()) == sorted([back, blocker])
+    end(back, tmp_path)
+    end(blocker, tmp_path)
+
+
+def test_bad_inputs_are_rejected_before_submission(shared_testbed, tmp_path):
+    before = REST.get("/jobs/overview")["jobs"]
+    cases = [
+        ({**A, "ghost": "edge-1"}, "unknown operator"),
+        ({k: v for k, v in A.items() if k != "sink"}, "missing from the placement"),
+        ({**A, "count": "edge-7"}, "not in the cluster"),
+        ({**A, "count": "edge-1", "sink": "edge-1"}, "slots but the placement puts"),
+    ]
+    for asg, fragment in cases:
+        res = edgeplace("deploy", "--query", "counts", "--placement", write(tmp_path, "bad.json", asg))
+        assert res.returncode == 1 and fragment in res.stderr.strip().splitlines()[-1], res.stderr
+    (tmp_path / "bad.scfg").write_text("Parse 1/1 10.213.7.151\n")
+    res = edgeplace("deploy", "--query", "counts", "--schedulercfg", str(tmp_path / "bad.scfg"))
+    assert res.returncode == 1 and "malformed line" in res.stderr
+    res = edgeplace("deploy", "--query", "counts", "--placement", str(tmp_path / "nope.json"))
+    assert res.returncode == 1 and "cannot read placement file" in res.stderr
+    res = edgeplace("deploy", "--query", "nosuch", "--placement", str(tmp_path / "bad.json"))
+    assert res.returncode == 1 and "unknown query 'nosuch'" in res.stderr
+    assert REST.get("/jobs/overview")["jobs"] == before  # nothing was submitted
