@@ -228,5 +228,67 @@ def queries_cmd() -> None:
         console.print(t)
 
 
+# ---------------------------------------------------------------- cost model and planner
+
+@main.command("plan")
+@click.option("--problem", "problem_file", help="planning-problem JSON")
+@click.option("--policy", required=True, help="cloud-only | edge-max | greedy | exhaustive | optimal")
+@click.option("--target-rate", type=float, help="with optimal: fewest WAN bytes among placements sustaining R")
+@click.option("--out", required=True, help="placement JSON to write")
+@click.option("--schedulercfg", "scfg_out", help="also write a schedulercfg (needs --hosts)")
+@click.option("--hosts", help="JSON file: node id → host, for --schedulercfg")
+@click.option("--rank", is_flag=True, help="print the offload ranking with reasons")
+def plan_cmd(problem_file, policy, target_rate, out, scfg_out, hosts, rank) -> None:
+    """Search a placement for a planning problem and write it as placement JSON."""
+    from costmodel import problem as pb
+    from costmodel.predict import predict
+    from costmodel.ranking import offload_ranking
+    from placement.model import Placement
+    from placement.policies import cloud_only, plan
+    if not problem_file:
+        raise EdgeplaceError("give --problem FILE")
+    p = pb.load(problem_file)
+    asg = plan(p, policy, target_rate)
+    pred = predict(p, asg)
+    Placement(asg, meta={"policy": policy, "problem": str(problem_file), "predicted": pred.to_json()}).write(out)
+    say(f"{policy}: λ* = {pred.max_rate:.6g} (bottleneck {pred.bottleneck}), "
+        f"WAN bytes per unit rate {pred.wan_bytes_per_unit_rate:.6g}; wrote {out}")
+    if rank:
+        t = Table("operator", "score", "eligible", "why")
+        for e in offload_ranking(p, cloud_only(p)):
+            t.add_row(e.op, f"{e.score:.4g}", _yn(e.eligible), e.reason)
+        console.print(t)
+    if scfg_out:
+        raise EdgeplaceError("--schedulercfg from a planning problem needs the job's task names; "
+                             "use `edgeplace where --job ID --schedulercfg FILE` after deploying")
+
+
+@main.command("predict")
+@click.option("--problem", "problem_file", required=True)
+@click.option("--placement", "placement_file", required=True)
+@click.option("--rate", type=float, help="also estimate latency at this source rate")
+@click.option("--json", "as_json", is_flag=True)
+def predict_cmd(problem_file, placement_file, rate, as_json) -> None:
+    """Predict λ*, bottleneck, WAN bytes and utilisation of a placement."""
+    from costmodel import problem as pb
+    from costmodel.predict import latency_s, predict
+    from placement.model import Placement
+    p = pb.load(problem_file)
+    asg = Placement.read(placement_file).assignments
+    pred = predict(p, asg)
+    out = pred.to_json()
+    if rate is not None:
+        out["latency_s"] = latency_s(p, asg, rate)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    console.print(f"λ* = {pred.max_rate:.6g} source records/s per unit rate, bottleneck {pred.bottleneck}")
+    console.print(f"WAN bytes per unit rate: {pred.wan_bytes_per_unit_rate:.6g}")
+    for n, u in pred.nodes.items():
+        console.print(f"  {n}: {u:.1%} CPU at λ*")
+    if rate is not None:
+        console.print(f"latency at {rate:g}: {out['latency_s'] * 1000:.1f} ms")
+
+
 if __name__ == "__main__":
     main()

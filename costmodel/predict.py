@@ -1,0 +1,113 @@
+"""Predictions for one placement (pure): λ*, what limits it, WAN bytes, utilisation, latency."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from costmodel.problem import CLOUD, Problem
+from experiments.errors import EdgeplaceError
+
+
+@dataclass(frozen=True)
+class Prediction:
+    max_rate: float                         # λ*: largest sustainable source rate (inf if nothing limits it)
+    bottleneck: str                         # "node:<id>", "operator:<id>", "link:<site>:up|down" or "none"
+    wan_bytes_per_unit_rate: float          # summed over all link directions
+    nodes: dict[str, float]                 # CPU utilisation at λ*
+    links: dict[str, dict[str, float]]      # site → {"up": bytes/s, "down": bytes/s} at λ*
+    limits: dict[str, float] = field(default_factory=dict)  # every constraint's own λ limit
+
+    def to_json(self) -> dict:
+        return {"max_rate": self.max_rate, "bottleneck": self.bottleneck,
+                "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate, "nodes": self.nodes,
+                "links": self.links}
+
+
+def check_placement(p: Problem, assignment: dict[str, str]) -> None:
+    missing = sorted(set(p.op) - set(assignment))
+    if missing:
+        raise EdgeplaceError(f"placement leaves operator(s) {', '.join(missing)} unplaced")
+    for v, n in assignment.items():
+        if v not in p.op:
+            raise EdgeplaceError(f"placement names unknown operator {v!r}")
+        if n not in p.node:
+            raise EdgeplaceError(f"operator {v} is placed on unknown node {n!r}")
+        if n not in p.allowed(v):
+            raise EdgeplaceError(f"operator {v} is pinned to {p.op[v].pin!r} but placed on {n}")
+    for n in p.nodes:
+        used = sum(p.op[v].parallelism for v, m in assignment.items() if m == n.id)
+        if used > n.slots:
+            raise EdgeplaceError(f"node {n.id} has {n.slots} slots but {used} subtasks are placed on it")
+
+
+def link_loads(p: Problem, assignment: dict[str, str]) -> dict[tuple[str, str], float]:
+    """Bytes per unit λ on each (site, direction) link."""
+    r = p.rates
+    loads: dict[tuple[str, str], float] = {}
+    for e in p.edges:
+        su, sv = p.node[assignment[e.src]].site, p.node[assignment[e.dst]].site
+        if su == sv:
+            continue
+        b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
+        if su != CLOUD:
+            loads[(su, "up")] = loads.get((su, "up"), 0.0) + b
+        if sv != CLOUD:
+            loads[(sv, "down")] = loads.get((sv, "down"), 0.0) + b
+    return loads
+
+
+def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
+    check_placement(p, assignment)
+    r = p.rates
+    limits: dict[str, float] = {}
+    node_coef = {n.id: 0.0 for n in p.nodes}
+    for v, n in assignment.items():
+        c = r[v] * p.op[v].cost_s_per_record / p.node[n].speed
+        node_coef[n] += c
+        if c > 0:
+            limits[f"operator:{v}"] = p.op[v].parallelism / c
+    for n, c in node_coef.items():
+        if c > 0:
+            limits[f"node:{n}"] = p.node[n].cores / c
+    loads = link_loads(p, assignment)
+    for (site, d), b in loads.items():
+        if b > 0:
+            cap = p.link[site].up_bytes_per_s if d == "up" else p.link[site].down_bytes_per_s
+            limits[f"link:{site}:{d}"] = cap / b
+    # the binding constraint: smallest limit; among (near-)equal ones prefer node, then link, then operator
+    bottleneck, lam = "none", math.inf
+    for name, lim in sorted(limits.items(), key=lambda kv: (kv[1], kv[0])):
+        bottleneck, lam = name, lim
+        break
+    util = {n.id: (node_coef[n.id] * lam / n.cores if math.isfinite(lam) else 0.0) for n in p.nodes}
+    links = {l.site: {"up": loads.get((l.site, "up"), 0.0) * lam if math.isfinite(lam) else 0.0,
+                      "down": loads.get((l.site, "down"), 0.0) * lam if math.isfinite(lam) else 0.0}
+             for l in p.links}
+    return Prediction(lam, bottleneck, sum(loads.values()), util, links, limits)
+
+
+def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:
+    """Latency estimate along the slowest source→sink path at source rate `rate`: per operator its
+    service time inflated by 1/(1-ρ) of its node (M/M/1-like), per WAN crossing transfer time + RTT/2."""
+    pred = predict(p, assignment)
+    if rate >= pred.max_rate:
+        return math.inf
+    rho = {n: pred.nodes[n] * rate / pred.max_rate if math.isfinite(pred.max_rate) else 0.0 for n in pred.nodes}
+    best: dict[str, float] = {}
+    import networkx as nx
+    for v in nx.topological_sort(p.graph):
+        n = assignment[v]
+        svc = p.op[v].cost_s_per_record / p.node[n].speed / max(1e-9, 1 - rho[n])
+        arrive = 0.0
+        for u in p.graph.predecessors(v):
+            t = best[u]
+            su, sv = p.node[assignment[u]].site, p.node[n].site
+            if su != sv:
+                for site, d in ((su, "up"), (sv, "down")):
+                    if site != CLOUD:
+                        l = p.link[site]
+                        cap = l.up_bytes_per_s if d == "up" else l.down_bytes_per_s
+                        t += p.op[u].bytes_out_per_record / cap + l.rtt_ms / 2000
+            arrive = max(arrive, t)
+        best[v] = arrive + svc
+    return max(best.values()) if best else 0.0

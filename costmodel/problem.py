@@ -1,0 +1,166 @@
+"""The planning problem (operators, edges, source rates, nodes, links) and its JSON file format.
+
+Semantics (see README "Planning problems"): cost_s_per_record is CPU-seconds per input record on a node of
+speed 1; records into v per unit of source rate λ: r_v = Σ_{u→v} r_u·selectivity_u (sources: source_rates)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import networkx as nx
+
+from experiments.errors import EdgeplaceError
+
+CLOUD = "cloud"
+
+
+@dataclass(frozen=True)
+class Operator:
+    id: str
+    parallelism: int
+    cost_s_per_record: float
+    selectivity: float
+    bytes_out_per_record: float
+    stateful: bool = False
+    pin: str | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str
+    dst: str
+    ship: str = "FORWARD"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    site: str
+    slots: int
+    cores: float
+    speed: float = 1.0
+
+
+@dataclass(frozen=True)
+class Link:
+    site: str
+    up_bytes_per_s: float
+    down_bytes_per_s: float
+    rtt_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    operators: tuple[Operator, ...]
+    edges: tuple[Edge, ...]
+    source_rates: dict[str, float]
+    nodes: tuple[Node, ...]
+    links: tuple[Link, ...]
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        g.add_nodes_from(o.id for o in self.operators)
+        g.add_edges_from((e.src, e.dst) for e in self.edges)
+        return g
+
+    @cached_property
+    def op(self) -> dict[str, Operator]:
+        return {o.id: o for o in self.operators}
+
+    @cached_property
+    def node(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    @cached_property
+    def link(self) -> dict[str, Link]:
+        return {l.site: l for l in self.links}
+
+    @cached_property
+    def rates(self) -> dict[str, float]:
+        """r_v: records into v per unit of source rate."""
+        r: dict[str, float] = {}
+        for v in nx.topological_sort(self.graph):
+            preds = list(self.graph.predecessors(v))
+            r[v] = self.source_rates.get(v, 0.0) if not preds else sum(r[u] * self.op[u].selectivity for u in preds)
+        return r
+
+    def allowed(self, op_id: str) -> list[str]:
+        """Nodes the operator may run on (its pin: a node id or a site)."""
+        pin = self.op[op_id].pin
+        return [n.id for n in self.nodes if pin is None or pin in (n.id, n.site)]
+
+    def validate(self) -> "Problem":
+        ids = [o.id for o in self.operators]
+        if len(set(ids)) != len(ids):
+            raise EdgeplaceError("problem: operator ids must be unique")
+        for e in self.edges:
+            for end in (e.src, e.dst):
+                if end not in self.op:
+                    raise EdgeplaceError(f"problem: edge {e.src}->{e.dst} names unknown operator {end!r}")
+        if not nx.is_directed_acyclic_graph(self.graph):
+            raise EdgeplaceError("problem: the operator graph has a cycle")
+        for s in self.source_rates:
+            if s not in self.op:
+                raise EdgeplaceError(f"problem: source_rates names unknown operator {s!r}")
+        for o in self.operators:
+            if o.parallelism < 1 or o.cost_s_per_record < 0 or o.selectivity < 0 or o.bytes_out_per_record < 0:
+                raise EdgeplaceError(f"problem: operator {o.id} has a negative value or parallelism < 1")
+            if not self.allowed(o.id):
+                raise EdgeplaceError(f"problem: operator {o.id} is pinned to {o.pin!r}, which is no node or site")
+        sites = {n.site for n in self.nodes}
+        for n in self.nodes:
+            if n.slots < 0 or n.cores <= 0 or n.speed <= 0:
+                raise EdgeplaceError(f"problem: node {n.id} needs slots >= 0, cores > 0 and speed > 0")
+            if n.site != CLOUD and n.site not in self.link:
+                raise EdgeplaceError(f"problem: edge site {n.site!r} of node {n.id} has no link")
+        for l in self.links:
+            if l.up_bytes_per_s <= 0 or l.down_bytes_per_s <= 0:
+                raise EdgeplaceError(f"problem: link of site {l.site} needs positive bandwidth")
+            if l.site not in sites:
+                raise EdgeplaceError(f"problem: link names site {l.site!r} that has no node")
+        if sum(o.parallelism for o in self.operators) > sum(n.slots for n in self.nodes):
+            raise EdgeplaceError("problem: the operators need more slots than all nodes have together")
+        return self
+
+
+def from_json(data: dict, source: str = "problem") -> Problem:
+    try:
+        ops = tuple(Operator(o["id"], int(o.get("parallelism", 1)), float(o["cost_s_per_record"]),
+                             float(o.get("selectivity", 1.0)), float(o.get("bytes_out_per_record", 0.0)),
+                             bool(o.get("stateful", False)), o.get("pin")) for o in data["operators"])
+        edges = tuple(Edge(e["from"], e["to"], e.get("ship", "FORWARD")) for e in data.get("edges", []))
+        nodes = tuple(Node(n["id"], n["site"], int(n["slots"]), float(n["cores"]), float(n.get("speed", 1.0)))
+                      for n in data["nodes"])
+        links = tuple(Link(l["site"], float(l["up_bytes_per_s"]), float(l["down_bytes_per_s"]),
+                           float(l.get("rtt_ms", 0.0))) for l in data.get("links", []))
+        rates = {k: float(v) for k, v in data["source_rates"].items()}
+    except KeyError as exc:
+        raise EdgeplaceError(f"{source}: missing field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise EdgeplaceError(f"{source}: malformed problem ({exc})") from exc
+    return Problem(ops, edges, rates, nodes, links).validate()
+
+
+def to_json(p: Problem) -> dict:
+    return {"operators": [{"id": o.id, "parallelism": o.parallelism, "cost_s_per_record": o.cost_s_per_record,
+                           "selectivity": o.selectivity, "bytes_out_per_record": o.bytes_out_per_record,
+                           "stateful": o.stateful, **({"pin": o.pin} if o.pin else {})} for o in p.operators],
+            "edges": [{"from": e.src, "to": e.dst, "ship": e.ship} for e in p.edges],
+            "source_rates": dict(p.source_rates),
+            "nodes": [{"id": n.id, "site": n.site, "slots": n.slots, "cores": n.cores, "speed": n.speed}
+                      for n in p.nodes],
+            "links": [{"site": l.site, "up_bytes_per_s": l.up_bytes_per_s, "down_bytes_per_s": l.down_bytes_per_s,
+                       "rtt_ms": l.rtt_ms} for l in p.links]}
+
+
+def load(path: str | Path) -> Problem:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise EdgeplaceError(f"cannot read problem file {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise EdgeplaceError(f"{path}: not valid JSON ({exc})") from exc
+    return from_json(data, str(path))
