@@ -9,6 +9,7 @@ from experiments.errors import EdgeplaceError
 
 QUERIES = {
     "counts": "queries.counts.job",
+    "calibrate": "queries.calibrate.job",
 }
 
 

@@ -29,6 +29,8 @@ class JobContext:
         self.placement = Placement.read(opts.placement) if opts.placement else None
         config = Configuration()
         config.set_string("python.operator-chaining.enabled", str(opts.chaining).lower())
+        # 200: quick savepoints; smaller bundles make the Java task wait on the Python worker more often,
+        # which Flink counts as busy time and which then understates true processing rates (measured: 50 → -12 %)
         config.set_string("python.fn-execution.bundle.size", "200")
         config.set_string("python.fn-execution.bundle.time", "100")
         self.env = StreamExecutionEnvironment.get_execution_environment(config)

@@ -23,12 +23,16 @@ def edgeplace(*args: str, check: bool = False, timeout: float = 300) -> subproce
 
 
 def pytest_collection_modifyitems(items):
-    """Lifecycle tests (own up/down cycles) first, then everything sharing the session testbed."""
-    items.sort(key=lambda it: 0 if it.get_closest_marker("lifecycle") else 1)
+    """Lifecycle tests (own up/down cycles) first, then everything sharing the session testbed, and tests
+    that break the shared testbed (e.g. kill its JobManager) last."""
+    def order(it):
+        return 0 if it.get_closest_marker("lifecycle") else 2 if it.get_closest_marker("destructive") else 1
+    items.sort(key=order)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "lifecycle: brings its own testbed up and down (runs first)")
+    config.addinivalue_line("markers", "destructive: breaks the shared testbed (runs last)")
     os.environ.update(TEST_ENV)
 
 

@@ -394,6 +394,15 @@ def _is_python(p: psutil.Process) -> bool:
         return False
 
 
+def wan_counters(state: st.State) -> dict[str, int]:
+    """Cumulative bytes sent per edge link direction ('edge-1:up' = edge → cloud), from interface counters."""
+    out = {}
+    for link in state.links:
+        out[f"{link['site']}:up"] = network.counters(link["ns_if"], link["netns"]).bytes_sent
+        out[f"{link['site']}:down"] = network.counters(link["host_if"]).bytes_sent
+    return out
+
+
 def set_wan(mbit: float | None, delay_ms: float = 0.0, sites: list[str] | None = None, say: Say = print) -> list[dict]:
     """Change (or with mbit=None remove) the shaping of the given edge sites (default all)."""
     state = require()

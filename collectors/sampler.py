@@ -1,0 +1,99 @@
+"""Poll per-subtask metrics (and WAN counters) of a running job into tidy samples.
+
+Rows: time, job, vertex, vertex_name, subtask, taskmanager, metric, value. WAN rows use vertex
+"link:<site>:<up|down>" and metric "bytes" (cumulative). A poll the JobManager did not answer adds a
+"gap" row; when the job is gone (or the JobManager stays away) sampling stops and keeps what it has."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pandas as pd
+
+from collectors.rest import FlinkRest, FlinkRestError, JobManagerUnreachable, JobNotFound
+from collectors.topology import job_graph
+
+GAUGES = ("busyTimeMsPerSecond", "idleTimeMsPerSecond", "backPressuredTimeMsPerSecond",
+          "numRecordsInPerSecond", "numRecordsOutPerSecond", "numBytesInPerSecond", "numBytesOutPerSecond")
+COUNTERS = ("numRecordsIn", "numRecordsOut", "numBytesIn", "numBytesOut",
+            "accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
+METRICS = GAUGES + COUNTERS
+COLUMNS = ["time", "job", "vertex", "vertex_name", "subtask", "taskmanager", "metric", "value"]
+
+
+@dataclass
+class SampleRun:
+    rows: list[dict] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)   # (start, end) without answers
+    stopped_because: str | None = None
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=COLUMNS)
+
+
+def _value(raw) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def poll_once(rest: FlinkRest, job_id: str, vertices: dict[str, dict], now: float) -> list[dict]:
+    rows = []
+    for vid, info in vertices.items():
+        for i in range(info["parallelism"]):
+            got = rest.get(f"/jobs/{job_id}/vertices/{vid}/subtasks/{i}/metrics", get=",".join(METRICS))
+            for m in got:
+                rows.append({"time": now, "job": job_id, "vertex": vid, "vertex_name": info["name"], "subtask": i,
+                             "taskmanager": info["taskmanagers"][i], "metric": m["id"], "value": _value(m["value"])})
+    return rows
+
+
+def sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
+           wan: Callable[[], dict[str, int]] | None = None, give_up_after: float = 20.0,
+           progress: Callable[[float], None] | None = None) -> SampleRun:
+    """Poll every `interval` s for `duration` s. `wan()` returns cumulative bytes per 'site:dir'."""
+    run = SampleRun()
+    g = job_graph(rest, job_id)
+    vertices = {v: g.nodes[v] for v in g}
+    quick = FlinkRest(rest.base_url, timeout=2.0, retries=0)
+    start = time.monotonic()
+    gap_start: float | None = None
+    next_t = start
+    while True:
+        now_m = time.monotonic()
+        if now_m - start > duration:
+            break
+        now = time.time()
+        try:
+            if quick.job(job_id)["state"] != "RUNNING":
+                run.stopped_because = f"job {job_id} is no longer running"
+                break
+            rows = poll_once(quick, job_id, vertices, now)
+            if gap_start is not None:
+                run.gaps.append((gap_start, now))
+                run.rows.append({"time": now, "job": job_id, "vertex": "", "vertex_name": "", "subtask": -1,
+                                 "taskmanager": "", "metric": "gap", "value": now - gap_start})
+                gap_start = None
+            run.rows += rows
+            if wan:
+                for key, b in wan().items():
+                    run.rows.append({"time": now, "job": job_id, "vertex": f"link:{key}", "vertex_name": f"link:{key}",
+                                     "subtask": 0, "taskmanager": "", "metric": "bytes", "value": float(b)})
+        except JobNotFound:
+            run.stopped_because = f"job {job_id} is gone"
+            break
+        except (JobManagerUnreachable, FlinkRestError):
+            gap_start = gap_start or now
+            if now - gap_start > give_up_after:
+                run.gaps.append((gap_start, now))
+                run.stopped_because = (f"the JobManager has not answered for {now - gap_start:.0f} s "
+                                       f"(> {give_up_after:.0f} s); stopped")
+                break
+        if progress:
+            progress(min(duration, time.monotonic() - start))
+        next_t += interval
+        time.sleep(max(0.0, next_t - time.monotonic()))
+    return run
