@@ -68,7 +68,7 @@ def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManage
 KEY_BY_VERTEX = "_stream_key_by_map_operator"  # PyFlink's hidden key extractor; shares its input's group
 
 
-def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None) -> dict[str, set[str]]:
+def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None, ran: bool = False) -> dict[str, set[str]]:
     """Where each operator's subtasks run now: uid (or vertex name) → set of TaskManager ids ('' = none).
 
     PyFlink's key-by helper vertex is counted with the operator that feeds it (it shares that group)."""
@@ -86,7 +86,7 @@ def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None) -> dic
     out: dict[str, set[str]] = {}
     for v in vertices:
         detail = rest.get(f"/jobs/{job_id}/vertices/{v['id']}")
-        tms = {s.get("taskmanager-id", "") if s.get("status") not in ("CREATED", "SCHEDULED") else ""
+        tms = {s.get("taskmanager-id", "") if ran or s.get("status") not in ("CREATED", "SCHEDULED") else ""
                for s in detail["subtasks"]}
         out.setdefault(owner(v["id"]), set()).update(tms)
     return out
@@ -119,20 +119,16 @@ def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Pl
     where: dict[str, set[str]] = {}
     while time.monotonic() < deadline:
         state = rest.job(job_id)["state"]
-        if state in ("FAILED", "CANCELED", "FINISHED"):
+        if state == "FINISHED":  # a short bounded job: subtasks still report where they ran
+            where = actual(rest, job_id, ops, ran=True)
+            return _check_where(rest, job_id, where, placement)
+        if state in ("FAILED", "CANCELED"):
             _cancel(rest, job_id)
             raise EdgeplaceError(f"job {job_id} ended as {state} before it was verified"
                                  + _exceptions(rest, job_id))
         where = actual(rest, job_id, ops)
         if all("" not in tms for tms in where.values()) and _all_running(rest, job_id):
-            if placement is None:
-                return where
-            wrong = {u: tms for u, tms in where.items() if tms != {placement.assignments.get(u)}}
-            if not wrong:
-                return where
-            _cancel(rest, job_id)
-            raise EdgeplaceError(f"job {job_id} ran but not as planned, so it was cancelled: " + "; ".join(
-                f"{u} on {', '.join(sorted(t))} (planned {placement.assignments.get(u)})" for u, t in wrong.items()))
+            return _check_where(rest, job_id, where, placement)
         time.sleep(0.5)
     _cancel(rest, job_id)
     unplaced = [u for u, tms in where.items() if "" in tms]
@@ -142,6 +138,17 @@ def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Pl
     free = ", ".join(f"{t['id']} {t['freeSlots']}/{t['slotsNumber']}" for t in rest.taskmanagers())
     raise EdgeplaceError(f"the cluster could not realise the placement within {timeout:.0f} s; job {job_id} "
                          f"cancelled. Not scheduled: {detail}. Free slots then: {free}")
+
+
+def _check_where(rest: FlinkRest, job_id: str, where: dict[str, set[str]], placement: Placement | None):
+    if placement is None:
+        return where
+    wrong = {u: tms for u, tms in where.items() if tms != {placement.assignments.get(u)}}
+    if not wrong:
+        return where
+    _cancel(rest, job_id)
+    raise EdgeplaceError(f"job {job_id} ran but not as planned, so it was cancelled: " + "; ".join(
+        f"{u} on {', '.join(sorted(t))} (planned {placement.assignments.get(u)})" for u, t in wrong.items()))
 
 
 def _all_running(rest: FlinkRest, job_id: str) -> bool:

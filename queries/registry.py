@@ -10,6 +10,9 @@ from experiments.errors import EdgeplaceError
 QUERIES = {
     "counts": "queries.counts.job",
     "calibrate": "queries.calibrate.job",
+    "nexmark": "queries.nexmark.job",
+    "qa": "queries.qa.job",
+    "imaging": "queries.imaging.job",
 }
 
 

@@ -1,0 +1,114 @@
+"""Nexmark queries q0 q1 q2 q3 as placeable PyFlink jobs (`--opt query=q2`).
+
+Every job: events(site) → bids|persons|auctions selection → query stages → sink. Semantics as the
+reference SQL: q0 pass-through of bids; q1 price in euro (×0.908); q2 bids with auction % 123 == 0
+(auction, price); q3 persons in OR/ID/CA joined with auctions of category 10 on seller (incremental)."""
+from __future__ import annotations
+
+import sys
+
+from queries.options import JobOptions, parse
+from queries.topology import OpSpec, sink_op, source_op
+
+DESCRIPTION = "Nexmark q0 q1 q2 q3 (--opt query=qN)"
+QUERIES = ("q0", "q1", "q2", "q3")
+
+
+def query(opts: JobOptions) -> str:
+    q = opts.extra.get("query", "q2")
+    if q not in QUERIES:
+        raise SystemExit(f"unknown Nexmark query {q!r}; known: {', '.join(QUERIES)}")
+    return q
+
+
+def topology(opts: JobOptions) -> list[OpSpec]:
+    q = query(opts)
+    srcs = [source_op(f"src-{s}", f"Nexmark {s}", s, opts.par(f"src-{s}")) for s in opts.sites]
+    ins = tuple(s.uid for s in srcs)
+    if q == "q3":
+        mid = [OpSpec("persons", "Persons OR ID CA", opts.par("persons"), inputs=ins),
+               OpSpec("auctions", "Auctions cat 10", opts.par("auctions"), inputs=ins),
+               OpSpec("join", "Q3 Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH")]
+        last = "join"
+    else:
+        mid = [OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)]
+        last = "bids"
+        if q == "q1":
+            mid.append(OpSpec("convert", "Q1 Euro", opts.par("convert"), inputs=("bids",)))
+            last = "convert"
+        elif q == "q2":
+            mid += [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=("bids",)),
+                    OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
+            last = "project"
+    return [*srcs, *mid, sink_op("sink", f"Nexmark {q} Sink", (last,), opts.par("sink"))]
+
+
+def build(opts: JobOptions) -> None:
+    from pyflink.common import Types
+    from pyflink.datastream.functions import KeyedCoProcessFunction
+    from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
+
+    from queries.nexmark import model
+    from queries.runtime import JobContext
+
+    q = query(opts)
+    ops = topology(opts)
+    ctx = JobContext(opts, ops)
+    ev_type = Types.TUPLE([Types.INT(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(),
+                           Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
+    streams = [ctx.source(op.uid, model.event, ev_type) for op in ops if op.is_source]
+    events = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+    # bid: (auction, bidder, price, date_time, extra, created)
+    bid_type = Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
+
+    if q == "q3":
+        person_t = Types.TUPLE([Types.LONG(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
+        auction_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])
+        # one flat_map per selection: a filter + map pair would be two Flink operators to pin
+        persons = ctx.pin(events.flat_map(lambda e: [(e[1], e[6], e[7], e[8], e[10])]
+                                          if e[0] == 0 and e[8] in ("OR", "ID", "CA") else [],
+                                          output_type=person_t), "persons")
+        auctions = ctx.pin(events.flat_map(lambda e: [(e[1], e[2], e[10])] if e[0] == 1 and e[4] == 10 else [],
+                                           output_type=auction_t), "auctions")
+
+        class Join(KeyedCoProcessFunction):
+            """Incremental join on seller: each side kept in state; emit on every match."""
+
+            def open(self, rc):
+                self.person = rc.get_map_state(MapStateDescriptor("person", Types.STRING(), Types.STRING()))
+                self.auctions = rc.get_list_state(ListStateDescriptor("auctions", Types.LONG()))
+
+            def process_element1(self, p, c):  # person
+                self.person.put("v", "\\x1f".join((p[1], p[2], p[3])))
+                for a in self.auctions.get():
+                    yield p[1], p[2], p[3], a, p[4]
+
+            def process_element2(self, a, c):  # auction (id, seller, created)
+                self.auctions.add(a[0])
+                if self.person.contains("v"):
+                    name, city, state = self.person.get("v").split("\\x1f")
+                    yield name, city, state, a[0], a[2]
+
+        joined = ctx.pin(persons.connect(auctions).key_by(lambda p: p[0], lambda a: a[1], key_type=Types.LONG())
+                         .process(Join(), output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING(),
+                                                                   Types.LONG(), Types.DOUBLE()])), "join")
+        ctx.sink(joined, "sink", lambda r: {"name": r[0], "city": r[1], "state": r[2], "auction": r[3]})
+    else:
+        bids = ctx.pin(events.flat_map(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else [],
+                                       output_type=bid_type), "bids")
+        if q == "q0":
+            ctx.sink(bids, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
+        elif q == "q1":
+            conv = ctx.pin(bids.map(lambda b: (b[0], b[1], int(b[2] * 0.908), b[3], b[4], b[5]),
+                                    output_type=bid_type), "convert")
+            ctx.sink(conv, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
+        else:
+            kept = ctx.pin(bids.filter(lambda b: b[0] % 123 == 0), "filter")
+            proj = ctx.pin(kept.map(lambda b: (b[0], b[2], b[5]),
+                                    output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])), "project")
+            ctx.sink(proj, "sink", lambda r: {"auction": r[0], "price": r[1]})
+    ctx.execute(f"nexmark-{q}")
+
+
+if __name__ == "__main__":
+    build(parse(sys.argv[1:]))
