@@ -53,8 +53,20 @@ def poll_once(rest: FlinkRest, job_id: str, vertices: dict[str, dict], now: floa
 
 def sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
            wan: Callable[[], dict[str, int]] | None = None, give_up_after: float = 20.0,
-           progress: Callable[[float], None] | None = None) -> SampleRun:
-    """Poll every `interval` s for `duration` s. `wan()` returns cumulative bytes per 'site:dir'."""
+           progress: Callable[[float], None] | None = None, warmup: float = 0.0) -> SampleRun:
+    """Poll every `interval` s for `warmup` + `duration` s and keep the polls after the warm-up.
+    `wan()` returns cumulative bytes per 'site:dir'. Polling through the warm-up matters: the JobManager
+    answers the first query after a quiet spell from a stale metric store."""
+    run = _sample(rest, job_id, warmup + duration, interval, wan, give_up_after, progress)
+    if warmup > 0 and run.rows:
+        t0 = min(r["time"] for r in run.rows) + warmup
+        run.rows = [r for r in run.rows if r["time"] >= t0 or r["metric"] == "gap"]
+    return run
+
+
+def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
+            wan: Callable[[], dict[str, int]] | None, give_up_after: float,
+            progress: Callable[[float], None] | None) -> SampleRun:
     run = SampleRun()
     g = job_graph(rest, job_id)
     vertices = {v: g.nodes[v] for v in g}

@@ -10,11 +10,8 @@ from collectors.sampler import SampleRun
 from experiments.errors import EdgeplaceError
 
 
-def save_samples(run: SampleRun, path: str | Path, warmup: float, meta: dict) -> int:
+def save_samples(run: SampleRun, path: str | Path, meta: dict) -> int:
     df = run.frame()
-    if not df.empty and warmup > 0:
-        t0 = df["time"].min() + warmup
-        df = df[(df["time"] >= t0) | (df["metric"] == "gap")]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(path, index=False)
     Path(str(path) + ".json").write_text(json.dumps(

@@ -124,7 +124,8 @@ def _heal(target: Target, say: Say) -> None:
 def _fast_link_while_submitting(target: Target, say: Say) -> Iterator[None]:
     """Every PyFlink job ships the ~42 MB flink-python jar to each TaskManager; on a shaped testbed link that
     takes minutes. Lift the testbed's shaping while the job is submitted and deployed, restore it after."""
-    links = [dict(l) for l in (target.testbed.links if target.testbed else []) if l.get("mbit")]
+    current = st.load() if target.testbed is not None else None  # the shaping now, not at Target creation
+    links = [dict(l) for l in (current.links if current else []) if l.get("mbit")]
     if not links:
         yield
         return

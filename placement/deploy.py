@@ -45,10 +45,10 @@ def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManage
         raise EdgeplaceError(f"placement names unknown operator(s) {', '.join(unknown)}; "
                              f"the job has {', '.join(sorted(uids))}")
     missing = sorted(uids - set(placement.assignments))
-    if missing:
+    if missing and not placement.partial:
         raise EdgeplaceError(f"operator(s) {', '.join(missing)} are missing from the placement")
     used: dict[str, int] = {}
-    for op in ops:
+    for op in (o for o in ops if o.uid in placement.assignments):
         tm = placement.assignments[op.uid]
         if tm not in cluster:
             raise EdgeplaceError(f"operator {op.uid} is placed on TaskManager {tm!r}, which is not in the "
@@ -60,7 +60,7 @@ def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManage
         used[tm] = used.get(tm, 0) + op.parallelism
     for tm, n in sorted(used.items()):
         if n > cluster[tm].slots:
-            names = [op.uid for op in ops if placement.assignments[op.uid] == tm]
+            names = [op.uid for op in ops if placement.assignments.get(op.uid) == tm]
             raise EdgeplaceError(f"TaskManager {tm} has {cluster[tm].slots} slots but the placement puts "
                                  f"{n} subtasks on it ({', '.join(names)})")
 
@@ -68,10 +68,9 @@ def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManage
 KEY_BY_VERTEX = "_stream_key_by_map_operator"  # PyFlink's hidden key extractor; shares its input's group
 
 
-def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None, ran: bool = False) -> dict[str, set[str]]:
-    """Where each operator's subtasks run now: uid (or vertex name) → set of TaskManager ids ('' = none).
-
-    PyFlink's key-by helper vertex is counted with the operator that feeds it (it shares that group)."""
+def vertex_owners(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None) -> dict[str, str]:
+    """Job vertex id → logical operator uid (or the vertex name when unknown). PyFlink's key-by helper
+    vertex belongs to the operator that feeds it (it shares that operator's slot sharing group)."""
     name_to_uid = {t.task_name: t.uid for t in all_tasks(ops)} if ops else {}
     vertices = rest.job(job_id)["vertices"]
     inputs = {n["id"]: [i["id"] for i in n.get("inputs", [])] for n in rest.get(f"/jobs/{job_id}/plan")["plan"]["nodes"]}
@@ -83,12 +82,17 @@ def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None, ran: b
             return owner(inputs[vid][0])
         return name_to_uid.get(name, name)
 
+    return {vid: owner(vid) for vid in names}
+
+
+def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None, ran: bool = False) -> dict[str, set[str]]:
+    """Where each operator's subtasks run now: uid (or vertex name) → set of TaskManager ids ('' = none)."""
     out: dict[str, set[str]] = {}
-    for v in vertices:
-        detail = rest.get(f"/jobs/{job_id}/vertices/{v['id']}")
+    for vid, uid in vertex_owners(rest, job_id, ops).items():
+        detail = rest.get(f"/jobs/{job_id}/vertices/{vid}")
         tms = {s.get("taskmanager-id", "") if ran or s.get("status") not in ("CREATED", "SCHEDULED") else ""
                for s in detail["subtasks"]}
-        out.setdefault(owner(v["id"]), set()).update(tms)
+        out.setdefault(uid, set()).update(tms)
     return out
 
 
@@ -123,14 +127,14 @@ def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Pl
             where = actual(rest, job_id, ops, ran=True)
             return _check_where(rest, job_id, where, placement)
         if state in ("FAILED", "CANCELED"):
-            _cancel(rest, job_id)
+            cancel(rest, job_id)
             raise EdgeplaceError(f"job {job_id} ended as {state} before it was verified"
                                  + _exceptions(rest, job_id))
         where = actual(rest, job_id, ops)
         if all("" not in tms for tms in where.values()) and _all_running(rest, job_id):
             return _check_where(rest, job_id, where, placement)
         time.sleep(0.5)
-    _cancel(rest, job_id)
+    cancel(rest, job_id)
     unplaced = [u for u, tms in where.items() if "" in tms]
     detail = "; ".join(f"{u} (wanted on {placement.assignments.get(u) if placement else 'any'}"
                        f"{', resource ' + placement.resource_of(placement.assignments[u]) if placement and u in placement.assignments else ''})"
@@ -143,10 +147,10 @@ def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Pl
 def _check_where(rest: FlinkRest, job_id: str, where: dict[str, set[str]], placement: Placement | None):
     if placement is None:
         return where
-    wrong = {u: tms for u, tms in where.items() if tms != {placement.assignments.get(u)}}
+    wrong = {u: tms for u, tms in where.items() if u in placement.assignments and tms != {placement.assignments[u]}}
     if not wrong:
         return where
-    _cancel(rest, job_id)
+    cancel(rest, job_id)
     raise EdgeplaceError(f"job {job_id} ran but not as planned, so it was cancelled: " + "; ".join(
         f"{u} on {', '.join(sorted(t))} (planned {placement.assignments.get(u)})" for u, t in wrong.items()))
 
@@ -164,7 +168,8 @@ def _exceptions(rest: FlinkRest, job_id: str) -> str:
         return ""
 
 
-def _cancel(rest: FlinkRest, job_id: str) -> None:
+def cancel(rest: FlinkRest, job_id: str) -> None:
+    """Cancel a job and wait until it has ended."""
     try:
         rest.patch(f"/jobs/{job_id}", mode="cancel")
     except Exception:

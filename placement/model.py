@@ -6,6 +6,8 @@
      "resources":   {"<TaskManager id>": "<external resource name>", ...},   # optional
      "meta":        {...}}                                                    # optional, free-form
 
+With `"meta": {"partial": true}` operators left out are not pinned: Flink's scheduler places them.
+
 `resources` defaults to the TaskManager id without non-alphanumerics ("edge-1" → "edge1"), the
 convention of the local testbed and the Ansible roles."""
 from __future__ import annotations
@@ -29,6 +31,11 @@ class Placement:
     assignments: dict[str, str]
     resources: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """Operators missing from a partial placement are left to Flink's own scheduler."""
+        return bool(self.meta.get("partial"))
 
     def resource_of(self, tm_id: str) -> str:
         return self.resources.get(tm_id) or default_resource(tm_id)

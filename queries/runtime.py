@@ -46,7 +46,7 @@ class JobContext:
         stream = stream.uid(op.part_uid(p)).name(p.name)
         if hasattr(stream, "set_parallelism"):
             stream = stream.set_parallelism(op.parallelism)
-        if self.placement is not None:
+        if self.placement is not None and uid in self.placement.assignments:
             tm = self.placement.assignments[uid]
             # one group per logical operator: its parts share a slot, so it uses `parallelism` slots
             group = (SlotSharingGroup.builder(f"{uid}@{tm}")

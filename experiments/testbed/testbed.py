@@ -180,7 +180,10 @@ def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns:
                  cgroup=str(cg_path) if cg_path else None, log=str(d / "log"))
 
 
-def _wait_registered(state: st.State, timeout: float) -> None:
+def _wait_registered(state: st.State, timeout: float, stale: dict[str, str | None] | None = None) -> None:
+    """Until every TaskManager is registered with its resource; for ids in `stale`, a registration under the
+    old RPC path (the dead process, until the JobManager's heartbeat times out) does not count."""
+    stale = stale or {}
     rest = rest_of(state, timeout=2.0, retries=0)
     want = {tm["id"] for tm in state.taskmanagers}  # each with its resource
     deadline = time.monotonic() + timeout
@@ -191,7 +194,8 @@ def _wait_registered(state: st.State, timeout: float) -> None:
                 raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
         try:  # registered AND reporting its external resource (it arrives a moment after registration)
             seen = {tm["id"] for tm in rest.taskmanagers()
-                    if tm.get("totalResource", {}).get("extendedResources")}
+                    if tm.get("totalResource", {}).get("extendedResources") and
+                    (tm["id"] not in stale or tm.get("path") != stale[tm["id"]])}
         except Exception:
             seen = set()
         if want <= seen:
@@ -248,21 +252,40 @@ def _clear_leftovers(say: Say) -> None:
     _teardown(old, say)
 
 
-def heal(state: st.State, say: Say = print, timeout: float = 90.0) -> list[str]:
-    """Restart TaskManagers whose process died (Flink's Python runner can take a TaskManager down when a
-    job is cancelled); returns the ids restarted, once they are registered again."""
+def heal(state: st.State, say: Say = print, timeout: float = 90.0, settle: float = 30.0) -> list[str]:
+    """Restart TaskManagers that died (Flink's Python runner can take a TaskManager down when a job is
+    cancelled). A TaskManager that is alive but not registered is given `settle` seconds (it may be
+    exiting, or registering); after that it is ended by its recorded PID and restarted too.
+    Returns the ids restarted, once they are registered again."""
     spec = TestbedSpec.from_dict(state.spec)
-    latest = {p["name"]: p for p in state.of_kind("process")}  # the newest record per name
-    dead = [m for m in members(spec) if ProcRef(latest[m.id]["pid"], latest[m.id]["create_time"]).alive() is None]
-    if not dead:
+    rest = rest_of(state, timeout=2.0, retries=0)
+    deadline = time.monotonic() + settle
+    while True:
+        latest = {p["name"]: p for p in state.of_kind("process")}
+        alive = {m.id: ProcRef(latest[m.id]["pid"], latest[m.id]["create_time"]).alive() for m in members(spec)}
+        try:
+            registered = {t["id"] for t in rest.taskmanagers()}
+        except Exception:
+            registered = set()
+        limbo = [i for i, p in alive.items() if p is not None and i not in registered]
+        if not limbo or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    broken = [m for m in members(spec) if alive[m.id] is None or m.id in limbo]
+    if not broken:
         return []
+    try:
+        stale = {t["id"]: t.get("path") for t in rest.taskmanagers()}
+    except Exception:
+        stale = {}
     with st.locked():
-        for m in dead:
+        for m in broken:
+            if alive[m.id] is not None:
+                terminate(with_descendants(alive[m.id]))
             say(f"TaskManager {m.id} is not running; restarting it")
-            d = Path(state.workdir) / m.id
-            _start(state, m.id, "taskmanager", d, spec.isolate, m.netns, m.cpu_cores)
-        _wait_registered(state, timeout)
-    return [m.id for m in dead]
+            _start(state, m.id, "taskmanager", Path(state.workdir) / m.id, spec.isolate, m.netns, m.cpu_cores)
+        _wait_registered(state, timeout, stale={m.id: stale.get(m.id) for m in broken})
+    return [m.id for m in broken]
 
 
 # ---------------------------------------------------------------- down

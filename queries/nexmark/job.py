@@ -30,16 +30,16 @@ def topology(opts: JobOptions) -> list[OpSpec]:
                OpSpec("auctions", "Auctions cat 10", opts.par("auctions"), inputs=ins),
                OpSpec("join", "Q3 Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH")]
         last = "join"
+    elif q == "q2":  # SELECT auction, price FROM bid WHERE auction % 123 = 0: selection on the event stream
+        mid = [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=ins),
+               OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
+        last = "project"
     else:
         mid = [OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)]
         last = "bids"
         if q == "q1":
             mid.append(OpSpec("convert", "Q1 Euro", opts.par("convert"), inputs=("bids",)))
             last = "convert"
-        elif q == "q2":
-            mid += [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=("bids",)),
-                    OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
-            last = "project"
     return [*srcs, *mid, sink_op("sink", f"Nexmark {q} Sink", (last,), opts.par("sink"))]
 
 
@@ -93,20 +93,20 @@ def build(opts: JobOptions) -> None:
                          .process(Join(), output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING(),
                                                                    Types.LONG(), Types.DOUBLE()])), "join")
         ctx.sink(joined, "sink", lambda r: {"name": r[0], "city": r[1], "state": r[2], "auction": r[3]})
+    elif q == "q2":
+        kept = ctx.pin(events.filter(lambda e: e[0] == 2 and e[1] % 123 == 0), "filter")
+        proj = ctx.pin(kept.map(lambda e: (e[1], e[3], e[10]),
+                                output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])), "project")
+        ctx.sink(proj, "sink", lambda r: {"auction": r[0], "price": r[1]})
     else:
         bids = ctx.pin(events.flat_map(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else [],
                                        output_type=bid_type), "bids")
         if q == "q0":
             ctx.sink(bids, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
-        elif q == "q1":
+        else:
             conv = ctx.pin(bids.map(lambda b: (b[0], b[1], int(b[2] * 0.908), b[3], b[4], b[5]),
                                     output_type=bid_type), "convert")
             ctx.sink(conv, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
-        else:
-            kept = ctx.pin(bids.filter(lambda b: b[0] % 123 == 0), "filter")
-            proj = ctx.pin(kept.map(lambda b: (b[0], b[2], b[5]),
-                                    output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])), "project")
-            ctx.sink(proj, "sink", lambda r: {"auction": r[0], "price": r[1]})
     ctx.execute(f"nexmark-{q}")
 
 

@@ -1,0 +1,85 @@
+"""Measure one deployed job: sustained source rate, WAN bytes per event, latency, CPU per TaskManager."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from collectors.profiles import OperatorProfile, profiles, wan_rates
+from collectors.rest import FlinkRest
+from collectors.sampler import sample
+from experiments.testbed import state as st
+from experiments.testbed.processes import ProcRef
+from queries.topology import OpSpec
+
+
+@dataclass
+class Measurement:
+    source_rate: float                       # records/s out of all sources' generators
+    wan_bytes_per_s: dict[str, float]
+    wan_bytes_per_event: float
+    latency_s: dict[str, float]              # p50 / p95 / p99 at the sinks
+    cpu_cores: dict[str, float]              # TaskManager id → cores used (process tree, procfs)
+    profiles: list[OperatorProfile] = field(default_factory=list)
+    samples: object = None
+
+
+def tm_processes(state: st.State) -> dict[str, psutil.Process]:
+    latest = {p["name"]: p for p in state.of_kind("process")}
+    out = {}
+    for tm in state.taskmanagers:
+        live = ProcRef(latest[tm["id"]]["pid"], latest[tm["id"]]["create_time"]).alive()
+        if live:
+            out[tm["id"]] = live
+    return out
+
+
+def _tree_cpu(p: psutil.Process) -> float:
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], state: st.State, out_dir: Path,
+            warmup: float, duration: float, wan) -> Measurement:
+    """Sample through `warmup` (discarded) and `duration`; CPU of each TaskManager tree over the latter."""
+    procs = tm_processes(state)
+    cpu0: dict[str, float] = {}
+    t0 = [0.0]
+
+    def at(elapsed: float) -> None:
+        if elapsed >= warmup and not cpu0:
+            cpu0.update({k: _tree_cpu(p) for k, p in procs.items()})
+            t0[0] = time.monotonic()
+
+    run = sample(rest, job_id, duration, interval=2.5, wan=wan, warmup=warmup, progress=at)
+    elapsed = time.monotonic() - t0[0] if cpu0 else float("nan")
+    cpu = {k: (_tree_cpu(p) - cpu0[k]) / elapsed for k, p in procs.items()} if cpu0 else {}
+    df = run.frame()
+    profs = profiles(df)
+    gens = {f"{o.name} gen" for o in ops if o.is_source}
+    rate = sum(p.observed_out_rate for p in profs if p.name in gens)
+    wan_bps = wan_rates(df)
+    up = sum(v for k, v in wan_bps.items() if k.endswith(":up"))
+    return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cpu, profs, df)
+
+
+def latency(out_dir: Path) -> dict[str, float]:
+    """Worst p50/p95/p99 over the sink subtasks' latest latency files."""
+    vals: dict[str, list[float]] = {"p50": [], "p95": [], "p99": []}
+    for f in out_dir.glob("latency-*.json"):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for k in vals:
+            vals[k].append(d[k])
+    return {k: max(v) if v else float("nan") for k, v in vals.items()}

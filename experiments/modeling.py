@@ -1,0 +1,96 @@
+"""From a profiling run to a planning problem (pure): operator profiles + topology + cluster → Problem.
+
+CPU of an operator = Σ over its Flink vertices of busy fraction × parallelism, scaled down where a node's
+busy total exceeds its cores (busy time on a quota-starved node includes waiting for the quota).
+cost_s_per_record = CPU / records into the operator (sources: records out)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collectors.profiles import OperatorProfile
+from costmodel.problem import CLOUD, Edge, Link, Node, Operator, Problem
+from queries.topology import OpSpec
+
+WIRE_EFFICIENCY = 0.94  # payload share of a shaped link after TCP/IP framing (TESTBED: 107 of 113 bytes)
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    id: str
+    site: str
+    slots: int
+    cores: float
+
+
+def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float) -> list[ClusterNode]:
+    """Testbed TaskManagers as planning nodes; the cloud gets what the edge quotas leave of the machine."""
+    edges = [t for t in taskmanagers if t["site"] != CLOUD]
+    clouds = [t for t in taskmanagers if t["site"] == CLOUD]
+    cloud_cores = max(0.5, machine_cores - edge_cpu * len(edges)) / max(1, len(clouds))
+    return [ClusterNode(t["id"], t["site"] if t["site"] == CLOUD else t["site"], t["slots"],
+                        edge_cpu if t["site"] != CLOUD else cloud_cores) for t in taskmanagers]
+
+
+def links_for(nodes: list[ClusterNode], mbit: float | None) -> list[Link]:
+    bps = (mbit if mbit else 10_000.0) * 1e6 / 8 * WIRE_EFFICIENCY
+    return [Link(n.site, bps, bps) for n in nodes if n.site != CLOUD]
+
+
+def structure_problem(ops: list[OpSpec], nodes: list[ClusterNode], mbit: float | None) -> Problem:
+    """The job's shape without costs: enough for cloud-only and for checking slots and pins."""
+    return _problem(ops, {o.uid: (0.0, 1.0, 0.0) for o in ops}, nodes, mbit)
+
+
+def problem_from_profiles(ops: list[OpSpec], profiles: list[OperatorProfile], owners: dict[str, str],
+                          where: dict[str, str], nodes: list[ClusterNode], mbit: float | None) -> Problem:
+    """`owners`: vertex id → op uid; `where`: op uid → node id during profiling."""
+    by_op: dict[str, list[OperatorProfile]] = {}
+    for p in profiles:
+        if p.vertex in owners:
+            by_op.setdefault(owners[p.vertex], []).append(p)
+    node_of = {n.id: n for n in nodes}
+
+    def busy(p: OperatorProfile) -> float:
+        return (p.busy if p.busy == p.busy else 0.0) * p.parallelism
+
+    load = {n.id: 0.0 for n in nodes}
+    for uid, ps in by_op.items():
+        load[where[uid]] += sum(busy(p) for p in ps)
+    stats = {}
+    for op in ops:
+        ps = by_op.get(op.uid, [])
+        main = _main_vertex(op, ps)
+        if main is None:
+            stats[op.uid] = (0.0, 1.0, 0.0)
+            continue
+        node = node_of[where[op.uid]]
+        cpu = sum(busy(p) for p in ps) * min(1.0, node.cores / max(1e-9, load[node.id]))
+        rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate
+        cost = cpu / rate_in if rate_in > 0 else 0.0
+        sel = 1.0 if op.is_source else (main.observed_out_rate / rate_in if rate_in > 0 else 1.0)
+        size = main.bytes_out_per_record if main.bytes_out_per_record == main.bytes_out_per_record else 0.0
+        stats[op.uid] = (cost, sel, size)
+    return _problem(ops, stats, nodes, mbit)
+
+
+def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | None:
+    """The vertex whose output leaves the operator: the generator of a source, else the operator itself."""
+    want = f"{op.name} gen" if op.is_source else op.name
+    return next((p for p in ps if p.name == want), None)
+
+
+def _problem(ops: list[OpSpec], stats: dict, nodes: list[ClusterNode], mbit: float | None) -> Problem:
+    operators = tuple(Operator(o.uid, o.parallelism, stats[o.uid][0], stats[o.uid][1], stats[o.uid][2],
+                               o.stateful, _pin(o, nodes)) for o in ops)
+    edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)
+    return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source},
+                   tuple(Node(n.id, n.site, n.slots, n.cores, 1.0) for n in nodes),
+                   tuple(links_for(nodes, mbit))).validate()
+
+
+def _pin(op: OpSpec, nodes: list[ClusterNode]) -> str | None:
+    """Sources run where their data is born: the TaskManager of their edge site."""
+    if not op.is_source:
+        return None
+    node = next((n for n in nodes if n.site == op.site or n.id == op.site), None)
+    return node.id if node else op.site

@@ -1,0 +1,111 @@
+"""Figures of an experiment's results (PNG): throughput vs bandwidth, WAN bytes per event, latency,
+CPU per TaskManager, predicted vs measured."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from experiments.errors import EdgeplaceError  # noqa: E402
+
+
+def load_cells(results: Path) -> pd.DataFrame:
+    f = Path(results) / "cells.parquet"
+    if not f.exists():
+        raise EdgeplaceError(f"{results} has no cells.parquet; run an experiment into it first")
+    return pd.read_parquet(f)
+
+
+def _stats(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    return df.groupby(["query", "policy", "bandwidth_mbit"])[value].agg(["mean", "std", "count"]).reset_index()
+
+
+def plot_all(results: Path) -> list[Path]:
+    df = load_cells(results)
+    out = Path(results) / "figures"
+    out.mkdir(exist_ok=True)
+    queries = sorted(df["query"].unique())
+    policies = sorted(df["policy"].unique())
+    files = []
+
+    fig, axes = plt.subplots(1, len(queries), figsize=(5.5 * len(queries), 4.2), squeeze=False)
+    st = _stats(df, "measured_rate")
+    for ax, q in zip(axes[0], queries):
+        for p in policies:
+            s = st[(st["query"] == q) & (st["policy"] == p)].sort_values("bandwidth_mbit")
+            ax.errorbar(s["bandwidth_mbit"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=p)
+        ax.set(xscale="log", yscale="log", title=f"{q}: sustained source rate", xlabel="WAN bandwidth (Mbit/s)",
+               ylabel="events/s (mean ± std)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    files.append(_save(fig, out / "throughput_vs_bandwidth.png"))
+
+    fig, axes = plt.subplots(1, len(queries), figsize=(5.5 * len(queries), 4.2), squeeze=False)
+    st = _stats(df, "wan_bytes_per_event")
+    for ax, q in zip(axes[0], queries):
+        s = st[st["query"] == q]
+        bws = sorted(s["bandwidth_mbit"].unique())
+        width = 0.8 / max(1, len(policies))
+        for i, p in enumerate(policies):
+            sp = s[s["policy"] == p].set_index("bandwidth_mbit").reindex(bws)
+            ax.bar(np.arange(len(bws)) + i * width, sp["mean"], width, yerr=sp["std"].fillna(0), label=p)
+        ax.set_xticks(np.arange(len(bws)) + width * (len(policies) - 1) / 2, [f"{b:g} Mbit/s" for b in bws])
+        ax.set(yscale="log", title=f"{q}: WAN bytes per source event", ylabel="bytes/event (edge → cloud)")
+        ax.legend()
+    files.append(_save(fig, out / "wan_bytes_per_event.png"))
+
+    fig, axes = plt.subplots(1, len(queries), figsize=(5.5 * len(queries), 4.2), squeeze=False)
+    for ax, q in zip(axes[0], queries):
+        s = df[df["query"] == q].groupby(["policy", "bandwidth_mbit"])[["latency_p50", "latency_p95", "latency_p99"]].mean()
+        labels = [f"{p}\n{b:g} Mbit/s" for p, b in s.index]
+        x = np.arange(len(s))
+        for i, col in enumerate(["latency_p50", "latency_p95", "latency_p99"]):
+            ax.bar(x + i * 0.27, s[col] * 1000, 0.27, label=col.split("_")[1])
+        ax.set_xticks(x + 0.27, labels, fontsize=7)
+        ax.set(yscale="log", title=f"{q}: end-to-end latency at the sustained rate", ylabel="ms")
+        ax.legend()
+    files.append(_save(fig, out / "latency.png"))
+
+    rows = []
+    for _, r in df.iterrows():
+        for tm, cores in json.loads(r["cpu_cores"]).items():
+            rows.append({"query": r["query"], "policy": r["policy"], "bw": r["bandwidth_mbit"], "tm": tm, "cores": cores})
+    cpu = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, len(queries), figsize=(5.5 * len(queries), 4.2), squeeze=False)
+    for ax, q in zip(axes[0], queries):
+        if cpu.empty:
+            continue
+        s = cpu[cpu["query"] == q].groupby(["policy", "bw", "tm"])["cores"].mean().unstack("tm").fillna(0)
+        s.index = [f"{p}\n{b:g} Mbit/s" for p, b in s.index]
+        s.plot.bar(ax=ax, rot=0, fontsize=7)
+        ax.set(title=f"{q}: CPU per TaskManager (process tree)", ylabel="cores")
+    files.append(_save(fig, out / "cpu_per_node.png"))
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    pm = df.dropna(subset=["predicted_rate"])
+    pm = pm[np.isfinite(pm["predicted_rate"])]
+    for q in queries:
+        s = pm[pm["query"] == q]
+        ax.scatter(s["predicted_rate"], s["measured_rate"], label=q)
+    if not pm.empty:
+        lo = max(1.0, min(pm["predicted_rate"].min(), pm["measured_rate"].min()) / 2)
+        hi = max(pm["predicted_rate"].max(), pm["measured_rate"].max()) * 2
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="predicted = measured")
+    ax.set(xscale="log", yscale="log", title="cost model: predicted vs measured λ*",
+           xlabel="predicted events/s", ylabel="measured events/s")
+    ax.legend()
+    files.append(_save(fig, out / "predicted_vs_measured.png"))
+    return files
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,85 @@
+"""Markdown report of an experiment: settings, tables, figures and the headline numbers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.plots import load_cells, plot_all
+
+
+def headline(df: pd.DataFrame) -> list[str]:
+    """Speed-up of optimal/greedy over cloud-only per query and bandwidth, WAN reduction, model error."""
+    lines = []
+    mean = df.groupby(["query", "bandwidth_mbit", "policy"])[["measured_rate", "wan_bytes_per_event"]].mean()
+    for (q, bw), g in mean.groupby(level=[0, 1]):
+        g = g.droplevel([0, 1])
+        if "cloud-only" not in g.index:
+            continue
+        base = g.loc["cloud-only"]
+        for pol in ("optimal", "greedy", "flink-default"):
+            if pol in g.index and base["measured_rate"] > 0:
+                sp = g.loc[pol, "measured_rate"] / base["measured_rate"]
+                wan = (base["wan_bytes_per_event"] / g.loc[pol, "wan_bytes_per_event"]
+                       if g.loc[pol, "wan_bytes_per_event"] > 0 else float("inf"))
+                lines.append(f"{q} at {bw:g} Mbit/s: {pol} {g.loc[pol, 'measured_rate']:,.0f} events/s vs cloud-only "
+                             f"{base['measured_rate']:,.0f} → {sp:.2f}× throughput, {wan:,.1f}× fewer WAN bytes per event")
+    err = model_error(df)
+    if err is not None:
+        lines.append(f"cost model: median |predicted − measured| / measured λ* = {err:.0%} over "
+                     f"{int(df['predicted_rate'].notna().sum())} cells")
+    return lines
+
+
+def model_error(df: pd.DataFrame) -> float | None:
+    pm = df.dropna(subset=["predicted_rate"])
+    pm = pm[np.isfinite(pm["predicted_rate"]) & (pm["measured_rate"] > 0)]
+    if pm.empty:
+        return None
+    return float(np.median(np.abs(pm["predicted_rate"] - pm["measured_rate"]) / pm["measured_rate"]))
+
+
+def write_report(results: Path) -> Path:
+    results = Path(results)
+    df = load_cells(results)
+    figs = plot_all(results)
+    meta = json.loads((results / "metadata.json").read_text()) if (results / "metadata.json").exists() else {}
+    conf = meta.get("config", {})
+    lines = [f"# edgeplace experiment: {conf.get('name', results.name)}", ""]
+    if meta:
+        v, h = meta["versions"], meta["host"]
+        lines += [f"Made on {h['hostname']} ({h['cpus']} CPUs, {h['processor']}, kernel {v['kernel']}) with "
+                  f"edgeplace {v['edgeplace']}, Flink {v['apache-flink']}, Python {v['python']}; config hash "
+                  f"`{meta['config_hash']}`, seed {meta['seed']}.", "",
+                  f"Cluster: {conf['cluster']['edge']} edge TaskManager(s) at {conf['cluster']['edge_cpu']} cores "
+                  f"each, {conf['cluster']['cloud']} cloud TaskManager(s); links shaped with tc htb. Sources "
+                  f"{'unthrottled (sustainable rate)' if conf.get('source_rate') == 'max' else conf.get('source_rate')}, "
+                  f"warm-up {conf.get('warmup_s')} s, measured {conf.get('duration_s')} s, "
+                  f"{conf.get('repetitions')} repetition(s).", ""]
+    lines += ["## Headline", ""] + [f"- {h}" for h in headline(df)] + [""]
+    table = df.groupby(["query", "bandwidth_mbit", "policy"]).agg(
+        rate=("measured_rate", "mean"), rate_std=("measured_rate", "std"), predicted=("predicted_rate", "mean"),
+        wan_b_per_event=("wan_bytes_per_event", "mean"), p50_ms=("latency_p50", "mean"),
+        p99_ms=("latency_p99", "mean"), n=("measured_rate", "count")).reset_index()
+    table["p50_ms"] *= 1000
+    table["p99_ms"] *= 1000
+    lines += ["## Results (mean over repetitions)", "", _markdown(table), ""]
+    lines += ["## Placements", ""]
+    for _, r in df.drop_duplicates(["query", "bandwidth_mbit", "policy"]).iterrows():
+        asg = json.loads(r["placement"])["assignments"]
+        lines.append(f"- {r['query']} @ {r['bandwidth_mbit']:g} Mbit/s, {r['policy']}: "
+                     + ", ".join(f"{k}→{v}" for k, v in asg.items())
+                     + (" (others: Flink decides)" if json.loads(r["placement"]).get("meta", {}).get("partial") else ""))
+    lines += ["", "## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in figs] + [""]
+    out = results / "report.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    fmt = lambda v: f"{v:,.1f}" if isinstance(v, float) else str(v)
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
+                     ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)])

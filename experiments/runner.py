@@ -1,0 +1,271 @@
+"""`edgeplace run CONFIG`: every cell (query × bandwidth × policy × repetition) in a seeded shuffled order —
+set the link, plan, deploy (verified), measure, store. Resumable; Ctrl-C or a failure leaves the testbed
+clean and the results already written intact."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from collectors.profiles import profiles as compute_profiles
+from collectors.rest import FlinkRest
+from collectors.sampler import sample
+from costmodel.predict import predict
+from costmodel.problem import Problem, from_json, to_json
+from experiments import config as cfg
+from experiments.deployment import Target, deploy
+from experiments.errors import EdgeplaceError
+from experiments.measure import measure
+from experiments.modeling import cluster_nodes, problem_from_profiles, structure_problem
+from experiments.testbed import state as st, testbed as tb
+from experiments.testbed.spec import TestbedSpec
+from placement import deploy as dp
+from placement.model import Placement
+from placement.policies import plan
+from queries import options, registry
+
+Say = Callable[[str], None]
+CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
+                "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
+                "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
+                "started", "finished", "note"]
+
+
+def cell_id(c: dict) -> str:
+    return f"{c['query']}|{c['bandwidth_mbit']:g}|{c['policy']}|{c['repetition']}"
+
+
+@dataclass
+class Results:
+    """One directory per experiment: cells.parquet (one row per finished cell), metadata.json, profiles."""
+
+    root: Path
+
+    @property
+    def cells_file(self) -> Path:
+        return self.root / "cells.parquet"
+
+    def done(self) -> pd.DataFrame:
+        return pd.read_parquet(self.cells_file) if self.cells_file.exists() else pd.DataFrame(columns=CELL_COLUMNS)
+
+    def add(self, row: dict) -> None:
+        new = pd.DataFrame([row], columns=CELL_COLUMNS)
+        old = self.done()
+        df = new if old.empty else pd.concat([old, new], ignore_index=True)
+        tmp = self.cells_file.with_suffix(".tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, self.cells_file)
+
+
+def metadata(conf: cfg.ExperimentConfig, config_path: str) -> dict:
+    from importlib.metadata import version
+    return {"config": conf.to_json(), "config_file": str(config_path), "config_hash": conf.digest(),
+            "versions": {"edgeplace": version("edgeplace"), "apache-flink": version("apache-flink"),
+                         "python": sys.version.split()[0], "kernel": platform.release()},
+            "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "machine": platform.machine(),
+                     "processor": _cpu_model()},
+            "seed": conf.seed, "command": " ".join(sys.argv)}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
+    conf = cfg.load(config_path)
+    if conf.cluster.kind != "local":
+        raise EdgeplaceError("this runner drives the local testbed; for an Ansible cluster see README 'Real clusters'")
+    res = Results(Path(results_root) / f"{conf.name}-{conf.digest()}")
+    res.root.mkdir(parents=True, exist_ok=True)
+    meta_file = res.root / "metadata.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {**metadata(conf, config_path), "runs": []}
+    meta["runs"].append({"start": time.time()})
+    meta_file.write_text(json.dumps(meta, indent=2))
+    cells = conf.cells()
+    random.Random(conf.seed).shuffle(cells)
+    done = set(res.done()["cell"])
+    todo = [c for c in cells if cell_id(c) not in done]
+    say(f"experiment {conf.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, results in {res.root}")
+    if not todo:
+        return res.root
+    import signal
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    started_testbed = _ensure_testbed(conf, say)
+    try:
+        _run_cells(conf, res, todo, say, progress)
+    finally:
+        meta = json.loads(meta_file.read_text())
+        meta["runs"][-1]["end"] = time.time()
+        meta_file.write_text(json.dumps(meta, indent=2))
+        if started_testbed:
+            tb.down(say=say)
+        signal.signal(signal.SIGTERM, previous)
+    return res.root
+
+
+def _spec(conf: cfg.ExperimentConfig) -> TestbedSpec:
+    c = conf.cluster
+    return TestbedSpec(edge=c.edge, cloud=c.cloud, edge_slots=c.edge_slots, cloud_slots=c.cloud_slots,
+                       edge_cpu=c.edge_cpu, wan_mbit=None, rest_port=c.rest_port, rpc_port=c.rpc_port,
+                       subnet=c.subnet).validate()
+
+
+def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
+    """Use a running testbed of the same shape, or start one (and say we will take it down)."""
+    state = st.load()
+    want = _spec(conf)
+    if state is not None and state.phase == "up":
+        have = TestbedSpec.from_dict(state.spec)
+        if (have.edge, have.cloud, have.edge_cpu) == (want.edge, want.cloud, want.edge_cpu):
+            say("using the testbed that is already up")
+            return False
+        raise EdgeplaceError("a testbed of another shape is up; take it down (`edgeplace testbed down`) first")
+    tb.up(want, say=say)
+    return True
+
+
+def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None:
+    """Cells that share a query and a placement are measured in one deployment, one bandwidth after the
+    other (thinnest first): only the tc shaping changes between them, so each deployment is paid once."""
+    state = tb.require()
+    target = Target.local_testbed()
+    nodes = cluster_nodes(state.taskmanagers, conf.cluster.edge_cpu, float(os.cpu_count() or 2))
+    sites = ",".join(t["site"] for t in state.taskmanagers if t["site"] != "cloud")
+    rate_args = ["--rate", "0" if conf.source_rate == "max" else str(conf.source_rate)]
+    profiled: dict[str, Problem] = {}
+    groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
+    order: list[tuple] = []
+    for c in todo:  # plan every cell first (profiling the queries that need it)
+        q = conf.query(c["query"])
+        args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
+        ops = registry.load(q.name).topology(options.parse(args))
+        if c["policy"] in cfg.NEEDS_PROFILE and c["query"] not in profiled:
+            profiled[c["query"]] = _profile(conf, res, target, q, args, ops, nodes, say)
+        base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
+        problem = _with_bandwidth(base, c["bandwidth_mbit"])
+        placement = _placement(c["policy"], problem, ops)
+        pred = None
+        if not placement.partial:
+            cost_problem = _with_bandwidth(profiled[c["query"]], c["bandwidth_mbit"]) if c["query"] in profiled else None
+            pred = predict(cost_problem, placement.assignments) if cost_problem else None
+        key = (c["query"], json.dumps(placement.to_json()["assignments"], sort_keys=True), c["repetition"],
+               placement.partial)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((c, placement, pred))
+    done_cells = 0
+    total = len(todo)
+    for gi, key in enumerate(order):
+        members = sorted(groups[key], key=lambda m: m[0]["bandwidth_mbit"])
+        c0, placement, _ = members[0]
+        q = conf.query(c0["query"])
+        args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
+        ops = registry.load(q.name).topology(options.parse(args))
+        out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
+        tb.set_wan(members[0][0]["bandwidth_mbit"], say=lambda m: None)
+        names = ", ".join(sorted({m[0]["policy"] for m in members}))
+        say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement)}")
+        d = deploy(target, q.name, [*args, "--out", str(out_dir)], placement, say=lambda m: None)
+        try:
+            measured: dict[float, object] = {}
+            for c, pl, pred in members:
+                bw = c["bandwidth_mbit"]
+                if bw not in measured:
+                    tb.set_wan(bw, say=lambda m: None)
+                    started = time.time()
+                    m = measure(target.rest, d.job_id, ops, state, out_dir, conf.warmup_s, conf.duration_s,
+                                lambda: tb.wan_counters(state))
+                    measured[bw] = (m, started)
+                    (res.root / "samples").mkdir(exist_ok=True)
+                    m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
+                m, started = measured[bw]
+                res.add(_row(c, pl, pred, m, d.job_id, started,
+                             "" if len([x for x in members if x[0]["bandwidth_mbit"] == bw]) == 1
+                             else "same placement as another policy: measured once"))
+                done_cells += 1
+                say(f"[{done_cells}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
+                    + (f" (predicted {pred.max_rate:,.0f})" if pred else "")
+                    + f", {m.wan_bytes_per_event:,.1f} WAN B/event")
+                if progress:
+                    progress(done_cells, total)
+        finally:
+            dp.cancel(target.rest, d.job_id)
+            tb.heal(state, say=say)
+
+
+def _describe(p: Placement) -> str:
+    edge = sorted(u for u, n in p.assignments.items() if not n.startswith("cloud"))
+    return ("sources pinned, the rest left to Flink" if p.partial else
+            f"at the edge: {', '.join(edge) or 'nothing'}")
+
+
+def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note: str) -> dict:
+    return {"cell": cell_id(c), **c, "placement": json.dumps(placement.to_json()),
+            "predicted_rate": pred.max_rate if pred else float("nan"),
+            "predicted_bottleneck": pred.bottleneck if pred else "",
+            "predicted_wan_bytes_per_event": pred.wan_bytes_per_unit_rate if pred else float("nan"),
+            "measured_rate": m.source_rate, "wan_bytes_per_event": m.wan_bytes_per_event,
+            "wan_up_bytes_per_s": sum(v for k, v in m.wan_bytes_per_s.items() if k.endswith(":up")),
+            "latency_p50": m.latency_s["p50"], "latency_p95": m.latency_s["p95"],
+            "latency_p99": m.latency_s["p99"], "cpu_cores": json.dumps(m.cpu_cores), "job": job,
+            "started": started, "finished": time.time(), "note": note}
+
+
+def _with_bandwidth(p: Problem, mbit: float) -> Problem:
+    from experiments.modeling import WIRE_EFFICIENCY
+    d = to_json(p)
+    for link in d["links"]:
+        link["up_bytes_per_s"] = link["down_bytes_per_s"] = mbit * 1e6 / 8 * WIRE_EFFICIENCY
+    return from_json(d)
+
+
+def _placement(policy: str, problem: Problem, ops) -> Placement:
+    if policy == "flink-default":
+        srcs = {o.uid: problem.op[o.uid].pin for o in ops if o.is_source}
+        return Placement(srcs, meta={"policy": policy, "partial": True})
+    return Placement(plan(problem, policy), meta={"policy": policy})
+
+
+def _profile(conf, res: Results, target: Target, q, args, ops, nodes, say: Say) -> Problem:
+    """Run the query cloud-only, unshaped and unthrottled; turn its profiles into a planning problem."""
+    path = res.root / f"problem-{q.label}.json"
+    if path.exists():
+        return from_json(json.loads(path.read_text()))
+    say(f"profiling {q.label} (cloud-only, unshaped link, unthrottled) for {conf.profile_s:.0f} s")
+    structure = structure_problem(ops, nodes, None)
+    where = plan(structure, "cloud-only")
+    tb.set_wan(None, say=lambda m: None)
+    d = deploy(target, q.name, args, Placement(where), say=lambda m: None)
+    try:
+        run = sample(target.rest, d.job_id, conf.profile_s, interval=2.5, warmup=conf.warmup_s)
+        owners = dp.vertex_owners(target.rest, d.job_id, ops)
+    finally:
+        dp.cancel(target.rest, d.job_id)
+        tb.heal(tb.require(), say=say)
+    profs = compute_profiles(run.frame())
+    problem = problem_from_profiles(ops, profs, owners, where, nodes, None)
+    path.write_text(json.dumps(to_json(problem), indent=2))
+    (res.root / f"profile-{q.label}.json").write_text(json.dumps([p.to_json() for p in profs], indent=2, default=str))
+    return problem

@@ -1,0 +1,127 @@
+"""Experiment runner: config validation (unit) and a tiny end-to-end run with interruption and resume (live)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import config as cfg
+from experiments.errors import EdgeplaceError
+from tests.conftest import TEST_ENV, edgeplace
+
+GOOD = {"name": "t", "policies": ["cloud-only"], "bandwidths_mbit": [1],
+        "queries": [{"name": "nexmark", "args": ["--opt", "query=q2"]}]}
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda d: d.pop("name"), "missing field name"),
+    (lambda d: d.update(policies=["cloud-only", "magic"]), "unknown policy 'magic'"),
+    (lambda d: d.update(bandwidths_mbit=[-1]), "bandwidths_mbit"),
+    (lambda d: d.update(queries=[{"name": "nosuch"}]), "queries[0].name: unknown query 'nosuch'"),
+    (lambda d: d.update(queries=[{"args": []}]), "missing field queries[0].name"),
+    (lambda d: d.update(source_rate=-3), "source_rate"),
+    (lambda d: d.update(repetitions=0), "repetitions"),
+    (lambda d: d.update(cluster={"edges": 2}), "cluster: unknown field(s) edges"),
+    (lambda d: d.update(cluster={"kind": "ansible"}), "cluster.inventory is required"),
+])
+def test_bad_configs_name_the_field(mutate, fragment):
+    d = {**GOOD, "queries": [dict(q) for q in GOOD["queries"]]}
+    mutate(d)
+    with pytest.raises(EdgeplaceError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+        cfg.parse(d)
+
+
+def test_bad_config_file_via_cli_is_one_line_and_starts_nothing(tmp_path):
+    (tmp_path / "bad.toml").write_text('name = "x"\npolicies = ["cloud-only"]\nbandwidths_mbit = [0]\n'
+                                       '[[queries]]\nname = "nexmark"\n')
+    res = edgeplace("run", str(tmp_path / "bad.toml"), "--results", str(tmp_path / "r"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1 and "bandwidths_mbit" in lines[0]
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "broken.toml").write_text("name = \n")
+    res = edgeplace("run", str(tmp_path / "broken.toml"))
+    assert res.returncode == 1 and "not valid TOML" in res.stderr
+
+
+def test_shipped_configs_are_valid():
+    root = Path(__file__).parents[1] / "experiments" / "configs"
+    names = {p.stem for p in root.glob("*.toml")}
+    assert {"demo", "qa-sweep", "nexmark-sweep"} <= names
+    for p in root.glob("*.toml"):
+        c = cfg.load(p)
+        assert c.cells()
+
+
+TINY = """
+name = "tiny"
+policies = ["cloud-only", "optimal"]
+bandwidths_mbit = [1]
+source_rate = "max"
+warmup_s = 8
+duration_s = 10
+repetitions = 1
+profile_s = 10
+[cluster]
+edge = 1
+cloud = 1
+edge_cpu = 0.5
+edge_slots = 4
+cloud_slots = 8
+rest_port = 18081
+rpc_port = 16123
+subnet = "10.213.7.0/24"
+[[queries]]
+name = "nexmark"
+label = "q2"
+args = ["--opt", "query=q2"]
+"""
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.lifecycle
+def test_tiny_experiment_interrupted_resumed_and_reported(root_required, tmp_path):
+    from tests.test_testbed_live import snapshot
+    edgeplace("testbed", "down")
+    before = snapshot()
+    conf = tmp_path / "tiny.toml"
+    conf.write_text(TINY)
+    results = tmp_path / "results"
+    run = subprocess.Popen([sys.executable, "-m", "experiments.cli", "run", str(conf), "--results", str(results)],
+                           env={**os.environ, **TEST_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 400
+    cells = None
+    while time.monotonic() < deadline and run.poll() is None:  # interrupt once the first cell is stored
+        found = list(results.glob("tiny-*/cells.parquet"))
+        if found and len(pd.read_parquet(found[0])) >= 1:
+            cells = found[0]
+            break
+        time.sleep(1)
+    assert cells is not None, run.communicate()[1][-2000:]
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode != 0
+    assert snapshot() == before, "an interrupted run must leave no testbed behind"
+    assert len(pd.read_parquet(cells)) == 1  # what was written is intact
+
+    res = edgeplace("run", str(conf), "--results", str(results), timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "1 already done" in res.stderr
+    df = pd.read_parquet(cells)
+    assert sorted(df["policy"]) == ["cloud-only", "optimal"]
+    assert (df["measured_rate"] > 0).all() and (df["wan_bytes_per_event"] > 0).all()
+    root = cells.parent
+    assert (root / "report.md").exists() and "## Headline" in (root / "report.md").read_text()
+    assert len(list((root / "figures").glob("*.png"))) == 5
+    meta = (root / "metadata.json").read_text()
+    assert "config_hash" in meta and "apache-flink" in meta
+    assert snapshot() == before
+
+    again = edgeplace("run", str(conf), "--results", str(results))
+    assert again.returncode == 0 and "2 already done" in again.stderr and snapshot() == before

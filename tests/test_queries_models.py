@@ -1,0 +1,78 @@
+"""Pure models of the workloads: Nexmark generator statistics, QA flagger accuracy, imaging peaks."""
+import collections
+
+import numpy as np
+import pytest
+
+from queries import options, registry
+from queries.imaging import model as im
+from queries.nexmark import model as nx
+from queries.qa import model as qa
+
+
+@pytest.fixture(scope="module")
+def events():
+    return [nx.event(n, 3) for n in range(100_000)]
+
+
+def test_event_mix_is_1_3_46(events):
+    mix = collections.Counter(e[0] for e in events)
+    assert mix[nx.PERSON] == pytest.approx(2_000, rel=0.02)
+    assert mix[nx.AUCTION] == pytest.approx(6_000, rel=0.02)
+    assert mix[nx.BID] == pytest.approx(92_000, rel=0.02)
+
+
+def test_hot_auctions_and_bidders(events):
+    bids = [(n, e) for n, e in enumerate(events) if e[0] == nx.BID]
+    hot_auction = sum(e[1] == ((nx.FIRST_ID + nx.auctions_before(n) - 1) // 2) * 2 for n, e in bids) / len(bids)
+    hot_bidder = sum(e[2] == ((nx.FIRST_ID + nx.persons_before(n) - 1) // 4) * 4 + 1 for n, e in bids) / len(bids)
+    assert hot_auction == pytest.approx(1 - 1 / nx.HOT_AUCTION_RATIO, abs=0.02)
+    assert hot_bidder == pytest.approx(1 - 1 / nx.HOT_BIDDER_RATIO, abs=0.02)
+
+
+def test_nominal_sizes(events):
+    for kind, nominal in nx.NOMINAL.items():
+        sizes = [nx.OVERHEAD + sum(len(f) for f in e[6:10]) for e in events if e[0] == kind]
+        assert np.mean(sizes) == pytest.approx(nominal, rel=0.02)
+
+
+def test_prices_span_the_log_uniform_range(events):
+    prices = np.array([e[3] for e in events if e[0] == nx.BID])
+    assert prices.min() >= 100 and prices.max() <= 100_000_000
+    assert np.median(np.log10(prices)) == pytest.approx(5.0, abs=0.1)  # 10^U(0,6) × 100
+
+
+def test_generator_is_deterministic_per_sequence_number():
+    assert nx.event(12345, 7) == nx.event(12345, 7) and nx.event(12345, 7) != nx.event(12345, 8)
+
+
+def test_flagger_finds_injected_rfi_with_few_false_positives():
+    tp = fn = fp = tn = 0
+    for b in range(6):
+        hist = np.empty((0, qa.CHANNELS, qa.POLS), np.float32)
+        for t in range(300):
+            amp = np.abs(qa.visibilities(b, t, 5))
+            truth = qa.rfi_mask(b, t, 5)
+            f = qa.flag(hist, amp)
+            hist = qa.remember(hist, amp, f)
+            tp += (f & truth).sum(); fn += (~f & truth).sum(); fp += (f & ~truth).sum(); tn += (~f & ~truth).sum()
+    assert tp + fn > 500
+    assert tp / (tp + fn) >= 0.95
+    assert fp / (fp + tn) <= 0.02
+
+
+def test_dirty_image_peaks_at_the_point_source():
+    for s in range(20):
+        r = im.slice_record(s, 11)
+        stats = im.image_stats(im.dirty_image(*r[1:]))
+        assert (stats["peak_x"], stats["peak_y"]) == im.source_position(s, 11)
+        assert stats["peak"] > 10 * stats["rms"]
+
+
+def test_every_query_has_uid_named_operators_and_a_pinned_source():
+    for name in registry.QUERIES:
+        for extra in (["--opt", f"query={q}"] for q in ("q0", "q1", "q2", "q3")) if name == "nexmark" else [[]]:
+            ops = registry.load(name).topology(options.parse(["--sites", "edge-1,edge-2", *extra]))
+            assert len({o.uid for o in ops}) == len(ops)
+            assert [o.site for o in ops if o.is_source] == ["edge-1", "edge-2"]
+            assert all(u in {o.uid for o in ops} for o in ops for u in o.inputs)
