@@ -211,7 +211,7 @@ def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None
                 if progress:
                     progress(done_cells, total)
         finally:
-            dp.cancel(target.rest, d.job_id)
+            dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
             tb.heal(state, say=say)
 
 
@@ -262,7 +262,7 @@ def _profile(conf, res: Results, target: Target, q, args, ops, nodes, say: Say) 
         run = sample(target.rest, d.job_id, conf.profile_s, interval=2.5, warmup=conf.warmup_s)
         owners = dp.vertex_owners(target.rest, d.job_id, ops)
     finally:
-        dp.cancel(target.rest, d.job_id)
+        dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
         tb.heal(tb.require(), say=say)
     profs = compute_profiles(run.frame())
     problem = problem_from_profiles(ops, profs, owners, where, nodes, None)

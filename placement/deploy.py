@@ -199,6 +199,17 @@ def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout:
     raise EdgeplaceError(f"stop-with-savepoint of {job_id} did not complete within {timeout:.0f} s")
 
 
+def end(rest: FlinkRest, job_id: str, scratch: Path, timeout: float = 60) -> None:
+    """End a job gently: stop with a savepoint (then discard it), falling back to cancel. Cancelling a
+    Python job can take its TaskManager down (Beam's "Reference count must not be negative")."""
+    import shutil
+    try:
+        path = stop_with_savepoint(rest, job_id, scratch, timeout)
+        shutil.rmtree(path.removeprefix("file:"), ignore_errors=True)
+    except Exception:
+        cancel(rest, job_id)
+
+
 # ------------------------------------------------------------------ deployment records
 
 def record_path(home: Path, job_id: str) -> Path:

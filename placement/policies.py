@@ -50,7 +50,8 @@ def _fill(p: Problem, order: list[str], prefer) -> dict[str, str]:
 
 
 def _pinned_first(p: Problem) -> list[str]:
-    return sorted(p.op, key=lambda v: (p.op[v].pin is None, len(p.allowed(v))))
+    """Pinned operators first, then first-fit decreasing: the most slots first."""
+    return sorted(p.op, key=lambda v: (p.op[v].pin is None, -p.op[v].parallelism, len(p.allowed(v))))
 
 
 def cloud_only(p: Problem) -> dict[str, str]:
@@ -166,6 +167,13 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     placements within TIE of the best T (or sustaining `target_rate`), the fewest WAN bytes per unit λ."""
     ops, nodes = list(p.op), list(p.node)
     sites = sorted({p.node[n].site for n in nodes} - {CLOUD})
+    # The solver's variable is U = T · scale with scale ≈ λ of a heuristic placement, so the objective is
+    # O(1): HiGHS also stops at an absolute gap of 1e-6, which would make T = 1/λ ≈ 1e-7 look solved at once.
+    try:
+        lam_h = predict(p, cloud_only(p)).max_rate
+    except EdgeplaceError:
+        lam_h = math.nan
+    scale = lam_h if math.isfinite(lam_h) and lam_h > 0 else 1.0
     r = p.rates
     xi = {(v, n): i for i, (v, n) in enumerate((v, n) for v in ops for n in p.allowed(v))}
     nx_ = len(xi)
@@ -180,6 +188,10 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     A = lil_matrix((0, nvar))
 
     def add(coefs: dict[int, float], lb: float, ub: float) -> None:
+        if lb in (0, -np.inf) and ub in (0, np.inf):  # homogeneous row: normalise (HiGHS drops tiny values)
+            big = max((abs(c) for c in coefs.values()), default=0.0)
+            if big > 0:
+                coefs = {i: c / big for i, c in coefs.items()}
         rows.append(coefs)
         lo.append(lb)
         hi.append(ub)
@@ -192,11 +204,11 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
             add({i: p.op[v].parallelism for v, i in idx}, -np.inf, p.node[n].slots)
             cpu = {i: r[v] * p.op[v].cost_s_per_record / p.node[n].speed for v, i in idx}
             if any(cpu.values()):
-                add({**cpu, ti: -p.node[n].cores}, -np.inf, 0)
+                add({**cpu, ti: -p.node[n].cores / scale}, -np.inf, 0)
     for (v, n), i in xi.items():  # one operator's subtasks: r cost / speed · x ≤ parallelism · T
         c = r[v] * p.op[v].cost_s_per_record / p.node[n].speed
         if c > 0:
-            add({i: c, ti: -p.op[v].parallelism}, -np.inf, 0)
+            add({i: c, ti: -p.op[v].parallelism / scale}, -np.inf, 0)
     at_site = {s: [n for n in nodes if p.node[n].site == s] for s in sites}
     for (u, v, s, d), i in yi.items():  # y ≥ X_u,s − X_v,s (up) or X_v,s − X_u,s (down)
         a, b = (u, v) if d == "up" else (v, u)
@@ -213,7 +225,7 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
             cap = p.link[s].up_bytes_per_s if d == "up" else p.link[s].down_bytes_per_s
             coefs = {yi[(u, v, s, d)]: byts[(u, v)] for (u, v) in byts if byts[(u, v)] > 0}
             if coefs:
-                add({**coefs, ti: -cap}, -np.inf, 0)
+                add({**coefs, ti: -cap / scale}, -np.inf, 0)
     A = lil_matrix((len(rows), nvar))
     for k, coefs in enumerate(rows):
         for i, c in coefs.items():
@@ -238,7 +250,7 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     if target_rate is not None:
         if target_rate <= 0:
             raise EdgeplaceError("--target-rate must be > 0")
-        res = solve(wan, 1 / target_rate, 1 / target_rate)
+        res = solve(wan, scale / target_rate, scale / target_rate)
         if res is None:
             raise EdgeplaceError(f"no placement sustains a source rate of {target_rate:g}")
     else:
@@ -248,5 +260,6 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
         if first is None:
             raise EdgeplaceError("no placement satisfies the pins and slot limits")
         t_best = first.x[ti]
-        res = solve(wan, 0, t_best * (1 + TIE) + 1e-15) or first
+        wan_scale = wan / max(1e-300, wan.max()) if wan.max() > 0 else wan
+        res = solve(wan_scale, 0, t_best * (1 + TIE / 10)) or first
     return {v: n for (v, n), i in xi.items() if res.x[i] > 0.5}

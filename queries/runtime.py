@@ -62,8 +62,8 @@ class JobContext:
         seq = self.env.from_source(NumberSequenceSource(0, end), WatermarkStrategy.no_watermarks(),
                                    self.ops[uid].name)
         seq = self.pin(seq, uid)
-        gen = seq.map(Generator(generate, self.opts.seed, self.opts.rate / self.ops[uid].parallelism),
-                      output_type=output_type)
+        gen = seq.map(Generator(generate, self.opts.seed, self.opts.rate / self.ops[uid].parallelism,
+                                self.opts.out, uid), output_type=output_type)
         return self.pin(gen, uid, "gen")
 
     def sink(self, stream, uid: str, to_json: Callable[[tuple], dict]) -> None:
@@ -76,20 +76,33 @@ class JobContext:
 
 
 class Generator(MapFunction):
-    """seq → event, at most `rate` records/s in this subtask (0 = unthrottled)."""
+    """seq → event, at most `rate` records/s in this subtask (0 = unthrottled). With an output directory it
+    also writes <out>/progress-<uid>-<subtask>.json ({"count", "time"}) about once a second: the emitted
+    count measured at the source itself, independent of the JobManager's cached metrics."""
 
-    def __init__(self, generate, seed: int, rate: float):
-        self.generate, self.seed, self.rate = generate, seed, rate
+    def __init__(self, generate, seed: int, rate: float, out: str | None = None, uid: str = "src"):
+        self.generate, self.seed, self.rate, self.out, self.uid = generate, seed, rate, out, uid
 
     def open(self, ctx: RuntimeContext) -> None:
         self.start, self.count = time.time(), 0
+        self.last = self.start
+        self.path = (os.path.join(self.out, f"progress-{self.uid}-{ctx.get_index_of_this_subtask()}.json")
+                     if self.out else None)
+        if self.path:
+            os.makedirs(self.out, exist_ok=True)
 
     def map(self, seq):
+        self.count += 1
+        now = time.time()
         if self.rate > 0:
-            self.count += 1
-            ahead = self.count / self.rate - (time.time() - self.start)
+            ahead = self.count / self.rate - (now - self.start)
             if ahead > 0:
                 time.sleep(ahead)
+        if self.path and now - self.last >= 1.0:
+            self.last = now
+            with open(self.path + ".tmp", "w") as fh:
+                json.dump({"count": self.count, "time": now}, fh)
+            os.replace(self.path + ".tmp", self.path)
         return (*self.generate(seq, self.seed), time.time())
 
 

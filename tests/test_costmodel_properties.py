@@ -68,7 +68,10 @@ def test_optimal_matches_exhaustive_and_greedy_never_beats_it(p):
     else:
         assert o.max_rate == pytest.approx(e.max_rate, rel=1e-6)
     assert o.wan_bytes_per_unit_rate == pytest.approx(e.wan_bytes_per_unit_rate, rel=1e-6, abs=1e-9)
-    g = predict(p, greedy(p))
+    try:
+        g = predict(p, greedy(p))
+    except EdgeplaceError:  # a heuristic may fail to pack slots that the MILP can: it did not beat optimal
+        return
     assert g.max_rate <= o.max_rate * (1 + 1e-6)
 
 

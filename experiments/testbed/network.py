@@ -32,6 +32,9 @@ def add_site(netns: str, bridge: str, host_if: str, ns_if: str, ns_addr: str) ->
     run("ip", "link", "set", ns_if, "netns", netns)
     run("ip", "link", "set", host_if, "master", bridge)
     run("ip", "link", "set", host_if, "up")
+    # MTU-sized segments (no 64 kB GSO super-packets), so a byte-limited queue behaves like a real link's
+    run("ip", "link", "set", "dev", host_if, "gso_max_size", "1514")
+    run("ip", "link", "set", "dev", ns_if, "gso_max_size", "1514", ns=netns)
     run("ip", "addr", "add", ns_addr, "dev", ns_if, ns=netns)
     run("ip", "link", "set", ns_if, "up", ns=netns)
 
@@ -53,11 +56,15 @@ def shape(dev: str, mbit: float, ns: str | None = None) -> None:
     run("tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10", ns=ns)
     run("tc", "class", "add", "dev", dev, "parent", "1:", "classid", HTB_CLASS, "htb",
         "rate", rate, "ceil", rate, ns=ns)
+    # a bounded queue (100 ms of the rate, at least 30 full frames), as a real link has: htb's default
+    # leaf queues 1000 packets, 48 s at 0.25 Mbit/s, and that bufferbloat hides backpressure from Flink
+    limit = max(30 * 1514, int(mbit * 1e6 / 8 * 0.1))
+    run("tc", "qdisc", "add", "dev", dev, "parent", HTB_CLASS, "handle", "10:", "bfifo", "limit", str(limit), ns=ns)
 
 
 def add_delay(dev: str, delay_ms: float, ns: str | None = None) -> bool:
-    """netem delay under the htb class; False when this kernel has no netem."""
-    return ok("tc", "qdisc", "add", "dev", dev, "parent", HTB_CLASS, "handle", "10:", "netem",
+    """netem delay (in place of the bfifo leaf) under the htb class; False when this kernel has no netem."""
+    return ok("tc", "qdisc", "replace", "dev", dev, "parent", HTB_CLASS, "handle", "10:", "netem",
               "delay", f"{delay_ms}ms", ns=ns)
 
 
