@@ -235,10 +235,8 @@ def queries_cmd() -> None:
 @click.option("--policy", required=True, help="cloud-only | edge-max | greedy | exhaustive | optimal")
 @click.option("--target-rate", type=float, help="with optimal: fewest WAN bytes among placements sustaining R")
 @click.option("--out", required=True, help="placement JSON to write")
-@click.option("--schedulercfg", "scfg_out", help="also write a schedulercfg (needs --hosts)")
-@click.option("--hosts", help="JSON file: node id → host, for --schedulercfg")
 @click.option("--rank", is_flag=True, help="print the offload ranking with reasons")
-def plan_cmd(problem_file, policy, target_rate, out, scfg_out, hosts, rank) -> None:
+def plan_cmd(problem_file, policy, target_rate, out, rank) -> None:
     """Search a placement for a planning problem and write it as placement JSON."""
     from costmodel import problem as pb
     from costmodel.predict import predict
@@ -258,9 +256,6 @@ def plan_cmd(problem_file, policy, target_rate, out, scfg_out, hosts, rank) -> N
         for e in offload_ranking(p, cloud_only(p)):
             t.add_row(e.op, f"{e.score:.4g}", _yn(e.eligible), e.reason)
         console.print(t)
-    if scfg_out:
-        raise EdgeplaceError("--schedulercfg from a planning problem needs the job's task names; "
-                             "use `edgeplace where --job ID --schedulercfg FILE` after deploying")
 
 
 @main.command("predict")

@@ -3,10 +3,10 @@ through REST, and redeploy from a savepoint with rollback. The thin I/O half of 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -102,18 +102,13 @@ def submit(script: Path, args: list[str], conf_dir: Path, savepoint: str | None 
     if savepoint:
         cmd += ["-s", savepoint]
     cmd += ["-py", str(script), *args]
-    env = {"FLINK_CONF_DIR": str(conf_dir), "PATH": _path()}
+    env = {"FLINK_CONF_DIR": str(conf_dir), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     m = re.search(r"JobID ([0-9a-f]{32})", proc.stdout + proc.stderr)
     if proc.returncode != 0 or not m:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
         raise EdgeplaceError(f"flink run failed (exit {proc.returncode}):\n{tail}")
     return m.group(1)
-
-
-def _path() -> str:
-    import os
-    return os.environ.get("PATH", "/usr/bin:/bin")
 
 
 def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Placement | None,
@@ -230,7 +225,3 @@ def load_record(home: Path, job_id: str) -> dict | None:
 
 def placement_of(where: dict[str, set[str]]) -> Placement:
     return Placement({u: sorted(t)[0] for u, t in where.items() if len(t) == 1 and "" not in t})
-
-
-def quiet_submit() -> AbstractContextManager:
-    return nullcontext()
