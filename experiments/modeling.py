@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from collectors.profiles import OperatorProfile
 from costmodel.problem import CLOUD, Edge, Link, Node, Operator, Problem
+from experiments.errors import EdgeplaceError
 from queries.topology import OpSpec
 
 WIRE_EFFICIENCY = 0.94  # payload share of a shaped link after TCP/IP framing (TESTBED: 107 of 113 bytes)
@@ -60,9 +61,11 @@ def problem_from_profiles(ops: list[OpSpec], profiles: list[OperatorProfile], ow
     for op in ops:
         ps = by_op.get(op.uid, [])
         main = _main_vertex(op, ps)
-        if main is None:
-            stats[op.uid] = (0.0, 1.0, 0.0)
-            continue
+        usable = main is not None and (main.observed_out_rate if op.is_source else main.observed_in_rate) > 0
+        if not usable:
+            raise EdgeplaceError(f"profiling gave no usable metrics for operator {op.uid} "
+                                 f"({'no samples' if main is None else ', '.join(main.flags) or 'no records'}); "
+                                 "profile longer (profile_s) or check that the job runs")
         node = node_of[where[op.uid]]
         cpu = sum(busy(p) for p in ps) * min(1.0, node.cores / max(1e-9, load[node.id]))
         rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate

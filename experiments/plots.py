@@ -40,8 +40,8 @@ def plot_all(results: Path) -> list[Path]:
         for p in policies:
             s = st[(st["query"] == q) & (st["policy"] == p)].sort_values("bandwidth_mbit")
             ax.errorbar(s["bandwidth_mbit"], s["mean"], yerr=s["std"].fillna(0), marker="o", capsize=3, label=p)
-        ax.set(xscale="log", yscale="log", title=f"{q}: sustained source rate", xlabel="WAN bandwidth (Mbit/s)",
-               ylabel="events/s (mean ± std)")
+        ax.set(title=f"{q}: sustained source rate", xlabel="WAN bandwidth (Mbit/s)", ylabel="events/s (mean ± std)")
+        _log_where_positive(ax, st[st["query"] == q]["mean"], both=True)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     files.append(_save(fig, out / "throughput_vs_bandwidth.png"))
@@ -56,7 +56,8 @@ def plot_all(results: Path) -> list[Path]:
             sp = s[s["policy"] == p].set_index("bandwidth_mbit").reindex(bws)
             ax.bar(np.arange(len(bws)) + i * width, sp["mean"], width, yerr=sp["std"].fillna(0), label=p)
         ax.set_xticks(np.arange(len(bws)) + width * (len(policies) - 1) / 2, [f"{b:g} Mbit/s" for b in bws])
-        ax.set(yscale="log", title=f"{q}: WAN bytes per source event", ylabel="bytes/event (edge → cloud)")
+        ax.set(title=f"{q}: WAN bytes per source event", ylabel="bytes/event (edge → cloud)")
+        _log_where_positive(ax, s["mean"])
         ax.legend()
     files.append(_save(fig, out / "wan_bytes_per_event.png"))
 
@@ -68,7 +69,8 @@ def plot_all(results: Path) -> list[Path]:
         for i, col in enumerate(["latency_p50", "latency_p95", "latency_p99"]):
             ax.bar(x + i * 0.27, s[col] * 1000, 0.27, label=col.split("_")[1])
         ax.set_xticks(x + 0.27, labels, fontsize=7)
-        ax.set(yscale="log", title=f"{q}: end-to-end latency at the sustained rate", ylabel="ms")
+        ax.set(title=f"{q}: end-to-end latency at the sustained rate", ylabel="ms")
+        _log_where_positive(ax, s.stack())
         ax.legend()
     files.append(_save(fig, out / "latency.png"))
 
@@ -93,15 +95,27 @@ def plot_all(results: Path) -> list[Path]:
     for q in queries:
         s = pm[pm["query"] == q]
         ax.scatter(s["predicted_rate"], s["measured_rate"], label=q)
-    if not pm.empty:
+    pm = pm[(pm["predicted_rate"] > 0) & (pm["measured_rate"] > 0)]
+    ax.set(title="cost model: predicted vs measured λ*", xlabel="predicted events/s", ylabel="measured events/s")
+    if pm.empty:
+        ax.text(0.5, 0.5, "no cell has a finite prediction", ha="center", va="center", transform=ax.transAxes)
+    else:
         lo = max(1.0, min(pm["predicted_rate"].min(), pm["measured_rate"].min()) / 2)
         hi = max(pm["predicted_rate"].max(), pm["measured_rate"].max()) * 2
         ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="predicted = measured")
-    ax.set(xscale="log", yscale="log", title="cost model: predicted vs measured λ*",
-           xlabel="predicted events/s", ylabel="measured events/s")
-    ax.legend()
+        ax.set(xscale="log", yscale="log")
+        ax.legend()
     files.append(_save(fig, out / "predicted_vs_measured.png"))
     return files
+
+
+def _log_where_positive(ax, values, both: bool = False) -> None:
+    """Log axes only when there is positive data to draw (matplotlib refuses log scale otherwise)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce")
+    if (v > 0).any():
+        ax.set_yscale("log")
+        if both:
+            ax.set_xscale("log")
 
 
 def _save(fig, path: Path) -> Path:

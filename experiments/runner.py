@@ -36,6 +36,7 @@ from placement.policies import plan
 from queries import options, registry
 
 Say = Callable[[str], None]
+MIN_PROFILE_S = 25.0
 CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
                 "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
                 "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
@@ -259,7 +260,8 @@ def _profile(conf, res: Results, target: Target, q, args, ops, nodes, say: Say) 
     tb.set_wan(None, say=lambda m: None)
     d = deploy(target, q.name, args, Placement(where), say=lambda m: None)
     try:
-        run = sample(target.rest, d.job_id, conf.profile_s, interval=2.5, warmup=conf.warmup_s)
+        # ≥ 25 s: the JobManager refreshes metrics every 10 s, and a profile needs two fresh snapshots
+        run = sample(target.rest, d.job_id, max(MIN_PROFILE_S, conf.profile_s), interval=2.5, warmup=conf.warmup_s)
         owners = dp.vertex_owners(target.rest, d.job_id, ops)
     finally:
         dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
