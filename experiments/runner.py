@@ -7,9 +7,7 @@ import json
 import os
 import platform
 import random
-import shutil
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +17,6 @@ from typing import Callable
 import pandas as pd
 
 from collectors.profiles import profiles as compute_profiles
-from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from costmodel.predict import predict
 from costmodel.problem import Problem, from_json, to_json
@@ -157,10 +154,13 @@ def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None
     profiled: dict[str, Problem] = {}
     groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
     order: list[tuple] = []
+    jobs: dict[str, tuple[list[str], list]] = {}  # query label → (job arguments, logical operators)
     for c in todo:  # plan every cell first (profiling the queries that need it)
         q = conf.query(c["query"])
-        args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
-        ops = registry.load(q.name).topology(options.parse(args))
+        if c["query"] not in jobs:
+            args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
+            jobs[c["query"]] = (args, registry.load(q.name).topology(options.parse(args)))
+        args, ops = jobs[c["query"]]
         if c["policy"] in cfg.NEEDS_PROFILE and c["query"] not in profiled:
             profiled[c["query"]] = _profile(conf, res, target, q, args, ops, nodes, say)
         base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
@@ -182,8 +182,7 @@ def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None
         members = sorted(groups[key], key=lambda m: m[0]["bandwidth_mbit"])
         c0, placement, _ = members[0]
         q = conf.query(c0["query"])
-        args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
-        ops = registry.load(q.name).topology(options.parse(args))
+        args, ops = jobs[c0["query"]]
         out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
         tb.set_wan(members[0][0]["bandwidth_mbit"], say=lambda m: None)
         names = ", ".join(sorted({m[0]["policy"] for m in members}))
