@@ -44,6 +44,13 @@ def delete_link(name: str) -> None:
         ok("ip", "link", "del", name)
 
 
+def netns_pids(name: str) -> list[int]:
+    """PIDs of processes inside network namespace `name` (none if it does not exist)."""
+    if not netns_exists(name):
+        return []
+    return [int(x) for x in run("ip", "netns", "pids", name, check=False).stdout.split()]
+
+
 def delete_netns(name: str) -> None:
     if netns_exists(name):
         ok("ip", "netns", "del", name)

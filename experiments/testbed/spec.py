@@ -27,6 +27,7 @@ class TestbedSpec:
     edge_memory_mb: int = 1280
     cloud_memory_mb: int = 1280
     isolate: bool = True  # namespaces + tc + cgroups; False forces the loopback fallback
+    ssh_hosts: bool = False  # edge sites run sshd instead of Flink (hosts for the Ansible path)
 
     __test__ = False  # not a pytest class
 
@@ -50,6 +51,8 @@ class TestbedSpec:
         for name, port in (("--rest-port", self.rest_port), ("--rpc-port", self.rpc_port)):
             if not 1024 <= port <= 65535:
                 bad(f"{name} must be between 1024 and 65535, got {port}")
+        if self.ssh_hosts and (self.edge < 1 or not self.isolate):
+            bad("--ssh-hosts needs at least one edge site and isolation (network namespaces)")
         if self.rest_port == self.rpc_port:
             bad("--rest-port and --rpc-port must differ")
         for name, mb in (("edge", self.edge_memory_mb), ("cloud", self.cloud_memory_mb)):

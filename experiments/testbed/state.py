@@ -33,6 +33,7 @@ class State:
     resources: list[dict] = field(default_factory=list)   # in creation order
     taskmanagers: list[dict] = field(default_factory=list)
     links: list[dict] = field(default_factory=list)
+    ssh_hosts: list[dict] = field(default_factory=list)   # --ssh-hosts: edge sites reachable over SSH
     warnings: list[str] = field(default_factory=list)
     started_at: float = 0.0
     up_seconds: float | None = None

@@ -17,7 +17,7 @@ import yaml
 from collectors.rest import FlinkRest
 from experiments import flinkdist
 from experiments.errors import EdgeplaceError
-from experiments.testbed import cgroups, flinkconf, network, state as st
+from experiments.testbed import cgroups, flinkconf, network, sshhosts, state as st
 from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
 from experiments.testbed.spec import TestbedSpec, bridge_name, gateway, members, site_links
 
@@ -34,6 +34,8 @@ def up(spec: TestbedSpec, say: Say = print, timeout: float = 90.0) -> st.State:
     with st.locked():
         _clear_leftovers(say)
         mode, why = _choose_mode(spec)
+        if mode == "loopback" and spec.ssh_hosts:
+            raise EdgeplaceError(f"--ssh-hosts needs network namespaces, but {why}")
         if mode == "loopback":
             spec = TestbedSpec(**{**spec.to_dict(), "isolate": False})
             say(f"WARNING: {why}: all TaskManagers run on loopback, with NO WAN shaping and NO CPU quota")
@@ -68,6 +70,9 @@ def _build(spec: TestbedSpec, state: st.State, say: Say, timeout: float) -> None
     workdir.mkdir(parents=True)
     if spec.isolate:
         _build_network(spec, state, say)
+    if spec.ssh_hosts:
+        _start_ssh_hosts(spec, state, say)
+        return
     java_opts = flinkdist.shipped_java_opts()
     _write_conf(workdir / "client", flinkconf.client(spec, java_opts, flinkdist.python_executable()))
 
@@ -88,6 +93,43 @@ def _build(spec: TestbedSpec, state: st.State, say: Say, timeout: float) -> None
     state.save()
     say(f"testbed up in {state.up_seconds} s: REST http://127.0.0.1:{spec.rest_port}, "
         f"{spec.edge} edge + {spec.cloud} cloud TaskManagers")
+
+
+def _start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
+    """sshd in every edge namespace (inside its CPU group) and an inventory for Ansible; no Flink."""
+    d = Path(state.workdir) / "ssh"
+    key = sshhosts.make_keys(d)
+    hosts = []
+    for m in (m for m in members(spec) if m.is_edge):
+        conf = sshhosts.sshd_config(d, m.host)
+        _start(state, f"sshd-{m.id}", "sshd", d / m.id, True, m.netns, m.cpu_cores, sshhosts.sshd_argv(conf))
+        ns_if = next(l.ns_if for l in site_links(spec) if l.netns == m.netns)
+        hosts.append({"name": m.id, "addr": m.host, "site": m.site, "slots": m.slots, "netns": m.netns,
+                      "ifname": ns_if})
+    state.ssh_hosts = hosts
+    inv = Path(state.workdir) / "inventory.yml"
+    sshhosts.write_inventory(inv, sshhosts.inventory(hosts, key, Path(state.workdir) / "hosts",
+                                                     spec.rest_port, spec.rpc_port))
+    deadline = time.monotonic() + 15
+    pending = list(hosts)
+    while pending and time.monotonic() < deadline:
+        pending = [h for h in pending if not _port_open(h["addr"], 22)]
+        time.sleep(0.2)
+    if pending:
+        raise EdgeplaceError(f"sshd did not start on {', '.join(h['addr'] for h in pending)} "
+                             f"(logs under {d})")
+    state.phase = "up"
+    state.up_seconds = round(time.time() - state.started_at, 1)
+    state.save()
+    say(f"{len(hosts)} SSH hosts up ({', '.join(h['addr'] for h in hosts)}); inventory: {inv}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _check_subnet_unused(spec: TestbedSpec) -> None:
@@ -158,9 +200,10 @@ def _write_conf(d: Path, conf: dict) -> None:
 
 
 def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: str | None,
-           cores: float | None) -> None:
-    script = str(flinkdist.flink_home() / "bin" / f"{kind}.sh")
-    cmd = shlex.join([script, "start-foreground"])
+           cores: float | None, argv: list[str] | None = None) -> None:
+    """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it."""
+    fg = argv or [str(flinkdist.flink_home() / "bin" / f"{kind}.sh"), "start-foreground"]
+    cmd = shlex.join(fg)
     cg_path = None
     if isolate:
         cg_name = f"edgeplace/{Path(state.workdir).parent.name}/{name}"
@@ -170,8 +213,9 @@ def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns:
         prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
         argv = ["sh", "-c", f"echo $$ > {shlex.quote(str(cg_path / 'cgroup.procs'))} && exec {prefix}{cmd}"]
     else:
-        argv = [script, "start-foreground"]
+        argv = fg
     env = {**os.environ, "FLINK_CONF_DIR": str(d), "FLINK_LOG_DIR": str(d / "log"), "FLINK_PID_DIR": str(d / "tmp")}
+    (d / "log").mkdir(parents=True, exist_ok=True)
     with open(d / "log" / "console.out", "wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -340,6 +384,12 @@ def _testbed_processes(state: st.State) -> list[psutil.Process]:
             try:
                 if q.create_time() >= ref.create_time - 0.05:
                     found[q.pid] = q
+            except psutil.Error:
+                pass
+    for r in state.of_kind("netns"):  # whatever runs in our namespaces (e.g. started over SSH)
+        for pid in network.netns_pids(r["name"]):
+            try:
+                found[pid] = psutil.Process(pid)
             except psutil.Error:
                 pass
     for r in state.of_kind("cgroup"):

@@ -1,0 +1,175 @@
+"""`edgeplace cluster …`: real Pi + server clusters provisioned and driven with the playbooks in ansible/.
+
+ansible-core is a Python dependency of edgeplace; its `ansible-playbook` is run from the same environment."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from experiments.errors import EdgeplaceError
+from experiments.testbed import state as st
+
+ANSIBLE_DIR = Path(__file__).resolve().parents[1] / "ansible"
+PLAYBOOKS = {"provision": "site.yml", "start": "cluster-start.yml", "stop": "cluster-stop.yml",
+             "wan": "wan.yml", "facts": "facts.yml"}
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class PlaybookRun:
+    """Outcome of one ansible-playbook run: per-host recap counts and the captured output."""
+
+    playbook: str
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    output: str = ""
+
+    @property
+    def changed(self) -> int:
+        return sum(h["changed"] for h in self.recap.values())
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise EdgeplaceError(f"{name} is missing from {path.parent}; run scripts/setup.sh (ansible-core is a dependency)")
+    return str(path)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(st.home() / "ansible-tmp"), "PATH": f"{Path(sys.executable).parent}:"
+            + os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def inventory_hosts(inventory: str) -> dict[str, list[str]]:
+    """Groups of the inventory (`cloud` must have a host: the first runs the JobManager)."""
+    if not Path(inventory).is_file():
+        raise EdgeplaceError(f"inventory {inventory} does not exist")
+    proc = subprocess.run([_tool("ansible-inventory"), "-i", inventory, "--list"], capture_output=True,
+                          text=True, env=_env(), timeout=120)
+    if proc.returncode != 0:
+        raise EdgeplaceError(f"inventory {inventory} cannot be read: {_last_lines(proc.stderr, 3)}")
+    data = json.loads(proc.stdout)
+    groups = {g: data.get(g, {}).get("hosts", []) for g in ("cloud", "edge")}
+    if not groups["cloud"]:
+        raise EdgeplaceError(f"inventory {inventory} has no host in group 'cloud' (the JobManager host)")
+    return groups
+
+
+def run_playbook(action: str, inventory: str, extra: dict | None = None, say: Say = print,
+                 forks: int | None = None) -> PlaybookRun:
+    """Run the playbook of `action`, streaming its task lines; a failure raises with the failing lines."""
+    inventory_hosts(inventory)
+    book = PLAYBOOKS[action]
+    cmd = [_tool("ansible-playbook"), "-i", str(Path(inventory).resolve()), str(ANSIBLE_DIR / book)]
+    if extra:
+        cmd += ["-e", json.dumps(extra)]
+    if forks:
+        cmd += ["--forks", str(forks)]
+    (st.home() / "ansible-tmp").mkdir(parents=True, exist_ok=True)
+    run = PlaybookRun(book)
+    lines: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                          stdin=subprocess.DEVNULL, cwd=ANSIBLE_DIR) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            lines.append(line)
+            if line.startswith(("TASK [", "PLAY [")) or line.startswith(("fatal:", "failed:", "[WARNING]")):
+                say(f"  {_short(line.rstrip(' *'))}")
+            m = RECAP.match(line)
+            if m:
+                run.recap[m.group(1)] = dict(zip(("ok", "changed", "unreachable", "failed"),
+                                                 map(int, m.groups()[1:])))
+    run.output = "\n".join(lines)
+    if proc.returncode != 0:
+        bad = [_short(l) for l in lines if l.startswith(("fatal:", "failed:", "ERROR!"))] or lines[-8:]
+        raise EdgeplaceError(f"{book} failed (exit {proc.returncode}):\n" + "\n".join(bad[-6:]))
+    return run
+
+
+def project_wheel(say: Say = print) -> Path:
+    """A wheel of edgeplace itself (no dependencies), so TaskManagers' Python workers can import the jobs."""
+    out = st.home() / "wheels"
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("edgeplace-*.whl"):
+        old.unlink()
+    root = ANSIBLE_DIR.parent
+    say("building a wheel of edgeplace for the TaskManagers' Python workers")
+    # fixed zip timestamps: the same sources give the same wheel, so re-provisioning changes nothing
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(root)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    wheels = list(out.glob("edgeplace-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise EdgeplaceError(f"building the edgeplace wheel failed: {_last_lines(proc.stderr, 4)}")
+    return wheels[0]
+
+
+def wheelhouse(d: Path, platform: str | None, say: Say = print) -> Path:
+    """apache-flink (the version edgeplace pins) and its dependencies as wheels in `d`, for offline hosts.
+    An existing non-empty `d` is used as it is."""
+    from importlib.metadata import version
+    if d.is_dir() and any(d.glob("apache_flink-*")):
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    # `pip wheel` rather than `pip download`: sdists (crcmod, dill, …) become wheels here, so the hosts need
+    # no build tools and no index
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(d), f"apache-flink=={version('apache-flink')}"]
+    if platform:
+        cmd += ["--platform", platform, "--python-version", "3.11", "--only-binary=:all:"]
+    say(f"downloading apache-flink and its dependencies into {d}" + (f" for {platform}" if platform else ""))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise EdgeplaceError(f"building the wheelhouse failed: {_last_lines(proc.stderr, 4)}")
+    return d
+
+
+def provision(inventory: str, say: Say = print, with_wheel: bool = True, forks: int | None = None,
+              wheelhouse_dir: str | None = None, platform: str | None = None) -> PlaybookRun:
+    extra: dict = {}
+    if with_wheel:
+        extra["flink_extra_wheels"] = [str(project_wheel(say))]
+    if wheelhouse_dir:
+        extra["flink_wheelhouse"] = str(wheelhouse(Path(wheelhouse_dir).resolve(), platform, say))
+    return run_playbook("provision", inventory, extra, say, forks)
+
+
+def wan(inventory: str, mbit: float | None, delay_ms: float = 0.0, site: str | None = None,
+        say: Say = print) -> PlaybookRun:
+    if mbit is not None and mbit <= 0:
+        raise EdgeplaceError(f"--mbit must be > 0, got {mbit}")
+    extra: dict = {"wan_clear": True} if mbit is None else {"wan_rate_mbit": mbit, "wan_delay_ms": delay_ms}
+    if site:
+        extra["wan_only_site"] = site
+    return run_playbook("wan", inventory, extra, say)
+
+
+def facts(inventory: str, out: str, say: Say = print) -> dict:
+    run_playbook("facts", inventory, {"cluster_file": str(Path(out).resolve())}, say)
+    return json.loads(Path(out).read_text())
+
+
+def _short(line: str, limit: int = 400) -> str:
+    """A task failure as `host: message`, with only the end of long tool output (e.g. pip's)."""
+    m = re.match(r"^(fatal|failed): \[([^\]]+)\].*?=> (\{.*\})\s*$", line)
+    if m:
+        try:
+            res = json.loads(m.group(3))
+            text = (res.get("stderr") or res.get("msg") or "").strip().splitlines()
+            line = f"{m.group(1)}: [{m.group(2)}] {' '.join(text[-3:])}"
+        except ValueError:
+            pass
+    return line if len(line) <= limit else line[:limit] + " …"
+
+
+def _last_lines(text: str, n: int) -> str:
+    return " ".join(text.strip().splitlines()[-n:]) or "(no output)"

@@ -1,0 +1,90 @@
+"""Testbed edge sites as SSH-reachable hosts (sshd inside each namespace), for the Ansible path.
+
+`edgeplace testbed up --ssh-hosts` starts no Flink: each edge namespace gets its own sshd, a key pair
+is made for root, and an inventory lists the sites as hosts, so `edgeplace cluster provision` can be
+tried (and tested) on this one machine exactly as on Raspberry Pis."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from experiments.errors import EdgeplaceError
+
+SSHD = "/usr/sbin/sshd"
+
+
+def require_sshd() -> str:
+    path = shutil.which("sshd") or (SSHD if Path(SSHD).exists() else None)
+    if path is None:
+        raise EdgeplaceError("--ssh-hosts needs OpenSSH's sshd (apt-get install openssh-server)")
+    return path
+
+
+def make_keys(d: Path) -> Path:
+    """A host key and a client key pair under `d`; returns the client's private key."""
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("host_ed25519", "client_ed25519"):
+        if not (d / name).exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"edgeplace-{name}",
+                            "-f", str(d / name)], check=True, capture_output=True)
+    (d / "authorized_keys").write_text((d / "client_ed25519.pub").read_text())
+    (d / "authorized_keys").chmod(0o600)
+    return d / "client_ed25519"
+
+
+def sshd_config(d: Path, listen: str) -> Path:
+    """A private sshd config: key-only root login on `listen`:22, keys and pid file under `d`."""
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir OpenSSH insists on
+    conf = d / f"sshd-{listen}.conf"
+    conf.write_text("\n".join([
+        f"ListenAddress {listen}",
+        f"HostKey {d / 'host_ed25519'}",
+        f"AuthorizedKeysFile {d / 'authorized_keys'}",
+        f"PidFile {d / f'sshd-{listen}.pid'}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "Subsystem sftp internal-sftp",
+        "",
+    ]))
+    return conf
+
+
+def sshd_argv(conf: Path) -> list[str]:
+    return [require_sshd(), "-D", "-e", "-f", str(conf)]
+
+
+def inventory(hosts: list[dict], key: Path, root: Path, rest_port: int, rpc_port: int,
+              python: str = "/usr/bin/python3") -> dict:
+    """Ansible inventory: the first host forms group `cloud` (JobManager + a TaskManager), the rest `edge`.
+    Each host gets its own directory under `root` (the hosts share this machine's file system)."""
+    def entry(h: dict, name: str, site: str) -> dict:
+        return {"ansible_host": h["addr"], "site": site, "slots": h["slots"], "wan_interface": h["ifname"],
+                "flink_root": str(root / name)}
+    common = {"ansible_user": "root", "ansible_python_interpreter": python,
+              "ansible_ssh_private_key_file": str(key),
+              "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+              "flink_rest_port": rest_port, "flink_rpc_port": rpc_port,
+              # the hosts share this machine's interpreters: the venv is made from the one running edgeplace,
+              # so that a wheelhouse downloaded here (`cluster provision --wheelhouse`) fits it exactly
+              "flink_python": base_python()}
+    first, rest = hosts[0], hosts[1:]
+    return {"all": {"vars": common, "children": {
+        "cloud": {"hosts": {"cloud-1": entry(first, "cloud-1", "cloud")}},
+        "edge": {"hosts": {f"edge-{i}": entry(h, f"edge-{i}", f"edge-{i}") for i, h in enumerate(rest, 1)}},
+    }}}
+
+
+def base_python() -> str:
+    """The interpreter behind this process's venv (a real file, usable to create further venvs)."""
+    import sys
+    return str(Path(getattr(sys, "_base_executable", sys.executable)).resolve())
+
+
+def write_inventory(path: Path, inv: dict) -> None:
+    path.write_text("# written by `edgeplace testbed up --ssh-hosts`\n" + yaml.safe_dump(inv, sort_keys=False))

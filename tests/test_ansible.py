@@ -1,0 +1,143 @@
+"""Ansible provisioning: lint and syntax of every playbook, the TaskManager template against the testbed's rules,
+and a real run over SSH into testbed namespaces (provision, start, WAN shaping, idempotence, stop)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import psutil
+import pytest
+import requests
+import yaml
+
+from experiments import cluster
+from experiments.testbed import flinkconf, network
+from experiments.testbed.spec import TestbedSpec, members
+from tests.conftest import TEST_HOME, edgeplace
+
+ANSIBLE = cluster.ANSIBLE_DIR
+BIN = Path(sys.executable).parent
+PLAYBOOKS = sorted(cluster.PLAYBOOKS.values())
+SSH_ARGS = ["--ssh-hosts", "--edge", "2", "--unshaped", "--edge-cpu", "1.0", "--subnet", "10.213.9.0/24",
+            "--rest-port", "18091", "--rpc-port", "16133"]
+
+
+def test_ansible_lint_production_profile_passes():
+    proc = subprocess.run([str(BIN / "ansible-lint"), "--profile", "production", "--offline"], cwd=ANSIBLE,
+                          capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "passed" in (proc.stdout + proc.stderr)
+
+
+@pytest.mark.parametrize("book", PLAYBOOKS)
+def test_playbook_syntax(book):
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "inventory/example.yml", book],
+                          cwd=ANSIBLE, capture_output=True, text=True,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_taskmanager_template_follows_the_testbed_rules():
+    """The provisioned TaskManager config has every key the local testbed sets, with the same values for
+    the rules that make placement work (unique id and resource, debloat, exit-on-OOM, segment size)."""
+    spec = TestbedSpec(edge=1, cloud=1, subnet="10.213.9.0/24")
+    m = next(x for x in members(spec) if x.is_edge)
+    ours = flinkconf.taskmanager(spec, m, "-Dx=1", "/t")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    text = env.from_string((ANSIBLE / "roles/flink/templates/taskmanager.yaml.j2").read_text()).render(
+        flink_java_opts="-Dx=1", flink_jobmanager_address="10.213.9.1", flink_rpc_port=spec.rpc_port,
+        flink_rest_port=spec.rest_port, flink_resource_id=m.id, flink_address=m.host, flink_slots=m.slots,
+        flink_tm_memory_mb=m.memory_mb, flink_segment_size="4kb", flink_resource_name=m.resource,
+        flink_root="/opt/edgeplace", flink_site=m.site)
+    theirs = yaml.safe_load(text)
+    assert set(ours) - {"rest.address"} <= set(theirs)
+    for key in ("taskmanager.resource-id", "taskmanager.host", "taskmanager.numberOfTaskSlots",
+                "taskmanager.jvm-exit-on-oom", "taskmanager.network.memory.buffer-debloat.enabled",
+                "taskmanager.memory.segment-size", "external-resources", f"external-resource.{m.resource}.amount",
+                "taskmanager.memory.process.size", "jobmanager.rpc.port", "env.java.opts.all"):
+        assert theirs[key] == ours[key], key
+
+
+def test_tc_module_uses_the_testbed_queue_and_parses_rates():
+    sys.path.insert(0, str(ANSIBLE / "roles/wan/library"))
+    try:
+        import edgeplace_tc as tc
+    finally:
+        sys.path.pop(0)
+    assert tc.rate_bit("class htb 1:10 root leaf 10: prio 0 rate 250Kbit ceil 250Kbit") == 250e3
+    assert tc.rate_bit("class htb 1:10 rate 8Mbit ceil 8Mbit") == 8e6
+    assert tc.leaf_limit_bytes(0.25) == 30 * 1514
+    assert tc.leaf_limit_bytes(100) == 1_250_000
+
+
+def test_missing_or_jobmanagerless_inventory_is_one_clear_error(tmp_path):
+    res = edgeplace("cluster", "start", "--inventory", str(tmp_path / "nope.yml"))
+    assert res.returncode == 1 and "does not exist" in res.stderr
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {"edge": {"hosts": {"pi-1": {"ansible_host": "10.0.0.9"}}}}}}))
+    res = edgeplace("cluster", "start", "--inventory", str(inv))
+    assert res.returncode == 1 and "no host in group 'cloud'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def _flink_in(netns: str) -> list[int]:
+    return [p for p in network.netns_pids(netns)
+            if psutil.pid_exists(p) and psutil.Process(p).name() == "java"]
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.lifecycle
+def test_real_run_over_ssh_into_testbed_namespaces(root_required):
+    """Two hosts = two namespaces with sshd; provision (offline wheelhouse), start, see both TaskManagers
+    registered with their resources, shape and clear the WAN, re-provision with changed=0, stop."""
+    edgeplace("testbed", "down")
+    res = edgeplace("testbed", "up", *SSH_ARGS)
+    assert res.returncode == 0, res.stderr
+    from experiments.testbed import state as st
+    state = st.load()
+    inv = str(Path(state.workdir) / "inventory.yml")
+    hosts = {h["addr"]: h for h in state.ssh_hosts}
+    try:
+        wheelhouse = TEST_HOME / "wheelhouse"  # kept across runs: the hosts have no route to PyPI
+        res = edgeplace("cluster", "provision", "-i", inv, "--wheelhouse", str(wheelhouse), timeout=1200)
+        assert res.returncode == 0, res.stderr[-3000:]
+        res = edgeplace("cluster", "start", "-i", inv, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        jm = state.ssh_hosts[0]["addr"]
+        tms = requests.get(f"http://{jm}:18091/taskmanagers", timeout=5).json()["taskmanagers"]
+        assert {t["id"]: t["totalResource"]["extendedResources"] for t in tms} == \
+            {"cloud-1": {"cloud1": 2.0}, "edge-1": {"edge1": 2.0}}
+        assert {t["id"]: t["slotsNumber"] for t in tms} == {"cloud-1": 2, "edge-1": 2}
+
+        res = edgeplace("cluster", "start", "-i", inv, timeout=600)
+        assert res.returncode == 0 and all("changed=0" in l for l in res.stderr.splitlines() if "ok=" in l), res.stderr
+
+        edge = state.ssh_hosts[1]
+        res = edgeplace("cluster", "wan", "-i", inv, "--mbit", "4", timeout=300)
+        assert res.returncode == 0, res.stderr
+        shown = subprocess.run(["ip", "netns", "exec", edge["netns"], "tc", "class", "show", "dev", edge["ifname"]],
+                               capture_output=True, text=True).stdout
+        assert "htb 1:10" in shown and "rate 4Mbit" in shown
+        res = edgeplace("cluster", "wan", "-i", inv, "--clear", timeout=300)
+        assert res.returncode == 0, res.stderr
+        shown = subprocess.run(["ip", "netns", "exec", edge["netns"], "tc", "qdisc", "show", "dev", edge["ifname"]],
+                               capture_output=True, text=True).stdout
+        assert "htb" not in shown
+
+        res = edgeplace("cluster", "provision", "-i", inv, "--wheelhouse", str(wheelhouse), timeout=1200)
+        assert res.returncode == 0, res.stderr[-3000:]
+        recap = [l for l in res.stderr.splitlines() if " ok=" in l]
+        assert len(recap) == 2 and all("changed=0" in l for l in recap), recap
+
+        res = edgeplace("cluster", "stop", "-i", inv, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert not _flink_in(state.ssh_hosts[0]["netns"]) and not _flink_in(edge["netns"])
+    finally:
+        res = edgeplace("testbed", "down")
+    assert res.returncode == 0, res.stderr
+    assert not any(network.netns_exists(h["netns"]) for h in hosts.values())
+    assert st.load() is None
