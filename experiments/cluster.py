@@ -51,17 +51,26 @@ def _env() -> dict[str, str]:
 
 def inventory_hosts(inventory: str) -> dict[str, list[str]]:
     """Groups of the inventory (`cloud` must have a host: the first runs the JobManager)."""
+    data = _inventory(inventory)
+    groups = {g: data.get(g, {}).get("hosts", []) for g in ("cloud", "edge")}
+    if not groups["cloud"]:
+        raise EdgeplaceError(f"inventory {inventory} has no host in group 'cloud' (the JobManager host)")
+    return groups
+
+
+def inventory_hostvars(inventory: str) -> dict[str, dict]:
+    """Every host's variables (address, user, key file …) as Ansible resolves them."""
+    return _inventory(inventory).get("_meta", {}).get("hostvars", {})
+
+
+def _inventory(inventory: str) -> dict:
     if not Path(inventory).is_file():
         raise EdgeplaceError(f"inventory {inventory} does not exist")
     proc = subprocess.run([_tool("ansible-inventory"), "-i", inventory, "--list"], capture_output=True,
                           text=True, env=_env(), timeout=120)
     if proc.returncode != 0:
         raise EdgeplaceError(f"inventory {inventory} cannot be read: {_last_lines(proc.stderr, 3)}")
-    data = json.loads(proc.stdout)
-    groups = {g: data.get(g, {}).get("hosts", []) for g in ("cloud", "edge")}
-    if not groups["cloud"]:
-        raise EdgeplaceError(f"inventory {inventory} has no host in group 'cloud' (the JobManager host)")
-    return groups
+    return json.loads(proc.stdout)
 
 
 def run_playbook(action: str, inventory: str, extra: dict | None = None, say: Say = print,

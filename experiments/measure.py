@@ -48,10 +48,9 @@ def _tree_cpu(p: psutil.Process) -> float:
     return total
 
 
-def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], state: st.State, out_dir: Path,
+def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, psutil.Process], out_dir: Path,
             warmup: float, duration: float, wan) -> Measurement:
-    """Sample through `warmup` (discarded) and `duration`; CPU of each TaskManager tree over the latter."""
-    procs = tm_processes(state)
+    """Sample through `warmup` (discarded) and `duration`; CPU of each TaskManager tree (`procs`) over the latter."""
     cpu0: dict[str, float] = {}
     t0 = [0.0]
 

@@ -3,6 +3,7 @@ set the link, plan, deploy (verified), measure, store. Resumable; Ctrl-C or a fa
 clean and the results already written intact."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -21,10 +22,11 @@ from collectors.sampler import sample
 from costmodel.predict import predict
 from costmodel.problem import Problem, from_json, to_json
 from experiments import config as cfg
-from experiments.deployment import Target, deploy
+from experiments.deployment import deploy
+from experiments.environments import AnsibleCluster, LocalTestbed
 from experiments.errors import EdgeplaceError
 from experiments.measure import measure
-from experiments.modeling import cluster_nodes, problem_from_profiles, structure_problem
+from experiments.modeling import problem_from_profiles, structure_problem
 from experiments.testbed import state as st, testbed as tb
 from experiments.testbed.spec import TestbedSpec
 from placement import deploy as dp
@@ -88,8 +90,11 @@ def _cpu_model() -> str:
 
 def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
     conf = cfg.load(config_path)
-    if conf.cluster.kind != "local":
-        raise EdgeplaceError("this runner drives the local testbed; for an Ansible cluster see README 'Real clusters'")
+    if conf.cluster.kind == "ansible":
+        inv = Path(conf.cluster.inventory)
+        if not inv.is_absolute():
+            inv = Path(config_path).resolve().parent / inv
+        conf = dataclasses.replace(conf, cluster=dataclasses.replace(conf.cluster, inventory=str(inv)))
     res = Results(Path(results_root) / f"{conf.name}-{conf.digest()}")
     res.root.mkdir(parents=True, exist_ok=True)
     meta_file = res.root / "metadata.json"
@@ -109,9 +114,11 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    started_testbed = _ensure_testbed(conf, say)
+    started_testbed = _ensure_testbed(conf, say) if conf.cluster.kind == "local" else False
     try:
-        _run_cells(conf, res, todo, say, progress)
+        env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
+               else AnsibleCluster(conf.cluster.inventory, say))
+        _run_cells(conf, res, todo, env, say, progress)
     finally:
         meta = json.loads(meta_file.read_text())
         meta["runs"][-1]["end"] = time.time()
@@ -143,13 +150,13 @@ def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
     return True
 
 
-def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None:
+def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | AnsibleCluster", say: Say,
+               progress) -> None:
     """Cells that share a query and a placement are measured in one deployment, one bandwidth after the
     other (thinnest first): only the tc shaping changes between them, so each deployment is paid once."""
-    state = tb.require()
-    target = Target.local_testbed()
-    nodes = cluster_nodes(state.taskmanagers, conf.cluster.edge_cpu, float(os.cpu_count() or 2))
-    sites = ",".join(t["site"] for t in state.taskmanagers if t["site"] != "cloud")
+    target = env.target
+    nodes = env.nodes
+    sites = ",".join(env.sites)
     rate_args = ["--rate", "0" if conf.source_rate == "max" else str(conf.source_rate)]
     profiled: dict[str, Problem] = {}
     groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
@@ -162,7 +169,7 @@ def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None
             jobs[c["query"]] = (args, registry.load(q.name).topology(options.parse(args)))
         args, ops = jobs[c["query"]]
         if c["policy"] in cfg.NEEDS_PROFILE and c["query"] not in profiled:
-            profiled[c["query"]] = _profile(conf, res, target, q, args, ops, nodes, say)
+            profiled[c["query"]] = _profile(conf, res, env, q, args, ops, nodes, say)
         base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
         problem = _with_bandwidth(base, c["bandwidth_mbit"])
         placement = _placement(c["policy"], problem, ops)
@@ -184,19 +191,19 @@ def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None
         q = conf.query(c0["query"])
         args, ops = jobs[c0["query"]]
         out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
-        tb.set_wan(members[0][0]["bandwidth_mbit"], say=lambda m: None)
+        env.before_deploy(members[0][0]["bandwidth_mbit"])
         names = ", ".join(sorted({m[0]["policy"] for m in members}))
-        say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement)}")
+        say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")
         d = deploy(target, q.name, [*args, "--out", str(out_dir)], placement, say=lambda m: None)
         try:
             measured: dict[float, object] = {}
             for c, pl, pred in members:
                 bw = c["bandwidth_mbit"]
                 if bw not in measured:
-                    tb.set_wan(bw, say=lambda m: None)
+                    env.set_wan(bw)
                     started = time.time()
-                    m = measure(target.rest, d.job_id, ops, state, out_dir, conf.warmup_s, conf.duration_s,
-                                lambda: tb.wan_counters(state))
+                    m = measure(target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
+                                conf.duration_s, env.wan_counters)
                     measured[bw] = (m, started)
                     (res.root / "samples").mkdir(exist_ok=True)
                     m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
@@ -212,11 +219,12 @@ def _run_cells(conf, res: Results, todo: list[dict], say: Say, progress) -> None
                     progress(done_cells, total)
         finally:
             dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
-            tb.heal(state, say=say)
+            env.heal(say)
 
 
-def _describe(p: Placement) -> str:
-    edge = sorted(u for u, n in p.assignments.items() if not n.startswith("cloud"))
+def _describe(p: Placement, nodes) -> str:
+    cloud = {n.id for n in nodes if n.site == "cloud"}
+    edge = sorted(u for u, n in p.assignments.items() if n not in cloud)
     return ("sources pinned, the rest left to Flink" if p.partial else
             f"at the edge: {', '.join(edge) or 'nothing'}")
 
@@ -248,7 +256,7 @@ def _placement(policy: str, problem: Problem, ops) -> Placement:
     return Placement(plan(problem, policy), meta={"policy": policy})
 
 
-def _profile(conf, res: Results, target: Target, q, args, ops, nodes, say: Say) -> Problem:
+def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     """Run the query cloud-only, unshaped and unthrottled; turn its profiles into a planning problem."""
     path = res.root / f"problem-{q.label}.json"
     if path.exists():
@@ -256,7 +264,8 @@ def _profile(conf, res: Results, target: Target, q, args, ops, nodes, say: Say) 
     say(f"profiling {q.label} (cloud-only, unshaped link, unthrottled) for {conf.profile_s:.0f} s")
     structure = structure_problem(ops, nodes, None)
     where = plan(structure, "cloud-only")
-    tb.set_wan(None, say=lambda m: None)
+    env.set_wan(None)
+    target = env.target
     d = deploy(target, q.name, args, Placement(where), say=lambda m: None)
     try:
         # ≥ 25 s: the JobManager refreshes metrics every 10 s, and a profile needs two fresh snapshots
@@ -264,7 +273,7 @@ def _profile(conf, res: Results, target: Target, q, args, ops, nodes, say: Say) 
         owners = dp.vertex_owners(target.rest, d.job_id, ops)
     finally:
         dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
-        tb.heal(tb.require(), say=say)
+        env.heal(say)
     profs = compute_profiles(run.frame())
     problem = problem_from_profiles(ops, profs, owners, where, nodes, None)
     path.write_text(json.dumps(to_json(problem), indent=2))

@@ -2,12 +2,14 @@
 and a real run over SSH into testbed namespaces (provision, start, WAN shaping, idempotence, stop)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import jinja2
+import pandas as pd
 import psutil
 import pytest
 import requests
@@ -83,6 +85,22 @@ def test_missing_or_jobmanagerless_inventory_is_one_clear_error(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+REAL_CONFIG = """
+name = "real"
+policies = ["cloud-only"]
+bandwidths_mbit = [2]
+repetitions = 1
+warmup_s = 8
+duration_s = 10
+[cluster]
+kind = "ansible"
+inventory = "{inventory}"
+[[queries]]
+name = "nexmark"
+args = ["--opt", "query=q1"]
+"""
+
+
 def _flink_in(netns: str) -> list[int]:
     return [p for p in network.netns_pids(netns)
             if psutil.pid_exists(p) and psutil.Process(p).name() == "java"]
@@ -91,7 +109,7 @@ def _flink_in(netns: str) -> list[int]:
 @pytest.mark.live
 @pytest.mark.slow
 @pytest.mark.lifecycle
-def test_real_run_over_ssh_into_testbed_namespaces(root_required):
+def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
     """Two hosts = two namespaces with sshd; provision (offline wheelhouse), start, see both TaskManagers
     registered with their resources, shape and clear the WAN, re-provision with changed=0, stop."""
     edgeplace("testbed", "down")
@@ -110,8 +128,21 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required):
         jm = state.ssh_hosts[0]["addr"]
         tms = requests.get(f"http://{jm}:18091/taskmanagers", timeout=5).json()["taskmanagers"]
         assert {t["id"]: t["totalResource"]["extendedResources"] for t in tms} == \
-            {"cloud-1": {"cloud1": 2.0}, "edge-1": {"edge1": 2.0}}
-        assert {t["id"]: t["slotsNumber"] for t in tms} == {"cloud-1": 2, "edge-1": 2}
+            {"cloud-1": {"cloud1": 4.0}, "edge-1": {"edge1": 2.0}}
+        assert {t["id"]: t["slotsNumber"] for t in tms} == {"cloud-1": 4, "edge-1": 2}
+
+        # an experiment targets the cluster through its inventory: deploy, shape with wan.yml, WAN over SSH
+        cfg = tmp_path / "real.toml"
+        cfg.write_text(REAL_CONFIG.format(inventory=inv))
+        res = edgeplace("run", str(cfg), "--results", str(tmp_path / "results"), timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        cells = pd.read_parquet(next((tmp_path / "results").glob("real-*/cells.parquet")))
+        assert len(cells) == 1 and cells.measured_rate[0] > 0
+        placed = json.loads(cells.placement[0])["assignments"]
+        assert placed["src-edge-1"] == "edge-1" and {placed[u] for u in ("bids", "convert", "sink")} == {"cloud-1"}
+        # 2 Mbit/s carried the events across the shaped uplink: ≈ payload bytes per event crossed it
+        assert 50 < cells.wan_bytes_per_event[0] < 400
+        assert cells.measured_rate[0] * cells.wan_bytes_per_event[0] * 8 < 2.0e6 * 1.1
 
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)
         assert res.returncode == 0 and all("changed=0" in l for l in res.stderr.splitlines() if "ok=" in l), res.stderr

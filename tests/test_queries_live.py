@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from collectors.rest import FlinkRest
-from placement.deploy import stop_with_savepoint
 from placement.model import Placement
 from queries.imaging import model as im
 from queries.nexmark import model as nx

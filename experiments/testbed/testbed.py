@@ -104,8 +104,8 @@ def _start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
         conf = sshhosts.sshd_config(d, m.host)
         _start(state, f"sshd-{m.id}", "sshd", d / m.id, True, m.netns, m.cpu_cores, sshhosts.sshd_argv(conf))
         ns_if = next(l.ns_if for l in site_links(spec) if l.netns == m.netns)
-        hosts.append({"name": m.id, "addr": m.host, "site": m.site, "slots": m.slots, "netns": m.netns,
-                      "ifname": ns_if})
+        hosts.append({"name": m.id, "addr": m.host, "site": m.site, "netns": m.netns, "ifname": ns_if,
+                      "slots": spec.cloud_slots if not hosts else m.slots})  # the first is the cloud host
     state.ssh_hosts = hosts
     inv = Path(state.workdir) / "inventory.yml"
     sshhosts.write_inventory(inv, sshhosts.inventory(hosts, key, Path(state.workdir) / "hosts",
