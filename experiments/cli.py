@@ -239,16 +239,27 @@ def queries_cmd() -> None:
 @click.option("--target-rate", type=float, help="with optimal: fewest WAN bytes among placements sustaining R")
 @click.option("--out", required=True, help="placement JSON to write")
 @click.option("--rank", is_flag=True, help="print the offload ranking with reasons")
-def plan_cmd(problem_file, policy, target_rate, out, rank) -> None:
-    """Search a placement for a planning problem and write it as placement JSON."""
+@click.option("--job", "job_id", help="instead of --problem: profile this running job on the testbed")
+@click.option("--seconds", default=25.0, show_default=True, type=float, help="with --job: profiling window")
+@click.option("--mbit", type=float, help="with --job: plan for this link rate (default: the testbed's current)")
+@click.option("--write-problem", help="with --job: also write the planning problem JSON here")
+def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, mbit, write_problem) -> None:
+    """Search a placement for a planning problem (--problem FILE, or --job ID profiled live) and write it as
+    placement JSON that `deploy`/`redeploy` accept."""
     from costmodel import problem as pb
     from costmodel.predict import predict
     from costmodel.ranking import offload_ranking
     from placement.model import Placement
     from placement.policies import cloud_only, plan
-    if not problem_file:
-        raise EdgeplaceError("give --problem FILE")
-    p = pb.load(problem_file)
+    if bool(problem_file) == bool(job_id):
+        raise EdgeplaceError("give either --problem FILE or --job ID")
+    if job_id:
+        p = _problem_of_job(job_id, seconds, mbit)
+        problem_file = f"job {job_id}"
+        if write_problem:
+            Path(write_problem).write_text(json.dumps(pb.to_json(p), indent=2))
+    else:
+        p = pb.load(problem_file)
     asg = plan(p, policy, target_rate)
     pred = predict(p, asg)
     Placement(asg, meta={"policy": policy, "problem": str(problem_file), "predicted": pred.to_json()}).write(out)
@@ -259,6 +270,25 @@ def plan_cmd(problem_file, policy, target_rate, out, rank) -> None:
         for e in offload_ranking(p, cloud_only(p)):
             t.add_row(e.op, f"{e.score:.4g}", _yn(e.eligible), e.reason)
         console.print(t)
+
+
+def _problem_of_job(job_id: str, seconds: float, mbit: float | None):
+    """Profile a job edgeplace deployed on the testbed into a planning problem on the testbed's nodes."""
+    from experiments.deployment import operators
+    from experiments.environments import LocalTestbed
+    from experiments.profiling import profile_running_job
+    from experiments.testbed import state as st
+    from placement import deploy as dp
+    rec = dp.load_record(st.home(), job_id)
+    if rec is None:
+        raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record of its query)")
+    env = LocalTestbed(st.load().spec["edge_cpu"] if st.load() else 0.5)
+    rates = [l["mbit"] for l in env.state.links if l["mbit"]]
+    mbit = mbit if mbit is not None else (min(rates) if rates else None)
+    say(f"profiling job {job_id} ({rec['query']}) for {max(25.0, seconds):.0f} s")
+    problem, _ = profile_running_job(env.target.rest, job_id, operators(rec["query"], rec["args"]), env.nodes,
+                                     mbit, seconds)
+    return problem
 
 
 @main.group()
@@ -332,6 +362,50 @@ def cluster_facts(inventory, out) -> None:
     for n in data["nodes"]:
         say(f"{n['id']}: site {n['site']}, {n['slots']} slots, {n['cores']} cores, {n['memory_mb']} MB, {n['arch']}")
     say(f"wrote {out}")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print numbers (not tests)."""
+
+
+@bench.command("query")
+@click.argument("name")
+@click.option("--opt", "opts", multiple=True, help="job option k=v (e.g. query=q5 for nexmark)")
+@click.option("--seconds", default=20.0, show_default=True, type=float, help="measured window")
+@click.option("--warmup", default=15.0, show_default=True, type=float, help="discarded warm-up")
+def bench_query(name, opts, seconds, warmup) -> None:
+    """Records/s per core of query NAME (or `all`) with every operator on the local cloud TaskManager.
+    Uses the testbed that is up, or starts one (1 cloud TaskManager, 8 slots) and takes it down after."""
+    from experiments.bench import CATALOGUE, bench as run_bench
+    from experiments.testbed import state as st
+    from experiments.testbed.spec import TestbedSpec
+    from experiments.testbed.testbed import down, up
+    from queries import registry
+    if name != "all":
+        registry.load(name)  # unknown query → one clear error before anything starts
+    todo = CATALOGUE if name == "all" else [(name, [a for o in opts for a in ("--opt", o)])]
+    started = False
+    state = st.load()
+    if state is None or state.phase != "up":
+        up(TestbedSpec(edge=0, cloud=1, cloud_slots=8, wan_mbit=None).validate(), say=say)
+        started = True
+    table = Table(title="records/s per core, all operators on one cloud TaskManager, source unthrottled")
+    for col in ("query", "events/s", "cores used", "events/s per core", "slowest operator (true rate/s)"):
+        table.add_column(col, justify="left" if col in ("query", "slowest operator (true rate/s)") else "right")
+    try:
+        for q, args in todo:
+            say(f"benchmarking {q} {' '.join(args)} ({warmup:.0f} s warm-up + {seconds:.0f} s)")
+            r = run_bench(q, args, warmup, seconds, say)
+            finite = {k: v for k, v in r.per_operator.items() if v == v and v != float("inf") and
+                      not k.startswith(("Source:", "Sink:")) and not k.endswith((" gen", " end", " watermarks"))}
+            slow = min(finite.items(), key=lambda kv: kv[1]) if finite else ("-", float("nan"))
+            table.add_row(r.label, f"{r.events_per_s:,.0f}", f"{r.cores:.2f}", f"{r.per_core:,.0f}",
+                          f"{slow[0]} ({slow[1]:,.0f})")
+    finally:
+        if started:
+            down(say=say)
+    console.print(table)
 
 
 @main.command("predict")

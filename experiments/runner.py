@@ -17,8 +17,6 @@ from typing import Callable
 
 import pandas as pd
 
-from collectors.profiles import profiles as compute_profiles
-from collectors.sampler import sample
 from costmodel.predict import predict
 from costmodel.problem import Problem, from_json, to_json
 from experiments import config as cfg
@@ -26,7 +24,8 @@ from experiments.deployment import deploy
 from experiments.environments import AnsibleCluster, LocalTestbed
 from experiments.errors import EdgeplaceError
 from experiments.measure import measure
-from experiments.modeling import problem_from_profiles, structure_problem
+from experiments.modeling import structure_problem
+from experiments.profiling import profile_running_job
 from experiments.testbed import state as st, testbed as tb
 from experiments.testbed.spec import TestbedSpec
 from placement import deploy as dp
@@ -35,7 +34,6 @@ from placement.policies import plan
 from queries import options, registry
 
 Say = Callable[[str], None]
-MIN_PROFILE_S = 25.0
 CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
                 "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
                 "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
@@ -268,14 +266,10 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     target = env.target
     d = deploy(target, q.name, args, Placement(where), say=lambda m: None)
     try:
-        # ≥ 25 s: the JobManager refreshes metrics every 10 s, and a profile needs two fresh snapshots
-        run = sample(target.rest, d.job_id, max(MIN_PROFILE_S, conf.profile_s), interval=2.5, warmup=conf.warmup_s)
-        owners = dp.vertex_owners(target.rest, d.job_id, ops)
+        problem, profs = profile_running_job(target.rest, d.job_id, ops, nodes, None, conf.profile_s, conf.warmup_s)
     finally:
         dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
         env.heal(say)
-    profs = compute_profiles(run.frame())
-    problem = problem_from_profiles(ops, profs, owners, where, nodes, None)
     path.write_text(json.dumps(to_json(problem), indent=2))
     (res.root / f"profile-{q.label}.json").write_text(json.dumps([p.to_json() for p in profs], indent=2, default=str))
     return problem

@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 from pyflink.datastream.functions import FlatMapFunction, MapFunction, RuntimeContext
@@ -55,16 +56,23 @@ class JobContext:
             stream = stream.slot_sharing_group(group)
         return stream
 
-    def source(self, uid: str, generate: Callable[[int, int], tuple], output_type) -> "DataStream":
+    def source(self, uid: str, generate: Callable[[int, int], tuple], output_type,
+               event_time_field: int | None = None) -> "DataStream":
         """Generated events at a site: `generate(seq, seed)` → record; the record's last field is the
-        creation time (epoch seconds), stamped here."""
+        creation time (epoch seconds), stamped here. With `event_time_field`, that field (epoch ms) becomes
+        the record's event time, with monotonous watermarks per source subtask."""
         end = (self.opts.events - 1) if self.opts.events else UNBOUNDED_END
         seq = self.env.from_source(NumberSequenceSource(0, end), WatermarkStrategy.no_watermarks(),
                                    self.ops[uid].name)
         seq = self.pin(seq, uid)
         gen = seq.map(Generator(generate, self.opts.seed, self.opts.rate / self.ops[uid].parallelism,
                                 self.opts.out, uid), output_type=output_type)
-        return self.pin(gen, uid, "gen")
+        gen = self.pin(gen, uid, "gen")
+        if event_time_field is None:
+            return gen
+        strategy = (WatermarkStrategy.for_monotonous_timestamps()
+                    .with_timestamp_assigner(FieldTimestamp(event_time_field)))
+        return self.pin(gen.assign_timestamps_and_watermarks(strategy), uid, "wm")
 
     def sink(self, stream, uid: str, to_json: Callable[[tuple], dict]) -> None:
         """JSON lines (when --out is set) and latency percentiles per subtask; then Flink's terminal sink."""
@@ -73,6 +81,16 @@ class JobContext:
 
     def execute(self, name: str) -> None:
         self.env.execute(name)
+
+
+class FieldTimestamp(TimestampAssigner):
+    """Event time = one field of the record (epoch milliseconds)."""
+
+    def __init__(self, field: int):
+        self.field = field
+
+    def extract_timestamp(self, value, record_timestamp: int) -> int:
+        return int(value[self.field])
 
 
 class Generator(MapFunction):

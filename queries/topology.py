@@ -44,10 +44,13 @@ class OpSpec:
         return any(p.kind == "source" for p in self.parts)
 
 
-def source_op(uid: str, name: str, site: str, parallelism: int = 1) -> OpSpec:
-    """A generated source at an edge site: Flink's sequence source + the Python event generator."""
-    return OpSpec(uid, name, parallelism, site=site,
-                  parts=(Part("", "source", name), Part("gen", "operator", f"{name} gen")))
+def source_op(uid: str, name: str, site: str, parallelism: int = 1, watermarks: bool = False) -> OpSpec:
+    """A generated source at an edge site: Flink's sequence source + the Python event generator (+ the
+    event-time timestamp/watermark assigner, for jobs with event-time windows)."""
+    parts = (Part("", "source", name), Part("gen", "operator", f"{name} gen"))
+    if watermarks:
+        parts += (Part("wm", "operator", f"{name} watermarks"),)
+    return OpSpec(uid, name, parallelism, site=site, parts=parts)
 
 
 def sink_op(uid: str, name: str, inputs: tuple[str, ...], parallelism: int = 1) -> OpSpec:

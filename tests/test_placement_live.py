@@ -142,3 +142,33 @@ def test_bad_inputs_are_rejected_before_submission(shared_testbed, tmp_path):
     res = edgeplace("deploy", "--query", "nosuch", "--placement", str(tmp_path / "bad.json"))
     assert res.returncode == 1 and "unknown query 'nosuch'" in res.stderr
     assert REST.get("/jobs/overview")["jobs"] == before  # nothing was submitted
+
+
+def test_plan_from_a_live_job_profiles_it_and_writes_a_deployable_placement(shared_testbed, tmp_path):
+    """`plan --job` profiles the running job (≥ 25 s) on the testbed's nodes and plans on that problem."""
+    job = deploy("--placement", write(tmp_path, "p.json", {o.uid: ("edge-1" if o.is_source else "cloud-1")
+                                                             for o in OPS}), "--rate", "200")
+    try:
+        out, prob = tmp_path / "planned.json", tmp_path / "problem.json"
+        res = edgeplace("plan", "--job", job, "--policy", "optimal", "--out", str(out), "--write-problem", str(prob),
+                        timeout=180)
+        assert res.returncode == 0, res.stderr
+        planned = Placement.read(out)
+        assert set(planned.assignments) == {o.uid for o in OPS}
+        problem = json.loads(prob.read_text())
+        assert {n["id"] for n in problem["nodes"]} == {"edge-1", "edge-2", "cloud-1"}
+        costs = {o["id"]: o["cost_s_per_record"] for o in problem["operators"]}
+        assert all(c > 0 for c in costs.values()), costs
+        assert problem["links"][0]["up_bytes_per_s"] == pytest.approx(8e6 / 8 * 0.94)
+    finally:
+        end(job, tmp_path)
+    res = edgeplace("plan", "--job", "0" * 32, "--policy", "optimal", "--out", str(tmp_path / "x.json"))
+    assert res.returncode == 1 and "no record" in res.stderr
+
+
+def test_bench_query_prints_records_per_core(shared_testbed):
+    res = edgeplace("bench", "query", "nexmark", "--opt", "query=q1", "--warmup", "8", "--seconds", "10", timeout=300)
+    assert res.returncode == 0, res.stderr
+    row = next(l for l in res.stdout.splitlines() if "nexmark q1" in l)
+    events, cores, per_core = (float(x.replace(",", "")) for x in re.findall(r"[\d,]+\.?\d*", row.split("q1", 1)[1])[:3])
+    assert events > 100 and 0 < cores <= 2.5 and per_core == pytest.approx(events / cores, rel=0.02)

@@ -6,7 +6,7 @@ import pytest
 
 from queries import options, registry
 from queries.imaging import model as im
-from queries.nexmark import model as nx
+from queries.nexmark import job as nexmark_job, model as nx
 from queries.qa import model as qa
 
 
@@ -71,8 +71,15 @@ def test_dirty_image_peaks_at_the_point_source():
 
 def test_every_query_has_uid_named_operators_and_a_pinned_source():
     for name in registry.QUERIES:
-        for extra in (["--opt", f"query={q}"] for q in ("q0", "q1", "q2", "q3")) if name == "nexmark" else [[]]:
+        for extra in (["--opt", f"query={q}"] for q in nexmark_job.QUERIES) if name == "nexmark" else [[]]:
             ops = registry.load(name).topology(options.parse(["--sites", "edge-1,edge-2", *extra]))
             assert len({o.uid for o in ops}) == len(ops)
             assert [o.site for o in ops if o.is_source] == ["edge-1", "edge-2"]
             assert all(u in {o.uid for o in ops} for o in ops for u in o.inputs)
+
+
+def test_event_time_queries_give_their_sources_a_watermark_part():
+    for q in nexmark_job.QUERIES:
+        ops = registry.load("nexmark").topology(options.parse(["--opt", f"query={q}"]))
+        src = next(o for o in ops if o.is_source)
+        assert any(p.suffix == "wm" for p in src.parts) == (q in nexmark_job.EVENT_TIME)

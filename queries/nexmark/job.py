@@ -1,8 +1,13 @@
-"""Nexmark queries q0 q1 q2 q3 as placeable PyFlink jobs (`--opt query=q2`).
+"""Nexmark queries q0 q1 q2 q3 q5 q7 q8 q11 q14 as placeable PyFlink jobs (`--opt query=q5`).
 
 Every job: events(site) → bids|persons|auctions selection → query stages → sink. Semantics as the
 reference SQL: q0 pass-through of bids; q1 price in euro (×0.908); q2 bids with auction % 123 == 0
-(auction, price); q3 persons in OR/ID/CA joined with auctions of category 10 on seller (incremental)."""
+(auction, price); q3 persons in OR/ID/CA joined with auctions of category 10 on seller (incremental);
+q14 bids with 1e6 < 0.908·price < 5e7, their time-of-day type and 'c' count of extra.
+Event-time queries (watermarks at the sources, windows in event time; sizes via --opt window_ms=,
+slide_ms=, gap_ms=, Nexmark's defaults 10 s / 2 s / 10 s): q5 hot items (auctions with the most bids per
+sliding window), q7 highest bid per tumbling window, q8 persons who opened an auction in the tumbling
+window they registered in, q11 bids per bidder session."""
 from __future__ import annotations
 
 import sys
@@ -10,8 +15,17 @@ import sys
 from queries.options import JobOptions, parse
 from queries.topology import OpSpec, sink_op, source_op
 
-DESCRIPTION = "Nexmark q0 q1 q2 q3 (--opt query=qN)"
-QUERIES = ("q0", "q1", "q2", "q3")
+DESCRIPTION = "Nexmark q0 q1 q2 q3 q5 q7 q8 q11 q14 (--opt query=qN)"
+QUERIES = ("q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14")
+EVENT_TIME = ("q5", "q7", "q8", "q11")
+DEFAULTS_MS = {"window_ms": 10_000, "slide_ms": 2_000, "gap_ms": 10_000}
+
+
+def window_ms(opts: JobOptions, key: str) -> int:
+    v = int(opts.extra.get(key, DEFAULTS_MS[key]))
+    if v <= 0:
+        raise SystemExit(f"--opt {key} must be > 0")
+    return v
 
 
 def query(opts: JobOptions) -> str:
@@ -23,9 +37,32 @@ def query(opts: JobOptions) -> str:
 
 def topology(opts: JobOptions) -> list[OpSpec]:
     q = query(opts)
-    srcs = [source_op(f"src-{s}", f"Nexmark {s}", s, opts.par(f"src-{s}")) for s in opts.sites]
+    srcs = [source_op(f"src-{s}", f"Nexmark {s}", s, opts.par(f"src-{s}"), watermarks=q in EVENT_TIME)
+            for s in opts.sites]
     ins = tuple(s.uid for s in srcs)
-    if q == "q3":
+    bids = OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)
+    if q == "q5":
+        mid = [bids, OpSpec("count", "Q5 Count per Window", opts.par("count"), stateful=True, inputs=("bids",),
+                            ship="HASH"),
+               OpSpec("hot", "Q5 Hottest", opts.par("hot"), stateful=True, inputs=("count",), ship="HASH")]
+        last = "hot"
+    elif q == "q7":  # one global maximum per window: parallelism 1
+        mid = [bids, OpSpec("max", "Q7 Highest Bid", 1, stateful=True, inputs=("bids",), ship="HASH")]
+        last = "max"
+    elif q == "q8":
+        mid = [OpSpec("persons", "New Persons", opts.par("persons"), inputs=ins),
+               OpSpec("auctions", "New Auctions", opts.par("auctions"), inputs=ins),
+               OpSpec("join", "Q8 Window Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"),
+                      ship="HASH")]
+        last = "join"
+    elif q == "q11":
+        mid = [bids, OpSpec("sessions", "Q11 Bidder Sessions", opts.par("sessions"), stateful=True,
+                            inputs=("bids",), ship="HASH")]
+        last = "sessions"
+    elif q == "q14":
+        mid = [bids, OpSpec("q14", "Q14 Price Band", opts.par("q14"), inputs=("bids",))]
+        last = "q14"
+    elif q == "q3":
         mid = [OpSpec("persons", "Persons OR ID CA", opts.par("persons"), inputs=ins),
                OpSpec("auctions", "Auctions cat 10", opts.par("auctions"), inputs=ins),
                OpSpec("join", "Q3 Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH")]
@@ -35,7 +72,7 @@ def topology(opts: JobOptions) -> list[OpSpec]:
                OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
         last = "project"
     else:
-        mid = [OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)]
+        mid = [bids]
         last = "bids"
         if q == "q1":
             mid.append(OpSpec("convert", "Q1 Euro", opts.par("convert"), inputs=("bids",)))
@@ -56,12 +93,15 @@ def build(opts: JobOptions) -> None:
     ctx = JobContext(opts, ops)
     ev_type = Types.TUPLE([Types.INT(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(),
                            Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
-    streams = [ctx.source(op.uid, model.event, ev_type) for op in ops if op.is_source]
+    streams = [ctx.source(op.uid, model.event, ev_type, 5 if q in EVENT_TIME else None) for op in ops if op.is_source]
     events = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
     # bid: (auction, bidder, price, date_time, extra, created)
     bid_type = Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
 
-    if q == "q3":
+    if q in ("q5", "q7", "q8", "q11", "q14"):
+        from queries.nexmark import windowed
+        windowed.build(q, ctx, events, bid_type, {k: window_ms(opts, k) for k in DEFAULTS_MS})
+    elif q == "q3":
         person_t = Types.TUPLE([Types.LONG(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
         auction_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])
         # one flat_map per selection: a filter + map pair would be two Flink operators to pin
