@@ -397,7 +397,7 @@ def bench_query(name, opts, seconds, warmup) -> None:
         for q, args in todo:
             say(f"benchmarking {q} {' '.join(args)} ({warmup:.0f} s warm-up + {seconds:.0f} s)")
             r = run_bench(q, args, warmup, seconds, say)
-            finite = {k: v for k, v in r.per_operator.items() if v == v and v != float("inf") and
+            finite = {k: v for k, v in r.per_operator.items() if v == v and 0 < v != float("inf") and
                       not k.startswith(("Source:", "Sink:")) and not k.endswith((" gen", " end", " watermarks"))}
             slow = min(finite.items(), key=lambda kv: kv[1]) if finite else ("-", float("nan"))
             table.add_row(r.label, f"{r.events_per_s:,.0f}", f"{r.cores:.2f}", f"{r.per_core:,.0f}",
