@@ -166,7 +166,8 @@ def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | Ansibl
             args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
             jobs[c["query"]] = (args, registry.load(q.name).topology(options.parse(args)))
         args, ops = jobs[c["query"]]
-        if c["policy"] in cfg.NEEDS_PROFILE and c["query"] not in profiled:
+        needs = any(x["query"] == c["query"] and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
+        if needs and c["query"] not in profiled:  # before planning any of its cells: all get predictions
             profiled[c["query"]] = _profile(conf, res, env, q, args, ops, nodes, say)
         base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
         problem = _with_bandwidth(base, c["bandwidth_mbit"])
