@@ -17,7 +17,6 @@ class JobOptions:
     out: str | None
     seed: int
     extra: dict[str, str]         # query-specific key=value options
-    python_mode: str = "process"  # PyFlink UDFs in Beam worker processes, or "thread" (inside the JVM)
 
     def par(self, uid: str, default: int = 1) -> int:
         return self.parallelism.get(uid, default)
@@ -35,8 +34,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for sink output (JSON lines) and latency files")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="query-specific option")
-    p.add_argument("--python-mode", choices=("process", "thread"), default="process",
-                   help="run Python functions in worker processes (default) or in the TaskManager's JVM")
     return p
 
 
@@ -57,4 +54,4 @@ def parse(argv: list[str]) -> JobOptions:
         raise SystemExit("parallelism must be >= 1, --rate and --events >= 0")
     sites = tuple(s for s in a.sites.split(",") if s)
     return JobOptions(a.placement, sites, a.rate, a.events, par, a.chaining, a.checkpoint_ms, a.out, a.seed,
-                      kv(a.opt, "--opt"), a.python_mode)
+                      kv(a.opt, "--opt"))
