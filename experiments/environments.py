@@ -158,4 +158,7 @@ def ssh_run(hv: dict, command: str, timeout: float = 10.0) -> str:
     except (OSError, paramiko.SSHException) as exc:
         raise EdgeplaceError(f"cannot reach {hv.get('ansible_host')} over SSH: {exc}") from exc
     finally:
+        transport = client.get_transport()
         client.close()
+        if transport is not None:  # no paramiko thread may still run native crypto code at interpreter exit
+            transport.join(5)
