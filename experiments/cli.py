@@ -241,9 +241,11 @@ def queries_cmd() -> None:
 @click.option("--rank", is_flag=True, help="print the offload ranking with reasons")
 @click.option("--job", "job_id", help="instead of --problem: profile this running job on the testbed")
 @click.option("--seconds", default=25.0, show_default=True, type=float, help="with --job: profiling window")
+@click.option("--warmup", default=10.0, show_default=True, type=float,
+              help="with --job: seconds sampled but not used (a fresh job's first metrics are empty or stale)")
 @click.option("--mbit", type=float, help="with --job: plan for this link rate (default: the testbed's current)")
 @click.option("--write-problem", help="with --job: also write the planning problem JSON here")
-def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, mbit, write_problem) -> None:
+def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warmup, mbit, write_problem) -> None:
     """Search a placement for a planning problem (--problem FILE, or --job ID profiled live) and write it as
     placement JSON that `deploy`/`redeploy` accept."""
     from costmodel import problem as pb
@@ -254,7 +256,7 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, mbit
     if bool(problem_file) == bool(job_id):
         raise EdgeplaceError("give either --problem FILE or --job ID")
     if job_id:
-        p = _problem_of_job(job_id, seconds, mbit)
+        p = _problem_of_job(job_id, seconds, warmup, mbit)
         problem_file = f"job {job_id}"
         if write_problem:
             Path(write_problem).write_text(json.dumps(pb.to_json(p), indent=2))
@@ -272,7 +274,7 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, mbit
         console.print(t)
 
 
-def _problem_of_job(job_id: str, seconds: float, mbit: float | None):
+def _problem_of_job(job_id: str, seconds: float, warmup: float, mbit: float | None):
     """Profile a job edgeplace deployed on the testbed into a planning problem on the testbed's nodes."""
     from experiments.deployment import operators
     from experiments.environments import LocalTestbed
@@ -285,9 +287,9 @@ def _problem_of_job(job_id: str, seconds: float, mbit: float | None):
     env = LocalTestbed(st.load().spec["edge_cpu"] if st.load() else 0.5)
     rates = [l["mbit"] for l in env.state.links if l["mbit"]]
     mbit = mbit if mbit is not None else (min(rates) if rates else None)
-    say(f"profiling job {job_id} ({rec['query']}) for {max(25.0, seconds):.0f} s")
+    say(f"profiling job {job_id} ({rec['query']}) for {warmup:.0f} s warm-up + {max(25.0, seconds):.0f} s")
     problem, _ = profile_running_job(env.target.rest, job_id, operators(rec["query"], rec["args"]), env.nodes,
-                                     mbit, seconds)
+                                     mbit, seconds, warmup)
     return problem
 
 

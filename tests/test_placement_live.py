@@ -158,9 +158,7 @@ def test_plan_from_a_live_job_profiles_it_and_writes_a_deployable_placement(shar
         problem = json.loads(prob.read_text())
         assert {n["id"] for n in problem["nodes"]} == {"edge-1", "edge-2", "cloud-1"}
         costs = {o["id"]: o["cost_s_per_record"] for o in problem["operators"]}
-        # measured, not assumed: source and sink always show busy time; an operator with little work per
-        # record can read 0 busy ms/s (seen once for parse and count), so the others may be 0
-        assert costs["src-edge-1"] > 0 and costs["sink"] > 0 and all(0 <= c < 1 for c in costs.values()), costs
+        assert all(0 < c < 1 for c in costs.values()), costs  # measured after the warm-up, never assumed
         assert problem["links"][0]["up_bytes_per_s"] == pytest.approx(8e6 / 8 * 0.94)
     finally:
         end(job, tmp_path)
