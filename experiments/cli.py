@@ -284,7 +284,8 @@ def _problem_of_job(job_id: str, seconds: float, warmup: float, mbit: float | No
     rec = dp.load_record(st.home(), job_id)
     if rec is None:
         raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record of its query)")
-    env = LocalTestbed(st.load().spec["edge_cpu"] if st.load() else 0.5)
+    from experiments.testbed.testbed import require
+    env = LocalTestbed(require().spec["edge_cpu"])
     rates = [l["mbit"] for l in env.state.links if l["mbit"]]
     mbit = mbit if mbit is not None else (min(rates) if rates else None)
     say(f"profiling job {job_id} ({rec['query']}) for {warmup:.0f} s warm-up + {max(25.0, seconds):.0f} s")
