@@ -85,7 +85,7 @@ def deploy(target: Target, query: str, job_args: list[str], placement: Placement
         say(f"submitted {query} as job {job_id}; verifying placement")
         t2 = time.monotonic()
         dp.save_record(home, job_id, query, job_args, placement)
-        where = dp.wait_verified(target.rest, job_id, ops, placement, timeout)
+        where = dp.wait_verified(target.rest, job_id, ops, placement, timeout, tend=lambda: _heal(target, say))
         phases["verify"] = time.monotonic() - t2
     return Deployed(job_id, where, phases)
 

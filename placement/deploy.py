@@ -112,11 +112,18 @@ def submit(script: Path, args: list[str], conf_dir: Path, savepoint: str | None 
 
 
 def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Placement | None,
-                  timeout: float) -> dict[str, set[str]]:
-    """Wait until every subtask runs (on its planned TaskManager); on timeout cancel and say what is missing."""
+                  timeout: float, tend: Callable[[], object] | None = None,
+                  tend_every: float = 3.0) -> dict[str, set[str]]:
+    """Wait until every subtask runs (on its planned TaskManager); on timeout cancel and say what is missing.
+    `tend` (e.g. restart TaskManagers that died) runs every `tend_every` seconds while waiting: a TaskManager
+    that was still shutting down when the job was submitted would otherwise leave its tasks unscheduled."""
     deadline = time.monotonic() + timeout
+    next_tend = time.monotonic() + tend_every
     where: dict[str, set[str]] = {}
     while time.monotonic() < deadline:
+        if tend is not None and time.monotonic() >= next_tend:
+            tend()
+            next_tend = time.monotonic() + tend_every
         state = rest.job(job_id)["state"]
         if state == "FINISHED":  # a short bounded job: subtasks still report where they ran
             where = actual(rest, job_id, ops, ran=True)
@@ -179,6 +186,7 @@ def cancel(rest: FlinkRest, job_id: str) -> None:
 def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout: float = 120) -> str:
     """Stop the job with a savepoint; returns the savepoint path."""
     rest.running_job(job_id)
+    target_dir = target_dir.resolve()  # Flink reads file://results/… as host "results"
     target_dir.mkdir(parents=True, exist_ok=True)
     trigger = rest.post(f"/jobs/{job_id}/stop", {"targetDirectory": f"file://{target_dir}", "drain": False})
     deadline = time.monotonic() + timeout

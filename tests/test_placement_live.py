@@ -172,3 +172,35 @@ def test_bench_query_prints_records_per_core(shared_testbed):
     row = next(l for l in res.stdout.splitlines() if "nexmark q1" in l)
     events, cores, per_core = (float(x.replace(",", "")) for x in re.findall(r"[\d,]+\.?\d*", row.split("q1", 1)[1])[:3])
     assert events > 100 and 0 < cores <= 2.5 and per_core == pytest.approx(events / cores, rel=0.02)
+
+
+def test_a_taskmanager_dying_after_submission_is_restarted_and_the_job_realised(shared_testbed, tmp_path,
+                                                                                   monkeypatch):
+    """The demo once failed like this: a cancel took a TaskManager down a moment *after* the runner had
+    checked the cluster, so the next job waited for a TaskManager that no longer existed. While verifying,
+    the deploy now tends the cluster (restarts dead TaskManagers). And `end` with a relative scratch dir
+    stops with a savepoint (Flink read `file://results/…` as a host name and the runner fell back to cancel)."""
+    import os
+    import signal
+
+    from experiments.testbed import state as st
+    from experiments.testbed.testbed import client_conf_dir, heal
+    from placement import deploy as dp
+    from queries import registry
+
+    placement = Placement(A)
+    pfile = write(tmp_path, "a.json", A)
+    state = st.load()
+    job = dp.submit(registry.script("counts"), ["--placement", pfile, "--rate", "100"],
+                    client_conf_dir(state), None)
+    edge = [p for p in state.of_kind("process") if p["name"] == "edge-1"][-1]
+    os.kill(edge["pid"], signal.SIGKILL)  # the recorded PID of the TaskManager the source must run on
+    restarted: list[str] = []
+    where = dp.wait_verified(REST, job, OPS, placement, timeout=120,
+                             tend=lambda: restarted.extend(heal(st.load(), say=print)))
+    assert restarted == ["edge-1"]
+    assert where == {u: {tm} for u, tm in A.items()}
+    monkeypatch.chdir(tmp_path)
+    dp.end(REST, job, Path("relative-scratch"))
+    assert REST.job(job)["state"] == "FINISHED"  # stopped with a savepoint, not cancelled
+    assert not list((tmp_path / "relative-scratch").glob("savepoint-*"))  # and the savepoint was discarded
