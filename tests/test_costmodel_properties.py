@@ -20,8 +20,9 @@ def problems(draw):
     for s in range(1, n_sites + 1):
         nodes.append({"id": f"edge-{s}", "site": f"site-{s}", "slots": draw(st.integers(1, 4)),
                       "cores": draw(st.sampled_from([0.25, 0.5, 1.0])), "speed": draw(st.sampled_from([0.5, 1.0]))})
-    if draw(st.booleans()) and len(nodes) < 4:
-        nodes.append({**nodes[0], "id": "cloud-2"})  # an interchangeable twin
+    if draw(st.booleans()) and len(nodes) < 4:  # an interchangeable twin (optimal solves twins as one class)
+        twin = draw(st.sampled_from(nodes))
+        nodes.append({**twin, "id": twin["id"] + "-twin"})
     n_src = draw(st.integers(1, min(n_sites, n_ops - 1)))
     ops, edges = [], []
     for i in range(n_ops):
@@ -97,6 +98,27 @@ def test_predictions_respect_the_constraints(p):
             assert n in p.allowed(v)
         if math.isfinite(pred.max_rate):  # the bottleneck is binding: λ* equals its own limit
             assert pred.limits[pred.bottleneck] == pytest.approx(pred.max_rate)
+
+
+def test_optimal_on_a_case_where_highs_presolve_returned_a_worse_optimum():
+    """Found by the property test: with presolve on, HiGHS (1.12 in scipy, and 1.15) reported as optimal a
+    placement sending 0.4 more WAN bytes per unit rate (o5 on edge-2). The planner solves without presolve."""
+    def op(i, cost, sel, size, pin=None):
+        return {"id": f"o{i}", "cost_s_per_record": cost, "selectivity": sel, "bytes_out_per_record": size,
+                **({"pin": pin} if pin else {})}
+    p = from_json({
+        "operators": [op(0, 0, .01, 20, "site-1"), op(1, 0, .01, 20), op(2, 0, .5, 100), op(3, 0, .01, 0),
+                      op(4, 2e-4, .01, 0), op(5, 0, .01, 0)],
+        "edges": [{"from": a, "to": b} for a, b in [("o0", "o1"), ("o0", "o2"), ("o0", "o3"), ("o2", "o3"),
+                                                     ("o1", "o4"), ("o2", "o4"), ("o0", "o5")]],
+        "source_rates": {"o0": 1.0},
+        "nodes": [{"id": "cloud-1", "site": "cloud", "slots": 2, "cores": 1.0},
+                  {"id": "edge-1", "site": "site-1", "slots": 4, "cores": 0.25, "speed": 0.5},
+                  {"id": "edge-2", "site": "site-2", "slots": 1, "cores": 0.25, "speed": 0.5}],
+        "links": [{"site": s, "up_bytes_per_s": 1e5, "down_bytes_per_s": 1e5} for s in ("site-1", "site-2")]})
+    o, e = predict(p, optimal(p)), predict(p, exhaustive(p))
+    assert o.max_rate == pytest.approx(e.max_rate, rel=1e-6) == 200_000
+    assert o.wan_bytes_per_unit_rate == pytest.approx(e.wan_bytes_per_unit_rate, rel=1e-6) == 0.702
 
 
 def test_target_rate_picks_fewest_wan_bytes_that_sustain_it():
