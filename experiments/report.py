@@ -79,7 +79,13 @@ def write_report(results: Path) -> Path:
 
 
 def _markdown(df: pd.DataFrame) -> str:
+    """A Markdown table; bandwidths keep their digits (0.25, not 0.2), other floats get one decimal."""
     cols = list(df.columns)
-    fmt = lambda v: f"{v:,.1f}" if isinstance(v, float) else str(v)
+
+    def fmt(col: str, v) -> str:
+        if not isinstance(v, float):
+            return str(v)
+        return f"{v:g}" if col == "bandwidth_mbit" else f"{v:,.1f}"
     return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
-                     ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)])
+                     ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, row)) + " |"
+                      for row in df.itertuples(index=False)])

@@ -209,6 +209,8 @@ def end(rest: FlinkRest, job_id: str, scratch: Path, timeout: float = 60) -> Non
     try:
         path = stop_with_savepoint(rest, job_id, scratch, timeout)
         shutil.rmtree(path.removeprefix("file:"), ignore_errors=True)
+        if not any(scratch.iterdir()):
+            scratch.rmdir()
     except Exception:
         cancel(rest, job_id)
 

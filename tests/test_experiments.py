@@ -49,6 +49,12 @@ def test_bad_config_file_via_cli_is_one_line_and_starts_nothing(tmp_path):
     assert res.returncode == 1 and "not valid TOML" in res.stderr
 
 
+def test_report_tables_keep_the_digits_of_a_bandwidth():
+    from experiments.report import _markdown
+    table = _markdown(pd.DataFrame({"bandwidth_mbit": [0.25, 20.0], "rate": [1234.56, 7.0]}))
+    assert "| 0.25 | 1,234.6 |" in table and "| 20 | 7.0 |" in table
+
+
 def test_shipped_configs_are_valid():
     root = Path(__file__).parents[1] / "experiments" / "configs"
     names = {p.stem for p in root.glob("*.toml")}

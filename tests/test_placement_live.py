@@ -203,4 +203,4 @@ def test_a_taskmanager_dying_after_submission_is_restarted_and_the_job_realised(
     monkeypatch.chdir(tmp_path)
     dp.end(REST, job, Path("relative-scratch"))
     assert REST.job(job)["state"] == "FINISHED"  # stopped with a savepoint, not cancelled
-    assert not list((tmp_path / "relative-scratch").glob("savepoint-*"))  # and the savepoint was discarded
+    assert not (tmp_path / "relative-scratch").exists()  # and the savepoint was discarded
