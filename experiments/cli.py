@@ -213,7 +213,8 @@ def redeploy_cmd(job_id, placement_file, timeout) -> None:
     from placement.model import Placement
     d = redeploy(Target.local_testbed(), job_id, Placement.read(placement_file), say, timeout)
     _print_where(d.where)
-    say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in d.phases.items()))
+    say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in d.phases.items())
+        + " (the new job is built while the old one stops: submit counts from the same start as savepoint)")
     click.echo(d.job_id)
 
 

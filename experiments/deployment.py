@@ -2,6 +2,7 @@
 savepoint and rollback on the testbed (or any cluster whose client config dir is given)."""
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -60,8 +61,11 @@ def load_placement(placement: str | None, scfg: str | None, ops: list[OpSpec], t
 
 
 def deploy(target: Target, query: str, job_args: list[str], placement: Placement | None, say: Say,
-           timeout: float = 90, savepoint: str | None = None) -> Deployed:
-    """Check, submit, verify. Bad placements are rejected before anything is submitted."""
+           timeout: float = 90, savepoint: str | None = None,
+           stop_old: Callable[[], str] | None = None) -> Deployed:
+    """Check, submit, verify. Bad placements are rejected before anything is submitted (or stopped).
+    With `stop_old` (stops the job being replaced, returns its savepoint), the new job is built while the
+    old one stops, and starts from that savepoint."""
     if any(a == "--placement" or a.startswith("--placement=") for a in job_args):
         raise EdgeplaceError("pass the placement with edgeplace's --placement/--schedulercfg, not as a job argument")
     ops = operators(query, job_args)
@@ -80,7 +84,19 @@ def deploy(target: Target, query: str, job_args: list[str], placement: Placement
     phases = {"check": time.monotonic() - t0}
     with _fast_link_while_submitting(target, say):
         t1 = time.monotonic()
-        job_id = dp.submit(registry.script(query), args, target.conf_dir, savepoint)
+        restore = home / "placements" / f"restore-{os.getpid()}-{time.monotonic_ns()}" if stop_old else None
+        if restore is not None:
+            restore.parent.mkdir(parents=True, exist_ok=True)
+        sub = dp.Submission(registry.script(query), args, target.conf_dir, savepoint, restore)
+        if stop_old is not None:
+            try:
+                sp = stop_old()
+            except BaseException:
+                sub.abandon()
+                raise
+            phases["savepoint"] = time.monotonic() - t1
+            sub.release(sp)
+        job_id = sub.job_id()
         phases["submit"] = time.monotonic() - t1
         say(f"submitted {query} as job {job_id}; verifying placement")
         t2 = time.monotonic()
@@ -91,7 +107,8 @@ def deploy(target: Target, query: str, job_args: list[str], placement: Placement
 
 
 def redeploy(target: Target, job_id: str, placement: Placement, say: Say, timeout: float = 90) -> Deployed:
-    """Stop with savepoint, resubmit with the new placement, verify; on failure restore the old one."""
+    """Stop with savepoint and resubmit with the new placement (the new job is built while the old one
+    stops), verify; on failure restore the old placement from the same savepoint."""
     rec = dp.load_record(st.home(), job_id)
     if rec is None:
         raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record); cannot resubmit it")
@@ -99,18 +116,26 @@ def redeploy(target: Target, job_id: str, placement: Placement, say: Say, timeou
     dp.check(placement, ops, dp.cluster_view(target.rest))  # before anything is stopped
     old = Placement.from_json(rec["placement"]) if rec["placement"] else None
     t0 = time.monotonic()
-    sp = dp.stop_with_savepoint(target.rest, job_id, st.home() / "savepoints")
-    t_sp = time.monotonic() - t0
-    say(f"stopped {job_id} with savepoint {sp} in {t_sp:.1f} s")
+    stopped: list[str] = []
+
+    def stop_old() -> str:
+        sp = dp.stop_with_savepoint(target.rest, job_id, st.home() / "savepoints")
+        stopped.append(sp)
+        say(f"stopped {job_id} with savepoint {sp} in {time.monotonic() - t0:.1f} s")
+        return sp
+
     try:
-        new = deploy(target, rec["query"], rec["args"], placement, say, timeout, savepoint=sp)
+        new = deploy(target, rec["query"], rec["args"], placement, say, timeout, stop_old=stop_old)
     except EdgeplaceError as exc:
+        if not stopped:
+            raise
+        sp = stopped[0]
         say(f"redeploy failed: {exc}")
         say("rolling back to the previous placement from the same savepoint")
         back = deploy(target, rec["query"], rec["args"], old, say, timeout, savepoint=sp)
         raise EdgeplaceError(f"redeploy failed and was rolled back: job {back.job_id} runs the previous "
                              f"placement from savepoint {sp}. Cause: {exc}") from exc
-    new.phases = {"savepoint": t_sp, **new.phases, "total": time.monotonic() - t0}
+    new.phases = {**new.phases, "total": time.monotonic() - t0}
     return new
 
 

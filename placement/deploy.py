@@ -96,19 +96,64 @@ def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None, ran: b
     return out
 
 
+class Submission:
+    """`flink run -d -py script args`, started at once. With `restore_file`, the client builds the job and
+    then waits until `release(savepoint)` names the savepoint to start from, so a redeploy builds the new
+    job while the old one stops (the job option --restore-from-file)."""
+
+    def __init__(self, script: Path, args: list[str], conf_dir: Path, savepoint: str | None = None,
+                 restore_file: Path | None = None):
+        cmd = [str(flinkdist.flink_home() / "bin" / "flink"), "run", "-d"]
+        if savepoint:
+            cmd += ["-s", savepoint]
+        cmd += ["-py", str(script), *args]
+        self.restore_file = restore_file
+        if restore_file is not None:
+            restore_file.unlink(missing_ok=True)
+            cmd += ["--restore-from-file", str(restore_file)]
+        env = {"FLINK_CONF_DIR": str(conf_dir), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     start_new_session=True)
+
+    def release(self, savepoint: str) -> None:
+        """Let the waiting client submit, restoring from `savepoint` ("" = do not submit)."""
+        if self.restore_file is not None:
+            tmp = self.restore_file.with_name(self.restore_file.name + ".tmp")
+            tmp.write_text(savepoint)
+            tmp.rename(self.restore_file)  # atomic: the client never reads half a path
+
+    def abandon(self) -> None:
+        """Nothing is to be submitted: tell a waiting client so, and end it (by its PID) if it lingers."""
+        self.release("")
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.communicate()
+        finally:
+            if self.restore_file is not None:
+                self.restore_file.unlink(missing_ok=True)
+
+    def job_id(self, timeout: float = 300) -> str:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.communicate()
+            raise EdgeplaceError(f"flink run did not finish within {timeout:.0f} s")
+        finally:
+            if self.restore_file is not None:
+                self.restore_file.unlink(missing_ok=True)
+        m = re.search(r"JobID ([0-9a-f]{32})", out)
+        if self.proc.returncode != 0 or not m:
+            tail = "\n".join(out.strip().splitlines()[-12:])
+            raise EdgeplaceError(f"flink run failed (exit {self.proc.returncode}):\n{tail}")
+        return m.group(1)
+
+
 def submit(script: Path, args: list[str], conf_dir: Path, savepoint: str | None = None) -> str:
     """`flink run -d -py script args` (from a savepoint if given); returns the job id."""
-    cmd = [str(flinkdist.flink_home() / "bin" / "flink"), "run", "-d"]
-    if savepoint:
-        cmd += ["-s", savepoint]
-    cmd += ["-py", str(script), *args]
-    env = {"FLINK_CONF_DIR": str(conf_dir), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    m = re.search(r"JobID ([0-9a-f]{32})", proc.stdout + proc.stderr)
-    if proc.returncode != 0 or not m:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise EdgeplaceError(f"flink run failed (exit {proc.returncode}):\n{tail}")
-    return m.group(1)
+    return Submission(script, args, conf_dir, savepoint).job_id()
 
 
 def wait_verified(rest: FlinkRest, job_id: str, ops: list[OpSpec], placement: Placement | None,

@@ -17,6 +17,7 @@ class JobOptions:
     out: str | None
     seed: int
     extra: dict[str, str]         # query-specific key=value options
+    restore_from_file: str | None = None  # wait for a savepoint path in this file, then restore from it
 
     def par(self, uid: str, default: int = 1) -> int:
         return self.parallelism.get(uid, default)
@@ -34,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for sink output (JSON lines) and latency files")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="query-specific option")
+    p.add_argument("--restore-from-file", metavar="FILE",
+                   help="build the job, then wait for FILE to hold a savepoint path and start from it "
+                        "(empty: do not start); lets a redeploy build the new job while the old one stops")
     return p
 
 
@@ -54,4 +58,4 @@ def parse(argv: list[str]) -> JobOptions:
         raise SystemExit("parallelism must be >= 1, --rate and --events >= 0")
     sites = tuple(s for s in a.sites.split(",") if s)
     return JobOptions(a.placement, sites, a.rate, a.events, par, a.chaining, a.checkpoint_ms, a.out, a.seed,
-                      kv(a.opt, "--opt"))
+                      kv(a.opt, "--opt"), a.restore_from_file)

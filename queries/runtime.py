@@ -80,7 +80,26 @@ class JobContext:
         self.pin(self.pin(writer, uid).print(), uid, "end")
 
     def execute(self, name: str) -> None:
+        if self.opts.restore_from_file:
+            savepoint = wait_for_savepoint(self.opts.restore_from_file)
+            if not savepoint:
+                raise SystemExit("no savepoint was given to restore from; the job was not started")
+            conf = Configuration()
+            conf.set_string("execution.savepoint.path", savepoint)
+            self.env.configure(conf)
         self.env.execute(name)
+
+
+def wait_for_savepoint(path: str, timeout: float = 600.0) -> str:
+    """The savepoint path written (atomically, by rename) to `path`; "" if none comes within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as fh:
+                return fh.read().strip()
+        except FileNotFoundError:
+            time.sleep(0.05)
+    return ""
 
 
 class FieldTimestamp(TimestampAssigner):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from collectors.rest import FlinkRest
+from experiments.errors import EdgeplaceError
 from placement.deploy import actual, stop_with_savepoint
 from placement.model import Placement
 from queries import options
@@ -204,3 +205,19 @@ def test_a_taskmanager_dying_after_submission_is_restarted_and_the_job_realised(
     dp.end(REST, job, Path("relative-scratch"))
     assert REST.job(job)["state"] == "FINISHED"  # stopped with a savepoint, not cancelled
     assert not (tmp_path / "relative-scratch").exists()  # and the savepoint was discarded
+
+
+def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testbed, tmp_path):
+    """The new job is built while the old one stops; if stopping fails, the waiting client is told to
+    give up and ends, and no job is submitted."""
+    from experiments.deployment import Target, deploy
+
+    def stop_old() -> str:
+        raise EdgeplaceError("the old job could not be stopped")
+
+    before = REST.get("/jobs/overview")["jobs"]
+    with pytest.raises(EdgeplaceError, match="could not be stopped"):
+        deploy(Target.local_testbed(), "counts", ["--rate", "100"], Placement(A), print, stop_old=stop_old)
+    assert REST.get("/jobs/overview")["jobs"] == before
+    from experiments.testbed import state as st
+    assert not list((st.home() / "placements").glob("restore-*"))  # the hand-over file is gone too
