@@ -15,7 +15,7 @@ from collectors.rest import FlinkRest
 from experiments import flinkdist
 from experiments.errors import EdgeplaceError
 from placement.model import Placement
-from queries.topology import OpSpec, all_tasks
+from queries.topology import KEY_HELPER, OpSpec, all_tasks
 
 Say = Callable[[str], None]
 
@@ -65,21 +65,23 @@ def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManage
                                  f"{n} subtasks on it ({', '.join(names)})")
 
 
-KEY_BY_VERTEX = "_stream_key_by_map_operator"  # PyFlink's hidden key extractor; shares its input's group
 
 
 def vertex_owners(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None) -> dict[str, str]:
     """Job vertex id → logical operator uid (or the vertex name when unknown). PyFlink's key-by helper
-    vertex belongs to the operator that feeds it (it shares that operator's slot sharing group)."""
-    name_to_uid = {t.task_name: t.uid for t in all_tasks(ops)} if ops else {}
+    vertex belongs to the operator that feeds it, or to the one it feeds when it reads a union of several
+    (the jobs pin it so: `JobContext.keyed`)."""
+    name_to_uid = {t.task_name: t.uid for t in all_tasks(ops) if t.task_name != KEY_HELPER} if ops else {}
     vertices = rest.job(job_id)["vertices"]
     inputs = {n["id"]: [i["id"] for i in n.get("inputs", [])] for n in rest.get(f"/jobs/{job_id}/plan")["plan"]["nodes"]}
     names = {v["id"]: v["name"] for v in vertices}
 
     def owner(vid: str) -> str:
         name = names[vid]
-        if name == KEY_BY_VERTEX and inputs.get(vid):
+        if name == KEY_HELPER and len(inputs.get(vid, [])) == 1:
             return owner(inputs[vid][0])
+        if name == KEY_HELPER:
+            return owner(next(v for v, ins in inputs.items() if vid in ins))
         return name_to_uid.get(name, name)
 
     return {vid: owner(vid) for vid in names}

@@ -2,7 +2,9 @@
 
 One line per subtask: `<task name> (<i>/<N>); <host>`, i 1-based, separator exactly "; ", task name as
 Flink's getTaskNameWithSubtaskIndex() prints it. Vanilla Flink places whole operators, so a file whose
-subtasks of one operator name different hosts is rejected, never approximated."""
+subtasks of one operator name different hosts is rejected, never approximated. PyFlink's key-by helpers
+all print as `_stream_key_by_map_operator`: emitted with the host of the operator that runs them, and on
+parsing only checked (they cannot say whose they are, and they follow their owner anyway)."""
 from __future__ import annotations
 
 import re
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 
 from experiments.errors import EdgeplaceError
 from placement.model import Placement
+
+KEY_HELPER = "_stream_key_by_map_operator"  # the Python operator PyFlink puts in front of every key_by
 
 LINE = re.compile(r"^(?P<task>.+) \((?P<i>\d+)/(?P<n>\d+)\); (?P<host>\S+)$")
 
@@ -38,7 +42,7 @@ def emit(placement: Placement, tasks: list[Task], hosts: dict[str, str]) -> str:
 
 def parse(text: str, tasks: list[Task], hosts: dict[str, str], source: str = "schedulercfg") -> Placement:
     """Placement from schedulercfg text; every subtask of every task must be listed, on one host each."""
-    by_name = {t.task_name: t for t in tasks}
+    by_name = {t.task_name: t for t in tasks if t.task_name != KEY_HELPER}
     tm_of_host: dict[str, str] = {}
     for tm, host in hosts.items():
         if host in tm_of_host:
@@ -54,6 +58,10 @@ def parse(text: str, tasks: list[Task], hosts: dict[str, str], source: str = "sc
         if not m:
             raise EdgeplaceError(f"{source}:{lineno}: malformed line {raw!r} "
                                  "(expected '<task name> (<i>/<N>); <host>')")
+        if m["task"] == KEY_HELPER:  # PyFlink's key-by helpers (one name for all) run with their owners
+            if m["host"] not in tm_of_host:
+                raise EdgeplaceError(f"{source}:{lineno}: host {m['host']} is not a TaskManager of this cluster")
+            continue
         task = by_name.get(m["task"])
         if task is None:
             raise EdgeplaceError(f"{source}:{lineno}: unknown task {m['task']!r}")
@@ -68,7 +76,7 @@ def parse(text: str, tasks: list[Task], hosts: dict[str, str], source: str = "sc
             raise EdgeplaceError(f"{source}:{lineno}: {m['task']} ({i}/{n}) is listed twice")
         subtasks[i] = tm_of_host[m["host"]]
     assignments: dict[str, str] = {}
-    for t in tasks:
+    for t in by_name.values():
         subtasks = seen.get(t.task_name, {})
         missing = sorted(set(range(1, t.parallelism + 1)) - set(subtasks))
         if missing:

@@ -35,6 +35,7 @@ class JobContext:
         config.set_string("python.fn-execution.bundle.size", "200")
         config.set_string("python.fn-execution.bundle.time", "100")
         self.env = StreamExecutionEnvironment.get_execution_environment(config)
+        self.owner_of: dict[int, str] = {}  # Java transformation id → uid of the operator it belongs to
         if not opts.chaining:
             self.env.disable_operator_chaining()
         if opts.checkpoint_ms > 0:
@@ -47,14 +48,37 @@ class JobContext:
         stream = stream.uid(op.part_uid(p)).name(p.name)
         if hasattr(stream, "set_parallelism"):
             stream = stream.set_parallelism(op.parallelism)
-        if self.placement is not None and uid in self.placement.assignments:
-            tm = self.placement.assignments[uid]
-            # one group per logical operator: its parts share a slot, so it uses `parallelism` slots
-            group = (SlotSharingGroup.builder(f"{uid}@{tm}")
-                     .set_cpu_cores(0.25).set_task_heap_memory_mb(24).set_managed_memory_mb(24)
-                     .set_external_resource(self.placement.resource_of(tm), 1.0).build())
+        group = self._group(uid)
+        if group is not None:
             stream = stream.slot_sharing_group(group)
+        if hasattr(stream, "_j_data_stream"):
+            self.owner_of[stream._j_data_stream.getId()] = uid
         return stream
+
+    def _group(self, uid: str) -> SlotSharingGroup | None:
+        """One group per logical operator, requesting its TaskManager's resource: its parts share a slot, so
+        it uses `parallelism` slots. None without a placement (Flink decides)."""
+        if self.placement is None or uid not in self.placement.assignments:
+            return None
+        tm = self.placement.assignments[uid]
+        return (SlotSharingGroup.builder(f"{uid}@{tm}")
+                .set_cpu_cores(0.25).set_task_heap_memory_mb(24).set_managed_memory_mb(24)
+                .set_external_resource(self.placement.resource_of(tm), 1.0).build())
+
+    def keyed(self, keyed, consumer: str):
+        """Pin PyFlink's hidden key-by helper operator(s) of a KeyedStream (or of connected keyed streams)
+        feeding `consumer`: uid, parallelism and group of the operator it reads from, or of `consumer` when
+        it reads a union (which has no single group). Unpinned, Flink puts it in the default group,
+        anywhere. Returns `keyed`."""
+        for ks in ((keyed.stream1, keyed.stream2) if hasattr(keyed, "stream1") else (keyed,)):
+            helper = ks._j_data_stream.getTransformation().getInputs().get(0)
+            owner = self.owner_of.get(helper.getInputs().get(0).getId(), consumer)
+            helper.setUid(f"{owner}.keyby-{consumer}")
+            helper.setParallelism(self.ops[owner].parallelism)
+            group = self._group(owner)
+            if group is not None:
+                helper.setSlotSharingGroup(group.get_java_slot_sharing_group())
+        return keyed
 
     def source(self, uid: str, generate: Callable[[int, int], tuple], output_type,
                event_time_field: int | None = None) -> "DataStream":

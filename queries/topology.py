@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from placement.schedulercfg import Task
+from placement.schedulercfg import KEY_HELPER, Task
 
 KIND_PREFIX = {"source": "Source: ", "sink": "Sink: ", "operator": ""}
 
@@ -28,6 +28,7 @@ class OpSpec:
     ship: str = "FORWARD"          # how records reach this operator: FORWARD | HASH | REBALANCE
     site: str | None = None        # sources: the edge site where their data is born
     parts: tuple[Part, ...] = field(default=())
+    two_input: bool = False        # HASH: inputs connected and keyed one by one (a join), not a union
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -38,6 +39,16 @@ class OpSpec:
 
     def tasks(self) -> list[Task]:
         return [Task(self.uid, KIND_PREFIX[p.kind] + p.name, self.parallelism) for p in self.parts]
+
+    @property
+    def key_helper_owners(self) -> tuple[str, ...]:
+        """Who runs PyFlink's key-by helper(s) in front of this operator: each input of a join; the single
+        input of a key_by; this operator itself when it keys a union of several inputs."""
+        if self.ship != "HASH":
+            return ()
+        if self.two_input or len(self.inputs) == 1:
+            return self.inputs
+        return (self.uid,)
 
     @property
     def is_source(self) -> bool:
@@ -60,4 +71,8 @@ def sink_op(uid: str, name: str, inputs: tuple[str, ...], parallelism: int = 1) 
 
 
 def all_tasks(ops: list[OpSpec]) -> list[Task]:
-    return [t for op in ops for t in op.tasks()]
+    """Every Flink task of the job as schedulercfg names it, PyFlink's key-by helpers included (under the
+    operator whose slot sharing group they are pinned to)."""
+    par = {op.uid: op.parallelism for op in ops}
+    helpers = [Task(owner, KEY_HELPER, par[owner]) for op in ops for owner in op.key_helper_owners]
+    return [t for op in ops for t in op.tasks()] + helpers

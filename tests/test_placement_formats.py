@@ -51,7 +51,27 @@ def test_schedulercfg_emits_one_line_per_subtask_in_flink_task_names():
     assert "Source: Events edge-1 (1/1); 10.213.0.151" in lines
     assert "Count (1/2); 10.213.0.101" in lines and "Count (2/2); 10.213.0.101" in lines
     assert "Sink: Counts Sink end (1/1); 10.213.0.101" in lines
+    assert "_stream_key_by_map_operator (1/1); 10.213.0.151" in lines  # PyFlink's key-by helper, with Parse
     assert len(lines) == sum(t.parallelism for t in TASKS)
+
+
+def test_key_by_helpers_belong_to_their_input_or_to_the_operator_keying_a_union():
+    from queries.nexmark import job as nexmark
+    from queries.qa import job as qa
+    helpers = lambda ops: sorted(t.uid for t in all_tasks(ops) if t.task_name == schedulercfg.KEY_HELPER)
+    assert helpers(qa.topology(options.parse(["--sites", "edge-1"]))) == ["flag", "src-edge-1"]
+    assert helpers(qa.topology(options.parse(["--sites", "edge-1,edge-2"]))) == ["flag", "flag"]
+    assert helpers(nexmark.topology(options.parse(["--opt", "query=q3"]))) == ["auctions", "persons"]
+    assert helpers(nexmark.topology(options.parse(["--opt", "query=q2"]))) == []
+
+
+def test_schedulercfg_helper_lines_are_checked_but_optional():
+    text = schedulercfg.emit(PLACED, TASKS, HOSTS)
+    without = "".join(l + "\n" for l in text.splitlines() if not l.startswith(schedulercfg.KEY_HELPER))
+    assert schedulercfg.parse(without, TASKS, HOSTS) == PLACED
+    with pytest.raises(EdgeplaceError, match="not a TaskManager"):
+        schedulercfg.parse(text.replace("map_operator (1/1); 10.213.0.151", "map_operator (1/1); 10.9.9.9"),
+                           TASKS, HOSTS)
 
 
 def test_schedulercfg_round_trip():

@@ -221,3 +221,28 @@ def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testb
     assert REST.get("/jobs/overview")["jobs"] == before
     from experiments.testbed import state as st
     assert not list((st.home() / "placements").glob("restore-*"))  # the hand-over file is gone too
+
+
+def test_key_by_helpers_are_pinned_with_their_owner_and_listed_in_schedulercfg(shared_testbed, tmp_path):
+    """QA from two sites keys a union of both sources: PyFlink's key-by helper has no single input group,
+    so the job pins it with the Flagger (unpinned, Flink would put it anywhere)."""
+    from queries.qa import job as qa
+    asg = {"src-edge-1": "edge-1", "src-edge-2": "edge-2", "flag": "cloud-1", "metrics": "cloud-1",
+           "sink": "cloud-1"}
+    res = edgeplace("deploy", "--query", "qa", "--placement", write(tmp_path, "qa.json", asg),
+                    "--sites", "edge-1,edge-2", "--rate", "20")
+    assert res.returncode == 0, res.stderr
+    job = res.stdout.strip().splitlines()[-1]
+    try:
+        helpers = [v["id"] for v in REST.job(job)["vertices"] if v["name"] == "_stream_key_by_map_operator"]
+        assert len(helpers) == 2
+        hosts = {REST.get(f"/jobs/{job}/vertices/{h}")["subtasks"][0]["taskmanager-id"] for h in helpers}
+        assert hosts == {"cloud-1"}  # one before the Flagger (union), one before QA Metrics (after Flagger)
+        assert actual(REST, job, qa.topology(options.parse(["--sites", "edge-1,edge-2"]))) == \
+            {u: {tm} for u, tm in asg.items()}
+        w = edgeplace("where", "--job", job, "--schedulercfg", str(tmp_path / "qa.scfg"))
+        assert w.returncode == 0, w.stderr
+        lines = (tmp_path / "qa.scfg").read_text().splitlines()
+        assert lines.count("_stream_key_by_map_operator (1/1); 10.213.7.101") == 2
+    finally:
+        end(job, tmp_path)

@@ -50,7 +50,7 @@ def build(opts: JobOptions) -> None:
     merged = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
     parsed = ctx.pin(merged.map(lambda r: r, output_type=Types.TUPLE(
         [Types.LONG(), Types.LONG(), Types.STRING(), Types.DOUBLE()])), "parse")
-    counted = ctx.pin(parsed.key_by(lambda r: r[0], key_type=Types.LONG()).process(
+    counted = ctx.pin(ctx.keyed(parsed.key_by(lambda r: r[0], key_type=Types.LONG()), "count").process(
         Count(), output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.STRING(),
                                           Types.DOUBLE()])), "count")
     ctx.sink(counted, "sink", lambda r: {"key": r[0], "count": r[1], "seq": r[2], "site": r[3]})

@@ -53,7 +53,7 @@ def topology(opts: JobOptions) -> list[OpSpec]:
         mid = [OpSpec("persons", "New Persons", opts.par("persons"), inputs=ins),
                OpSpec("auctions", "New Auctions", opts.par("auctions"), inputs=ins),
                OpSpec("join", "Q8 Window Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"),
-                      ship="HASH")]
+                      ship="HASH", two_input=True)]
         last = "join"
     elif q == "q11":
         mid = [bids, OpSpec("sessions", "Q11 Bidder Sessions", opts.par("sessions"), stateful=True,
@@ -65,7 +65,8 @@ def topology(opts: JobOptions) -> list[OpSpec]:
     elif q == "q3":
         mid = [OpSpec("persons", "Persons OR ID CA", opts.par("persons"), inputs=ins),
                OpSpec("auctions", "Auctions cat 10", opts.par("auctions"), inputs=ins),
-               OpSpec("join", "Q3 Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH")]
+               OpSpec("join", "Q3 Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH",
+                      two_input=True)]
         last = "join"
     elif q == "q2":  # SELECT auction, price FROM bid WHERE auction % 123 = 0: selection on the event stream
         mid = [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=ins),
@@ -129,7 +130,7 @@ def build(opts: JobOptions) -> None:
                     name, city, state = self.person.get("v").split("\\x1f")
                     yield name, city, state, a[0], a[2]
 
-        joined = ctx.pin(persons.connect(auctions).key_by(lambda p: p[0], lambda a: a[1], key_type=Types.LONG())
+        joined = ctx.pin(ctx.keyed(persons.connect(auctions).key_by(lambda p: p[0], lambda a: a[1], key_type=Types.LONG()), "join")
                          .process(Join(), output_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING(),
                                                                    Types.LONG(), Types.DOUBLE()])), "join")
         ctx.sink(joined, "sink", lambda r: {"name": r[0], "city": r[1], "state": r[2], "auction": r[3]})

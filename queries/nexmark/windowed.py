@@ -151,17 +151,17 @@ def build(q: str, ctx, events, bid_type, ms: dict[str, int]) -> None:
         ctx.sink(out, "sink", lambda r: {"auction": r[0], "bidder": r[1], "price": r[2], "bid_time_type": r[3],
                                          "date_time": r[4], "c_counts": r[5]})
     elif q == "q5":
-        counts = ctx.pin(bids.key_by(lambda b: b[0], key_type=Types.LONG())
+        counts = ctx.pin(ctx.keyed(bids.key_by(lambda b: b[0], key_type=Types.LONG()), "count")
                          .window(SlidingEventTimeWindows.of(Time.milliseconds(ms["window_ms"]),
                                                             Time.milliseconds(ms["slide_ms"])))
                          .aggregate(CountWithLatest(), WithWindow(),
                                     accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]),
                                     output_type=COUNT_T), "count")
-        hot = ctx.pin(counts.key_by(lambda r: r[3], key_type=Types.LONG()).process(Hottest(), output_type=COUNT_T),
+        hot = ctx.pin(ctx.keyed(counts.key_by(lambda r: r[3], key_type=Types.LONG()), "hot").process(Hottest(), output_type=COUNT_T),
                       "hot")
         ctx.sink(hot, "sink", lambda r: {"auction": r[0], "num": r[1], "start": r[2], "end": r[3]})
     elif q == "q7":
-        best = ctx.pin(bids.key_by(lambda b: 0, key_type=Types.INT())
+        best = ctx.pin(ctx.keyed(bids.key_by(lambda b: 0, key_type=Types.INT()), "max")
                        .window(TumblingEventTimeWindows.of(Time.milliseconds(ms["window_ms"])))
                        .aggregate(MaxBids(), EmitMaxBids(), accumulator_type=Types.PICKLED_BYTE_ARRAY(),
                                   output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(),
@@ -169,7 +169,7 @@ def build(q: str, ctx, events, bid_type, ms: dict[str, int]) -> None:
         ctx.sink(best, "sink", lambda r: {"auction": r[0], "price": r[1], "bidder": r[2], "date_time": r[3],
                                           "end": r[4]})
     elif q == "q11":
-        sessions = ctx.pin(bids.key_by(lambda b: b[1], key_type=Types.LONG())
+        sessions = ctx.pin(ctx.keyed(bids.key_by(lambda b: b[1], key_type=Types.LONG()), "sessions")
                            .window(EventTimeSessionWindows.with_gap(Time.milliseconds(ms["gap_ms"])))
                            .aggregate(CountWithLatest(), WithWindow(),
                                       accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]),
@@ -182,7 +182,8 @@ def build(q: str, ctx, events, bid_type, ms: dict[str, int]) -> None:
         auctions = ctx.pin(events.flat_map(lambda e: [(e[2], e[5], e[10])] if e[0] == 1 else [],
                                            output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])),
                            "auctions")
-        joined = ctx.pin(persons.connect(auctions).key_by(lambda p: p[0], lambda a: a[0], key_type=Types.LONG())
+        joined = ctx.pin(ctx.keyed(persons.connect(auctions).key_by(lambda p: p[0], lambda a: a[0], key_type=Types.LONG()),
+                                   "join")
                          .process(NewUserJoin(ms["window_ms"]),
                                   output_type=Types.TUPLE([Types.LONG(), Types.STRING(), Types.LONG(),
                                                            Types.DOUBLE()])), "join")

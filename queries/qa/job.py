@@ -84,9 +84,9 @@ def build(opts: JobOptions) -> None:
     vis = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
     flagged_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.FLOAT()),
                              Types.PRIMITIVE_ARRAY(Types.FLOAT()), Types.STRING(), Types.DOUBLE()])
-    flagged = ctx.pin(vis.key_by(lambda r: r[0], key_type=Types.LONG()).process(Flagger(), output_type=flagged_t),
+    flagged = ctx.pin(ctx.keyed(vis.key_by(lambda r: r[0], key_type=Types.LONG()), "flag").process(Flagger(), output_type=flagged_t),
                       "flag")
-    metrics = ctx.pin(flagged.key_by(lambda r: r[0], key_type=Types.LONG()).process(
+    metrics = ctx.pin(ctx.keyed(flagged.key_by(lambda r: r[0], key_type=Types.LONG()), "metrics").process(
         Metrics(), output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.STRING(), Types.INT(),
                                             Types.DOUBLE()])), "metrics")
     ctx.sink(metrics, "sink", lambda r: {"baseline": r[0], "t": r[1], "run_length": r[3], **json.loads(r[2])})
