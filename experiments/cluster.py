@@ -3,6 +3,7 @@
 ansible-core is a Python dependency of edgeplace; its `ansible-playbook` is run from the same environment."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -66,6 +67,13 @@ def inventory_hostvars(inventory: str) -> dict[str, dict]:
 def _inventory(inventory: str) -> dict:
     if not Path(inventory).is_file():
         raise EdgeplaceError(f"inventory {inventory} does not exist")
+    st = Path(inventory).stat()
+    return _inventory_of(str(Path(inventory).resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _inventory_of(inventory: str, mtime_ns: int, size: int) -> dict:
+    """`ansible-inventory --list`, once per version of the file (a run asks several times)."""
     proc = subprocess.run([_tool("ansible-inventory"), "-i", inventory, "--list"], capture_output=True,
                           text=True, env=_env(), timeout=120)
     if proc.returncode != 0:

@@ -65,6 +65,9 @@ class LocalTestbed:
         from experiments.testbed.testbed import heal, require
         heal(require(), say=say)
 
+    def close(self) -> None:
+        return None
+
 
 @dataclass
 class AnsibleCluster:
@@ -75,12 +78,14 @@ class AnsibleCluster:
     facts: dict = field(init=False)
     hostvars: dict = field(init=False)
     conf_dir: Path = field(init=False)
+    ssh: SshSessions = field(init=False)
 
     def __post_init__(self) -> None:
         out = st.home() / "clusters" / (Path(self.inventory).stem + ".json")
         out.parent.mkdir(parents=True, exist_ok=True)
         self.facts = ansible_cluster.facts(self.inventory, str(out), say=lambda m: None)
         self.hostvars = ansible_cluster.inventory_hostvars(self.inventory)
+        self.ssh = SshSessions(self.hostvars)
         jm = next(n for n in self.facts["nodes"] if n["jobmanager"])
         self.conf_dir = st.home() / "clusters" / (Path(self.inventory).stem + "-client")
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -128,8 +133,8 @@ class AnsibleCluster:
             if n["site"] == "cloud":
                 continue
             dev = shlex.quote(n["wan_interface"])
-            text = ssh_run(self.hostvars[n["id"]], f"cat /sys/class/net/{dev}/statistics/tx_bytes "
-                                                   f"/sys/class/net/{dev}/statistics/rx_bytes")
+            text = self.ssh.run(n["id"], f"cat /sys/class/net/{dev}/statistics/tx_bytes "
+                                         f"/sys/class/net/{dev}/statistics/rx_bytes")
             tx, rx = (int(x) for x in text.split())
             out[f"{n['site']}:up"], out[f"{n['site']}:down"] = tx, rx
         return out
@@ -140,25 +145,54 @@ class AnsibleCluster:
     def heal(self, say: Say) -> None:
         return None  # systemd restarts a TaskManager that died (Restart=on-failure)
 
+    def close(self) -> None:
+        self.ssh.close()
 
-def ssh_run(hv: dict, command: str, timeout: float = 10.0) -> str:
-    """Run one command on an inventory host with paramiko, as Ansible would reach it."""
-    import paramiko
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    try:
+
+class SshSessions:
+    """One paramiko connection per inventory host, opened on first use and kept for the whole run (WAN
+    counters are read every few seconds); a broken one is reopened once."""
+
+    def __init__(self, hostvars: dict[str, dict]):
+        self.hostvars = hostvars
+        self.clients: dict[str, object] = {}
+
+    def run(self, host: str, command: str, timeout: float = 10.0) -> str:
+        import paramiko
+        hv = self.hostvars[host]
+        for attempt in (1, 2):
+            try:
+                client = self.clients.get(host) or self._connect(hv, timeout)
+                self.clients[host] = client
+                _, stdout, stderr = client.exec_command(command, timeout=timeout)
+                text, err = stdout.read().decode(), stderr.read().decode()
+                if stdout.channel.recv_exit_status() != 0:
+                    raise EdgeplaceError(f"{hv.get('ansible_host')}: `{command}` failed: {err.strip()}")
+                return text
+            except (OSError, paramiko.SSHException) as exc:
+                self._drop(host)
+                if attempt == 2:
+                    raise EdgeplaceError(f"cannot reach {hv.get('ansible_host')} over SSH: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _connect(hv: dict, timeout: float):
+        import paramiko
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         client.connect(hv.get("ansible_host"), port=int(hv.get("ansible_port", 22)),
                        username=hv.get("ansible_user", "root"), key_filename=hv.get("ansible_ssh_private_key_file"),
                        timeout=timeout, allow_agent=True, look_for_keys=True)
-        _, stdout, stderr = client.exec_command(command, timeout=timeout)
-        text, err = stdout.read().decode(), stderr.read().decode()
-        if stdout.channel.recv_exit_status() != 0:
-            raise EdgeplaceError(f"{hv.get('ansible_host')}: `{command}` failed: {err.strip()}")
-        return text
-    except (OSError, paramiko.SSHException) as exc:
-        raise EdgeplaceError(f"cannot reach {hv.get('ansible_host')} over SSH: {exc}") from exc
-    finally:
-        transport = client.get_transport()
-        client.close()
-        if transport is not None:  # no paramiko thread may still run native crypto code at interpreter exit
-            transport.join(5)
+        return client
+
+    def _drop(self, host: str) -> None:
+        client = self.clients.pop(host, None)
+        if client is not None:
+            transport = client.get_transport()
+            client.close()
+            if transport is not None:  # no paramiko thread may still run native crypto code at interpreter exit
+                transport.join(5)
+
+    def close(self) -> None:
+        for host in list(self.clients):
+            self._drop(host)

@@ -113,11 +113,14 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
     started_testbed = _ensure_testbed(conf, say) if conf.cluster.kind == "local" else False
+    env = None
     try:
         env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
                else AnsibleCluster(conf.cluster.inventory, say))
         _run_cells(conf, res, todo, env, say, progress)
     finally:
+        if env is not None:
+            env.close()
         meta = json.loads(meta_file.read_text())
         meta["runs"][-1]["end"] = time.time()
         meta_file.write_text(json.dumps(meta, indent=2))
