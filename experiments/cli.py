@@ -246,7 +246,9 @@ def queries_cmd() -> None:
               help="with --job: seconds sampled but not used (a fresh job's first metrics are empty or stale)")
 @click.option("--mbit", type=float, help="with --job: plan for this link rate (default: the testbed's current)")
 @click.option("--write-problem", help="with --job: also write the planning problem JSON here")
-def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warmup, mbit, write_problem) -> None:
+@click.option("--speeds", help="with --job: node speed factors measured by `edgeplace calibrate --out`")
+def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warmup, mbit, write_problem,
+             speeds) -> None:
     """Search a placement for a planning problem (--problem FILE, or --job ID profiled live) and write it as
     placement JSON that `deploy`/`redeploy` accept."""
     from costmodel import problem as pb
@@ -257,7 +259,7 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warm
     if bool(problem_file) == bool(job_id):
         raise EdgeplaceError("give either --problem FILE or --job ID")
     if job_id:
-        p = _problem_of_job(job_id, seconds, warmup, mbit)
+        p = _problem_of_job(job_id, seconds, warmup, mbit, speeds)
         problem_file = f"job {job_id}"
         if write_problem:
             Path(write_problem).write_text(json.dumps(pb.to_json(p), indent=2))
@@ -275,8 +277,10 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warm
         console.print(t)
 
 
-def _problem_of_job(job_id: str, seconds: float, warmup: float, mbit: float | None):
+def _problem_of_job(job_id: str, seconds: float, warmup: float, mbit: float | None, speeds: str | None = None):
     """Profile a job edgeplace deployed on the testbed into a planning problem on the testbed's nodes."""
+    from experiments.calibration import read_speeds
+    from experiments.modeling import with_speeds
     from experiments.deployment import operators
     from experiments.environments import LocalTestbed
     from experiments.profiling import profile_running_job
@@ -289,10 +293,35 @@ def _problem_of_job(job_id: str, seconds: float, warmup: float, mbit: float | No
     env = LocalTestbed(require().spec["edge_cpu"])
     rates = [l["mbit"] for l in env.state.links if l["mbit"]]
     mbit = mbit if mbit is not None else (min(rates) if rates else None)
+    nodes = with_speeds(env.nodes, read_speeds(speeds)) if speeds else env.nodes
     say(f"profiling job {job_id} ({rec['query']}) for {warmup:.0f} s warm-up + {max(25.0, seconds):.0f} s")
-    problem, _ = profile_running_job(env.target.rest, job_id, operators(rec["query"], rec["args"]), env.nodes,
+    problem, _ = profile_running_job(env.target.rest, job_id, operators(rec["query"], rec["args"]), nodes,
                                      mbit, seconds, warmup)
     return problem
+
+
+@main.command("calibrate")
+@click.option("--out", default="speeds.json", show_default=True, help="where to write the speed factors")
+@click.option("--loops", default=40_000, show_default=True, type=int, help="Python loop steps per record")
+@click.option("--rate", default=40.0, show_default=True, type=float, help="records/s (keep every node far from busy)")
+@click.option("--seconds", default=25.0, show_default=True, type=float, help="profiling window per node")
+@click.option("--node", "only", multiple=True, help="measure only this node (and the reference); repeatable")
+def calibrate_cmd(out, loops, rate, seconds, only) -> None:
+    """Measure each testbed node's speed: the same fixed work per record on each TaskManager in turn,
+    relative to the first cloud node. `plan --job --speeds FILE` and `calibrate_speeds = true` use it."""
+    from experiments.calibration import measure_speeds, write_speeds
+    from experiments.environments import LocalTestbed
+    from experiments.testbed.testbed import require
+    if loops < 1 or rate <= 0:
+        raise EdgeplaceError("--loops must be >= 1 and --rate > 0")
+    env = LocalTestbed(require().spec["edge_cpu"])
+    ms = measure_speeds(env, say, loops=loops, rate=rate, seconds=seconds, only=list(only))
+    t = Table("node", "CPU s per record", "speed")
+    for m in ms:
+        t.add_row(m.node, f"{m.cost_s_per_record:.3e}", f"{m.speed:.2f}")
+    console.print(t)
+    write_speeds(out, ms)
+    say(f"wrote {out}")
 
 
 @main.group()

@@ -50,6 +50,7 @@ class ExperimentConfig:
     seed: int = 1
     profile_s: float = 25.0
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    calibrate_speeds: bool = False     # measure node speed factors first (experiments.calibration)
 
     def cells(self) -> list[dict]:
         return [{"query": q.label, "bandwidth_mbit": b, "policy": p, "repetition": r}
@@ -116,9 +117,12 @@ def parse(data: dict) -> ExperimentConfig:
         raise EdgeplaceError("config: cluster.kind must be \"local\" or \"ansible\"")
     if cluster.kind == "ansible" and not cluster.inventory:
         raise EdgeplaceError("config: cluster.inventory is required with cluster.kind = \"ansible\"")
+    calibrate = data.get("calibrate_speeds", False)
+    if not isinstance(calibrate, bool):
+        raise EdgeplaceError("config: calibrate_speeds must be true or false")
     return ExperimentConfig(name, tuple(queries), tuple(policies), tuple(float(b) for b in bws), rate,
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
-                            int(data.get("seed", 1)), float(num["profile_s"]), cluster)
+                            int(data.get("seed", 1)), float(num["profile_s"]), cluster, calibrate)
 
 
 def load(path: str | Path) -> ExperimentConfig:

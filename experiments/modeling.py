@@ -2,7 +2,8 @@
 
 CPU of an operator = Σ over its Flink vertices of busy fraction × parallelism, scaled down where a node's
 busy total exceeds its cores (busy time on a quota-starved node includes waiting for the quota).
-cost_s_per_record = CPU / records into the operator (sources: records out)."""
+cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
+was measured on (the problem prices costs on a node of speed 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ class ClusterNode:
     site: str
     slots: int
     cores: float
+    speed: float = 1.0  # relative to the reference node (see experiments.calibration)
 
 
 def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float) -> list[ClusterNode]:
@@ -69,7 +71,7 @@ def problem_from_profiles(ops: list[OpSpec], profiles: list[OperatorProfile], ow
         node = node_of[where[op.uid]]
         cpu = sum(busy(p) for p in ps) * min(1.0, node.cores / max(1e-9, load[node.id]))
         rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate
-        cost = cpu / rate_in if rate_in > 0 else 0.0
+        cost = cpu / rate_in * node.speed if rate_in > 0 else 0.0
         sel = 1.0 if op.is_source else (main.observed_out_rate / rate_in if rate_in > 0 else 1.0)
         size = main.bytes_out_per_record if main.bytes_out_per_record == main.bytes_out_per_record else 0.0
         stats[op.uid] = (cost, sel, size)
@@ -87,7 +89,7 @@ def _problem(ops: list[OpSpec], stats: dict, nodes: list[ClusterNode], mbit: flo
                                o.stateful, _pin(o, nodes)) for o in ops)
     edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)
     return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source},
-                   tuple(Node(n.id, n.site, n.slots, n.cores, 1.0) for n in nodes),
+                   tuple(Node(n.id, n.site, n.slots, n.cores, n.speed) for n in nodes),
                    tuple(links_for(nodes, mbit))).validate()
 
 
@@ -97,3 +99,8 @@ def _pin(op: OpSpec, nodes: list[ClusterNode]) -> str | None:
         return None
     node = next((n for n in nodes if n.site == op.site or n.id == op.site), None)
     return node.id if node else op.site
+
+
+def with_speeds(nodes: list[ClusterNode], speeds: dict[str, float]) -> list[ClusterNode]:
+    """Nodes with measured speeds (nodes not in `speeds` keep theirs)."""
+    return [ClusterNode(n.id, n.site, n.slots, n.cores, speeds.get(n.id, n.speed)) for n in nodes]

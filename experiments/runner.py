@@ -157,6 +157,8 @@ def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | Ansibl
     other (thinnest first): only the tc shaping changes between them, so each deployment is paid once."""
     target = env.target
     nodes = env.nodes
+    if conf.calibrate_speeds:
+        nodes = _calibrated(res, env, nodes, say)
     sites = ",".join(env.sites)
     rate_args = ["--rate", "0" if conf.source_rate == "max" else str(conf.source_rate)]
     profiled: dict[str, Problem] = {}
@@ -222,6 +224,18 @@ def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | Ansibl
         finally:
             dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
             env.heal(say)
+
+
+def _calibrated(res: Results, env, nodes, say: Say):
+    """Nodes with measured speed factors (measured once per experiment; a resumed run reuses them)."""
+    from experiments.calibration import measure_speeds, read_speeds, write_speeds
+    from experiments.modeling import with_speeds
+    path = res.root / "speeds.json"
+    if not path.exists():
+        write_speeds(path, measure_speeds(env, say))
+    speeds = read_speeds(path)
+    say("node speeds: " + ", ".join(f"{n} {v:.2f}" for n, v in speeds.items()))
+    return with_speeds(nodes, speeds)
 
 
 def _describe(p: Placement, nodes) -> str:

@@ -133,3 +133,30 @@ def test_tiny_experiment_interrupted_resumed_and_reported(root_required, tmp_pat
 
     again = edgeplace("run", str(conf), "--results", str(results))
     assert again.returncode == 0 and "3 already done" in again.stderr and snapshot() == before
+
+
+def test_measured_costs_are_normalised_by_the_speed_of_the_node_they_ran_on(tmp_path):
+    from collectors.profiles import OperatorProfile
+    from experiments.calibration import read_speeds
+    from experiments.modeling import ClusterNode, problem_from_profiles, with_speeds
+    from queries.calibrate import job as calibrate
+    from queries import options
+    nodes = with_speeds([ClusterNode("edge-1", "edge-1", 4, 0.5), ClusterNode("cloud-1", "cloud", 8, 2.0)],
+                        {"edge-1": 0.25})
+    assert [n.speed for n in nodes] == [0.25, 1.0]
+    ops = calibrate.topology(options.parse([]))
+
+    def prof(vertex, name, busy, rate_in, rate_out):
+        return OperatorProfile(vertex, name, 1, 0, 0, 0, rate_in, rate_out, rate_out * 10, 1, 10, busy, 0, 0, 5, 0)
+    profiles = [prof("v1", "Events edge-1 gen", 0.1, 100, 100), prof("v2", "Work", 0.4, 100, 50),
+                prof("v3", "Work Sink", 0.1, 50, 0)]
+    where = {"src-edge-1": "edge-1", "work": "edge-1", "sink": "cloud-1"}
+    p = problem_from_profiles(ops, profiles, {"v1": "src-edge-1", "v2": "work", "v3": "sink"}, where, nodes, 1)
+    # 0.4 busy s per s at 100 records/s on a node of speed 0.25: 4 ms there, 1 ms on a node of speed 1
+    assert p.op["work"].cost_s_per_record == pytest.approx(0.001)
+    assert p.op["sink"].cost_s_per_record == pytest.approx(0.1 / 50)
+    (tmp_path / "s.json").write_text('{"edge-1": {"speed": 0.3}}')
+    assert read_speeds(tmp_path / "s.json") == {"edge-1": 0.3}
+    (tmp_path / "bad.json").write_text('{"edge-1": 3}')
+    with pytest.raises(EdgeplaceError, match="not what `edgeplace calibrate --out` writes"):
+        read_speeds(tmp_path / "bad.json")

@@ -246,3 +246,17 @@ def test_key_by_helpers_are_pinned_with_their_owner_and_listed_in_schedulercfg(s
         assert lines.count("_stream_key_by_map_operator (1/1); 10.213.7.101") == 2
     finally:
         end(job, tmp_path)
+
+
+def test_calibrate_measures_node_speeds_that_plan_uses(shared_testbed, tmp_path):
+    """The same fixed Python work on edge-1 and on cloud-1 (the reference). Both are this machine's CPU
+    (the edge only has a quota), so the edge's speed must come out near 1."""
+    speeds = tmp_path / "speeds.json"
+    res = edgeplace("calibrate", "--node", "edge-1", "--out", str(speeds), timeout=400)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(speeds.read_text())
+    assert set(data) == {"cloud-1", "edge-1"} and data["cloud-1"]["speed"] == 1.0
+    assert 0.6 < data["edge-1"]["speed"] < 1.6, data
+    assert 1e-4 < data["edge-1"]["cost_s_per_record"] < 0.05
+    res = edgeplace("calibrate", "--node", "edge-9", "--out", str(tmp_path / "x.json"))
+    assert res.returncode == 1 and "no such node: edge-9" in res.stderr

@@ -1,7 +1,8 @@
 """calibrate: a middle operator with a known cost per record, selectivity and output size.
 
 events(site) → work (sleeps cost_ms per record; keeps 1 of every `keep_every`; emits `payload` chars)
-→ sink. Options: --opt cost_ms=2 --opt keep_every=2 --opt payload=500 --opt busy=0 (1 = spin, not sleep)."""
+→ sink. Options: --opt cost_ms=2 --opt keep_every=2 --opt payload=500 --opt busy=0 (1 = spin, not sleep),
+--opt loops=0 (> 0: a fixed amount of Python work per record instead, for measuring a node's speed)."""
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,8 @@ DESCRIPTION = "known per-record cost, selectivity and record size (collector cal
 
 def params(opts: JobOptions) -> dict:
     return {"cost_ms": float(opts.extra.get("cost_ms", 2)), "keep_every": int(opts.extra.get("keep_every", 2)),
-            "payload": int(opts.extra.get("payload", 500)), "busy": opts.extra.get("busy", "0") == "1"}
+            "payload": int(opts.extra.get("payload", 500)), "busy": opts.extra.get("busy", "0") == "1",
+            "loops": int(opts.extra.get("loops", 0))}
 
 
 def topology(opts: JobOptions) -> list[OpSpec]:
@@ -36,7 +38,11 @@ def build(opts: JobOptions) -> None:
 
     class Work(FlatMapFunction):
         def flat_map(self, r):
-            if p["busy"]:
+            if p["loops"] > 0:  # the same work on every node: its time per record measures the node's speed
+                x = r[0]
+                for i in range(p["loops"]):
+                    x = (x * 31 + i) & 0xFFFFFFFF
+            elif p["busy"]:
                 end = time.perf_counter() + p["cost_ms"] / 1000
                 while time.perf_counter() < end:
                     pass

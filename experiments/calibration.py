@@ -1,0 +1,84 @@
+"""Node speed factors measured on the cluster, not assumed: the same fixed Python work per record (the
+`calibrate` job with --opt loops=N) runs on each TaskManager in turn at a low rate; its CPU per record there,
+over the reference node's (the first cloud node: speed 1), gives the node's speed.
+
+The rate stays well below every node's cores, so the busy time per record is the work's own time and not
+time spent waiting for a CPU quota (which `cores` already accounts for)."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from experiments.deployment import deploy, operators
+from experiments.errors import EdgeplaceError
+from experiments.modeling import ClusterNode
+from experiments.profiling import profile_running_job
+from placement import deploy as dp
+from placement.model import Placement
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SpeedMeasurement:
+    node: str
+    cost_s_per_record: float  # of the fixed work, on this node
+    speed: float              # reference cost / this cost
+
+
+def measure_speeds(env, say: Say, loops: int = 40_000, rate: float = 40.0, seconds: float = 25.0,
+                   warmup: float = 10.0, only: list[str] | None = None) -> list[SpeedMeasurement]:
+    """Run the fixed work on every node of `env` (a LocalTestbed or AnsibleCluster), or on the reference
+    node and those in `only`, and compare."""
+    nodes: list[ClusterNode] = env.nodes
+    ref = next((n for n in nodes if n.site == "cloud"), None)
+    unknown = sorted(set(only or []) - {n.id for n in nodes})
+    if unknown:
+        raise EdgeplaceError(f"no such node: {', '.join(unknown)} (nodes: {', '.join(n.id for n in nodes)})")
+    site = next((n.site for n in nodes if n.site != "cloud"), None)
+    if ref is None or site is None:
+        raise EdgeplaceError("speed calibration needs a cloud node and an edge site")
+    src = next(n for n in nodes if n.site == site)
+    args = ["--sites", site, "--rate", f"{rate:g}", "--opt", f"loops={loops}", "--opt", "keep_every=1",
+            "--opt", "payload=10"]
+    ops = operators("calibrate", args)
+    costs: dict[str, float] = {}
+    todo = [n for n in nodes if not only or n.id in only or n.id == ref.id]
+    for i, node in enumerate(todo, start=1):
+        say(f"[{i}/{len(todo)}] measuring the speed of {node.id}: {loops:,} loops per record at {rate:g} records/s")
+        placement = Placement({f"src-{site}": src.id, "work": node.id, "sink": ref.id})
+        out = Path(tempfile.mkdtemp(prefix="edgeplace-speed-"))
+        try:
+            d = deploy(env.target, "calibrate", [*args, "--out", str(out)], placement, say=lambda m: None)
+            try:
+                problem, _ = profile_running_job(env.target.rest, d.job_id, ops, nodes, None, seconds, warmup)
+            finally:
+                dp.end(env.target.rest, d.job_id, out / "savepoints")
+                env.heal(say)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        # problem costs are normalised by the nodes' current speed factors; undo that for the raw cost here
+        costs[node.id] = problem.op["work"].cost_s_per_record / node.speed
+    if costs[ref.id] <= 0:
+        raise EdgeplaceError("the reference node measured no CPU for the calibration work; raise --loops")
+    return [SpeedMeasurement(n, c, costs[ref.id] / c if c > 0 else float("nan")) for n, c in costs.items()]
+
+
+def write_speeds(path: str | Path, measurements: list[SpeedMeasurement]) -> None:
+    Path(path).write_text(json.dumps({m.node: {"speed": m.speed, "cost_s_per_record": m.cost_s_per_record}
+                                      for m in measurements}, indent=2))
+
+
+def read_speeds(path: str | Path) -> dict[str, float]:
+    """node id → speed from a file `edgeplace calibrate --out` wrote."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return {node: float(v["speed"]) for node, v in data.items()}
+    except OSError as exc:
+        raise EdgeplaceError(f"cannot read speeds file {path}: {exc.strerror}") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise EdgeplaceError(f"speeds file {path} is not what `edgeplace calibrate --out` writes") from exc
