@@ -175,12 +175,26 @@ def test_bench_query_prints_records_per_core(shared_testbed):
     assert events > 100 and 0 < cores <= 2.5 and per_core == pytest.approx(events / cores, rel=0.02)
 
 
-def test_a_taskmanager_dying_after_submission_is_restarted_and_the_job_realised(shared_testbed, tmp_path,
+@pytest.mark.lifecycle
+def test_a_taskmanager_dying_after_submission_is_restarted_and_the_job_realised(root_required, tmp_path,
                                                                                    monkeypatch):
     """The demo once failed like this: a cancel took a TaskManager down a moment *after* the runner had
     checked the cluster, so the next job waited for a TaskManager that no longer existed. While verifying,
     the deploy now tends the cluster (restarts dead TaskManagers). And `end` with a relative scratch dir
-    stops with a savepoint (Flink read `file://results/…` as a host name and the runner fell back to cancel)."""
+    stops with a savepoint (Flink read `file://results/…` as a host name and the runner fell back to cancel).
+    Its own testbed: after a TaskManager is replaced during a deployment, Flink's REST metrics stop updating
+    for good (the JobManager's metric fetcher hangs), which would spoil later tests on a shared testbed."""
+    from tests.conftest import TEST_ARGS
+
+    res = edgeplace("testbed", "up", "--edge", "1", "--cloud", "1", "--edge-cpu", "0.5", "--unshaped", *TEST_ARGS)
+    assert res.returncode == 0, res.stderr
+    try:
+        _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch)
+    finally:
+        assert edgeplace("testbed", "down").returncode == 0
+
+
+def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
     import os
     import signal
 
