@@ -65,8 +65,6 @@ def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManage
                                  f"{n} subtasks on it ({', '.join(names)})")
 
 
-
-
 def vertex_owners(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None) -> dict[str, str]:
     """Job vertex id → logical operator uid (or the vertex name when unknown). PyFlink's key-by helper
     vertex belongs to the operator that feeds it, or to the one it feeds when it reads a union of several
