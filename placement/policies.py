@@ -128,7 +128,7 @@ def exhaustive(p: Problem) -> dict[str, str]:
     ops = list(p.op)
     classes: dict[tuple, list[str]] = {}
     for n in p.nodes:
-        classes.setdefault((n.site, n.slots, n.cores, n.speed), []).append(n.id)
+        classes.setdefault(_interchangeable(n), []).append(n.id)
     size = math.prod(len(p.allowed(v)) for v in ops)
     if size > EXHAUSTIVE_LIMIT:
         raise EdgeplaceError(f"exhaustive search would visit {size:,} placements (limit {EXHAUSTIVE_LIMIT:,}); "
@@ -175,13 +175,18 @@ class _Bin:
     members: tuple[str, ...]
 
 
+def _interchangeable(n) -> tuple:
+    """Nodes with the same key can swap their operators without changing any prediction."""
+    return (n.site, n.slots, n.cores, n.speed)
+
+
 def _bins(p: Problem, aggregate: bool) -> list[_Bin]:
     """Nodes grouped into classes of interchangeable ones (same site, slots, cores and speed; a node named by
     a pin stays alone) when `aggregate`, else one bin per node."""
     named = {o.pin for o in p.operators}
     groups: dict[tuple, list[str]] = {}
     for n in p.nodes:
-        key = (n.site, n.slots, n.cores, n.speed) if aggregate and n.id not in named else (n.id,)
+        key = _interchangeable(n) if aggregate and n.id not in named else (n.id,)
         groups.setdefault(key, []).append(n.id)
     return [_Bin(p.node[ids[0]].site, p.node[ids[0]].slots, p.node[ids[0]].cores, p.node[ids[0]].speed,
                  tuple(ids)) for ids in groups.values()]
@@ -194,7 +199,7 @@ class _Milp:
     relaxation of the per-node model, exact once its solution is packed onto the members."""
 
     def __init__(self, p: Problem, bins: list[_Bin], scale: float):
-        self.p, self.bins, self.scale = p, bins, scale
+        self.bins = bins
         ops = list(p.op)
         sites = sorted({p.node[n].site for n in p.node} - {CLOUD})
         r = p.rates
@@ -223,13 +228,17 @@ class _Milp:
             lo.append(lb)
             hi.append(ub)
 
-        on = {v: [(b, i) for (u, b), i in self.xi.items() if u == v] for v in ops}
+        on: dict[str, list[tuple[int, int]]] = {v: [] for v in ops}  # operator → its (bin, variable)s
+        held: dict[int, list[tuple[str, int]]] = {b: [] for b in range(len(bins))}  # bin → (operator, variable)s
+        for (v, b), i in self.xi.items():
+            on[v].append((b, i))
+            held[b].append((v, i))
         for v in ops:  # each operator on exactly one bin
             if not on[v]:
                 raise EdgeplaceError(f"no node it may run on has {p.op[v].parallelism} slots for operator {v}")
             add({i: 1.0 for _, i in on[v]}, 1, 1)
         for b, bn in enumerate(bins):  # slots, and CPU: Σ r cost / speed · x ≤ cores · T
-            idx = [(v, i) for (v, bb), i in self.xi.items() if bb == b]
+            idx = held[b]
             if idx:
                 m = len(bn.members)
                 add({i: p.op[v].parallelism for v, i in idx}, -np.inf, bn.slots * m)
