@@ -35,7 +35,6 @@ class JobContext:
         config.set_string("python.fn-execution.bundle.size", "200")
         config.set_string("python.fn-execution.bundle.time", "100")
         self.env = StreamExecutionEnvironment.get_execution_environment(config)
-        self.owner_of: dict[int, str] = {}  # Java transformation id → uid of the operator it belongs to
         if not opts.chaining:
             self.env.disable_operator_chaining()
         if opts.checkpoint_ms > 0:
@@ -51,8 +50,6 @@ class JobContext:
         group = self._group(uid)
         if group is not None:
             stream = stream.slot_sharing_group(group)
-        if hasattr(stream, "_j_data_stream"):
-            self.owner_of[stream._j_data_stream.getId()] = uid
         return stream
 
     def _group(self, uid: str) -> SlotSharingGroup | None:
@@ -67,12 +64,12 @@ class JobContext:
 
     def keyed(self, keyed, consumer: str):
         """Pin PyFlink's hidden key-by helper operator(s) of a KeyedStream (or of connected keyed streams)
-        feeding `consumer`: uid, parallelism and group of the operator it reads from, or of `consumer` when
-        it reads a union (which has no single group). Unpinned, Flink puts it in the default group,
-        anywhere. Returns `keyed`."""
-        for ks in ((keyed.stream1, keyed.stream2) if hasattr(keyed, "stream1") else (keyed,)):
+        feeding `consumer`: uid, parallelism and group of their owners in the topology
+        (`OpSpec.key_helper_owners`: the operator a helper reads from, or `consumer` when it reads a union,
+        which has no single group). Unpinned, Flink puts them in the default group, anywhere. Returns `keyed`."""
+        streams = (keyed.stream1, keyed.stream2) if hasattr(keyed, "stream1") else (keyed,)
+        for ks, owner in zip(streams, self.ops[consumer].key_helper_owners, strict=True):
             helper = ks._j_data_stream.getTransformation().getInputs().get(0)
-            owner = self.owner_of.get(helper.getInputs().get(0).getId(), consumer)
             helper.setUid(f"{owner}.keyby-{consumer}")
             helper.setParallelism(self.ops[owner].parallelism)
             group = self._group(owner)
