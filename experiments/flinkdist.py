@@ -42,3 +42,18 @@ def copy_log_configs(conf_dir: Path) -> None:
     for f in src.iterdir():
         if f.name.startswith(("log4j", "logback")):
             shutil.copy(f, conf_dir / f.name)
+
+
+def taskmanager_lib(target: Path) -> Path:
+    """A lib/ for TaskManagers (their FLINK_LIB_DIR): the distribution's jars plus flink-python, as symlinks.
+    With flink-python (PyFlink's operators and its Apache Beam runtime) on the TaskManager's own classpath
+    and its packages resolved parent-first (`PYTHON_PARENT_FIRST`), a TaskManager loads and JIT-compiles
+    those ~19,000 classes once, not again for every job (measured: 3.6 s of CPU per job on an edge)."""
+    target.mkdir(parents=True, exist_ok=True)
+    jars = sorted((flink_home() / "lib").glob("*.jar")) + sorted((flink_home() / "opt").glob("flink-python*.jar"))
+    for jar in jars:
+        (target / jar.name).symlink_to(jar)
+    return target
+
+
+PYTHON_PARENT_FIRST = "org.apache.beam.;pemja."

@@ -59,7 +59,8 @@ def test_taskmanager_template_follows_the_testbed_rules():
     for key in ("taskmanager.resource-id", "taskmanager.host", "taskmanager.numberOfTaskSlots",
                 "taskmanager.jvm-exit-on-oom", "taskmanager.network.memory.buffer-debloat.enabled",
                 "taskmanager.memory.segment-size", "external-resources", f"external-resource.{m.resource}.amount",
-                "taskmanager.memory.process.size", "jobmanager.rpc.port", "env.java.opts.all"):
+                "taskmanager.memory.process.size", "jobmanager.rpc.port", "env.java.opts.all",
+                "classloader.parent-first-patterns.additional"):
         assert theirs[key] == ours[key], key
 
 

@@ -28,7 +28,8 @@ def snapshot() -> dict:
     def out(*cmd):
         return subprocess.run(cmd, capture_output=True, text=True).stdout
     flink = sorted(p.pid for p in psutil.process_iter(["name", "cmdline"])
-                   if p.info["name"] == "java" or "pyflink" in " ".join(p.info["cmdline"] or []))
+                   if p.info["name"] == "java" or any(w in " ".join(p.info["cmdline"] or [])
+                                                      for w in ("pyflink", "pyworkers")))
     return {"netns": out("ip", "netns", "list"),
             "links": sorted(l.split(":")[1].split("@")[0].strip() for l in out("ip", "-o", "link").splitlines()),
             "qdiscs": sorted(q for q in out("tc", "qdisc").splitlines() if "htb" in q or "epbr" in q),
@@ -81,6 +82,9 @@ def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machin
     java = [p for p in psutil.Process(proc["pid"]).children(recursive=True) + [psutil.Process(proc["pid"])]
             if p.name() == "java"]
     assert java and all(p.pid in cgroups.pids(cg) for p in java)
+    # beside it, in the same group, its pre-warmed Python worker server, whose parent is the TaskManager
+    server = next(p for p in psutil.Process(java[0].pid).children() if "pyworkers" in " ".join(p.cmdline()))
+    assert server.pid in cgroups.pids(cg)
     burner = subprocess.Popen(site_argv(state, "edge-1", [sys.executable, "-c", "while True: pass"]))
     try:
         time.sleep(1.0)  # let it join the group and start spinning
@@ -106,6 +110,8 @@ def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machin
     tm = next(t for t in json.loads(edgeplace("testbed", "status", "--json").stdout)["taskmanagers"]
               if t["id"] == "edge-1")
     assert tm["alive"] is False
+    gone, _ = psutil.wait_procs([server], timeout=10)
+    assert gone, "the Python worker server outlived its TaskManager"
     assert edgeplace("testbed", "down").returncode == 0
     assert st.load() is None
 

@@ -1,6 +1,7 @@
 """Flink config.yaml contents for each testbed process (pure: dicts in, dicts out)."""
 from __future__ import annotations
 
+from experiments.flinkdist import PYTHON_PARENT_FIRST
 from experiments.testbed.spec import Member, TestbedSpec, gateway
 
 
@@ -43,16 +44,20 @@ def taskmanager(spec: TestbedSpec, m: Member, java_opts: str, tmp_dir: str) -> d
         # 4 kB network buffers: ~8× less data in flight than the 32 kB default, so on a thin link backpressure
         # reaches the sources in seconds rather than tens of seconds
         "taskmanager.memory.segment-size": "4kb",
+        # flink-python is on the TaskManager's classpath (flinkdist.taskmanager_lib): its Beam runtime, like
+        # Flink's own classes, then comes from there rather than from each job's copy
+        "classloader.parent-first-patterns.additional": PYTHON_PARENT_FIRST,
         "external-resources": m.resource,
         f"external-resource.{m.resource}.amount": m.slots,
         "io.tmp.dirs": tmp_dir,
     }
 
 
-def client(spec: TestbedSpec, java_opts: str, python: str) -> dict:
-    """Config for the `flink` CLI client that submits jobs to this testbed."""
+def client(spec: TestbedSpec, java_opts: str, python: str, worker_python: str | None = None) -> dict:
+    """Config for the `flink` CLI client that submits jobs to this testbed; `worker_python` (default `python`)
+    starts the jobs' Python UDF workers on the TaskManagers."""
     return {
         **common(spec, java_opts),
         "python.client.executable": python,
-        "python.executable": python,
+        "python.executable": worker_python or python,
     }

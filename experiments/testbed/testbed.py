@@ -17,7 +17,7 @@ import yaml
 from collectors.rest import FlinkRest
 from experiments import flinkdist
 from experiments.errors import EdgeplaceError
-from experiments.testbed import cgroups, flinkconf, network, sshhosts, state as st
+from experiments.testbed import cgroups, flinkconf, network, pyworkers, sshhosts, state as st
 from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
 from experiments.testbed.spec import TestbedSpec, bridge_name, gateway, members, site_links
 
@@ -74,7 +74,12 @@ def _build(spec: TestbedSpec, state: st.State, say: Say, timeout: float) -> None
         _start_ssh_hosts(spec, state, say)
         return
     java_opts = flinkdist.shipped_java_opts()
-    _write_conf(workdir / "client", flinkconf.client(spec, java_opts, flinkdist.python_executable()))
+    python = flinkdist.python_executable()
+    launcher = workdir / "python-worker"
+    launcher.write_text(pyworkers.launcher_script(python))
+    launcher.chmod(0o755)
+    _write_conf(workdir / "client", flinkconf.client(spec, java_opts, python, str(launcher)))
+    flinkdist.taskmanager_lib(workdir / "tm-lib")
 
     jm_dir = workdir / "jobmanager"
     _write_conf(jm_dir, flinkconf.jobmanager(spec, java_opts, str(jm_dir / "tmp")))
@@ -201,8 +206,15 @@ def _write_conf(d: Path, conf: dict) -> None:
 
 def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: str | None,
            cores: float | None, argv: list[str] | None = None) -> None:
-    """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it."""
+    """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it.
+    A TaskManager gets its pre-warmed Python worker server (`pyworkers`) beside it, as its child."""
     fg = argv or [str(flinkdist.flink_home() / "bin" / f"{kind}.sh"), "start-foreground"]
+    extra_env = {}
+    if kind == "taskmanager" and argv is None:
+        sock = pyworkers.socket_name(state.workdir, name)
+        extra_env = {pyworkers.ENV_SOCKET: sock, "FLINK_LIB_DIR": str(Path(state.workdir) / "tm-lib")}
+        serve = shlex.join([flinkdist.python_executable(), "-m", "experiments.testbed.pyworkers", "serve", sock])
+        fg = ["sh", "-c", f"{serve} $$ >> {shlex.quote(str(d / 'log' / 'pyworkers.out'))} 2>&1 & exec {shlex.join(fg)}"]
     cmd = shlex.join(fg)
     cg_path = None
     if isolate:
@@ -214,7 +226,8 @@ def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns:
         argv = ["sh", "-c", f"echo $$ > {shlex.quote(str(cg_path / 'cgroup.procs'))} && exec {prefix}{cmd}"]
     else:
         argv = fg
-    env = {**os.environ, "FLINK_CONF_DIR": str(d), "FLINK_LOG_DIR": str(d / "log"), "FLINK_PID_DIR": str(d / "tmp")}
+    env = {**os.environ, "FLINK_CONF_DIR": str(d), "FLINK_LOG_DIR": str(d / "log"), "FLINK_PID_DIR": str(d / "tmp"),
+           **extra_env}
     (d / "log").mkdir(parents=True, exist_ok=True)
     with open(d / "log" / "console.out", "wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

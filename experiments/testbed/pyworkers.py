@@ -1,0 +1,201 @@
+"""Pre-warmed PyFlink UDF workers: a fork server next to each testbed TaskManager.
+
+Every Python operator of a job starts its own worker process (`python -m pyflink.fn_execution.beam.beam_boot`),
+which imports grpc, Apache Beam and PyFlink first: about 2 s of CPU, so 4 s per operator on a 0.5-core edge.
+`serve` imports them once, in the TaskManager's network namespace and CPU group, and forks one child per
+worker. The job's `python.executable` is a small launcher (`launcher_script`) that hands its command line,
+environment, working directory and stdio to the server and waits for the child's exit status, so Flink sees
+an ordinary worker process. Without a server (none configured, or it is gone) the launcher runs the real
+interpreter: the job behaves exactly as without this module.
+
+This file must stay importable with the standard library only: the launcher runs it with `python -I -S`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+BOOT_MODULE = "pyflink.fn_execution.beam.beam_boot"
+ENV_SOCKET = "EDGEPLACE_PYWORKERS"  # abstract socket name of the TaskManager's server, in its environment
+PRELOAD = ("grpc", "google.protobuf.json_format", "google.protobuf.text_format",
+           "apache_beam.portability.api.org.apache.beam.model.fn_execution.v1.beam_fn_api_pb2_grpc",
+           "apache_beam.portability.api.org.apache.beam.model.fn_execution.v1.beam_provision_api_pb2_grpc",
+           "apache_beam.runners.worker.sdk_worker_main", "pyflink.fn_execution.beam.beam_sdk_worker_main",
+           "pyflink.fn_execution.datastream.operations", "pyflink.fn_execution.table.operations",
+           "pyflink.fn_execution.coders", "cloudpickle")
+_STATUS = struct.Struct("!i")
+
+
+def socket_name(workdir: str, tm_id: str) -> str:
+    """Abstract (no file) socket name of one TaskManager's server; abstract names are per network namespace."""
+    return f"edgeplace-pyworkers:{workdir}:{tm_id}"
+
+
+def launcher_script(python: str) -> str:
+    """Shell script to use as the job's `python.executable`."""
+    return (f"#!/bin/sh\n# edgeplace: start PyFlink UDF workers from a pre-warmed server when there is one\n"
+            f"exec {python} -I -S {os.path.abspath(__file__)} launch {python} \"$@\"\n")
+
+
+# ---------------------------------------------------------------- launcher (stdlib only, no site-packages)
+
+def launch(python: str, args: list[str], routed: tuple[str, ...] = (BOOT_MODULE,)) -> int:
+    """Run `python args` through the server named in $EDGEPLACE_PYWORKERS when args are `-m M ...` with M in
+    `routed`; else, or without a reachable server, exec it directly. Returns the worker's exit status."""
+    name = os.environ.get(ENV_SOCKET)
+    if not name or len(args) < 2 or args[0] != "-m" or args[1] not in routed:
+        os.execv(python, [python, *args])
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect("\0" + name)
+    except OSError:
+        conn.close()
+        os.execv(python, [python, *args])
+    request = json.dumps({"module": args[1], "args": args[2:], "env": dict(os.environ),
+                          "cwd": os.getcwd()}).encode()
+    socket.send_fds(conn, [_STATUS.pack(len(request)) + request], [0, 1, 2])
+    child = _read_status(conn)  # the forked worker's PID
+    if child is None:
+        return 1
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: os.kill(child, s))
+    status = _read_status(conn)
+    return 1 if status is None else status
+
+
+def _read_status(conn: socket.socket) -> int | None:
+    data = b""
+    while len(data) < _STATUS.size:
+        try:
+            chunk = conn.recv(_STATUS.size - len(data))
+        except InterruptedError:
+            continue
+        if not chunk:
+            return None
+        data += chunk
+    return _STATUS.unpack(data)[0]
+
+
+# ---------------------------------------------------------------- server
+
+def serve(name: str, parent: int) -> None:
+    """Import the worker's libraries, then fork one worker per launcher connection for as long as process
+    `parent` (the TaskManager this server was started beside) is its parent."""
+    import importlib
+    import selectors
+    import time
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for attempt in range(20):  # a replaced TaskManager's old server lets go of the name within ~1 s
+        try:
+            listener.bind("\0" + name)
+            break
+        except OSError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
+    listener.listen(64)  # bound before the imports: workers asked for meanwhile wait instead of starting cold
+    for module in PRELOAD:
+        importlib.import_module(module)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, "accept")
+    print(f"pyworkers: serving {name!r} with {len(sys.modules)} modules loaded", flush=True)
+    while os.getppid() == parent:
+        for key, _ in sel.select(timeout=1.0):
+            if key.data == "accept":
+                conn, _ = listener.accept()
+                _start_worker(conn, listener, sel)
+            else:
+                conn, pidfd, pid = key.data
+                _reap(conn, pidfd, pid, sel, from_child=key.fileobj == pidfd)
+
+
+def _start_worker(conn: socket.socket, listener: socket.socket, sel) -> None:
+    import selectors
+
+    try:
+        header, fds, _, _ = socket.recv_fds(conn, _STATUS.size, 3)
+        (size,) = _STATUS.unpack(header)
+        body = b""
+        while len(body) < size:
+            chunk = conn.recv(size - len(body))
+            if not chunk:
+                raise ConnectionError("launcher went away")
+            body += chunk
+        request = json.loads(body)
+    except (OSError, ValueError, struct.error) as exc:
+        print(f"pyworkers: bad request: {exc}", flush=True)
+        conn.close()
+        return
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        listener.close()
+        conn.close()
+        os._exit(_run_worker(request, fds))
+    for fd in fds:
+        os.close(fd)
+    conn.sendall(_STATUS.pack(pid))
+    pidfd = os.pidfd_open(pid)
+    sel.register(conn, selectors.EVENT_READ, (conn, pidfd, pid))
+    sel.register(pidfd, selectors.EVENT_READ, (conn, pidfd, pid))
+
+
+def _reap(conn: socket.socket, pidfd: int, pid: int, sel, from_child: bool) -> None:
+    """The worker ended (send its exit status) or its launcher did (end the worker)."""
+    if not from_child:
+        os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    sel.unregister(conn)
+    sel.unregister(pidfd)
+    os.close(pidfd)
+    try:
+        conn.sendall(_STATUS.pack(code if code >= 0 else 128 - code))
+    except OSError:
+        pass
+    conn.close()
+
+
+def _run_worker(request: dict, fds: list[int]) -> int:
+    """In the forked child: become the worker the launcher asked for."""
+    import runpy
+    import traceback
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    sys.path[:0] = extra
+    sys.argv = [request["module"], *request["args"]]
+    code = 0
+    try:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    return code
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "launch":
+        sys.exit(launch(sys.argv[2], sys.argv[3:]))
+    if len(sys.argv) == 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
+    sys.exit("usage: pyworkers.py launch PYTHON ARGS... | serve SOCKET_NAME PARENT_PID")

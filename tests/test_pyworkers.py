@@ -1,0 +1,105 @@
+"""The pre-warmed Python worker server and its launcher, with real processes (no Flink needed)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from experiments.testbed import pyworkers
+
+PROBE = """
+import json, os, sys, time
+print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(), "argv": sys.argv[1:],
+                  "x": os.environ.get("PROBE_X")}), flush=True)
+if sys.argv[1:2] == ["sleep"]:
+    time.sleep(600)
+sys.exit(int(sys.argv[1]) if sys.argv[1:2] and sys.argv[1].isdigit() else 0)
+"""
+
+
+@pytest.fixture
+def probe(tmp_path) -> Path:
+    (tmp_path / "probe_mod.py").write_text(PROBE)
+    return tmp_path
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A server as the testbed starts it; its parent is this test process."""
+    name = f"edgeplace-pyworkers-test:{tmp_path}"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.testbed.pyworkers", "serve", name, str(os.getpid())],
+                            stdout=subprocess.PIPE, text=True)
+    assert "serving" in proc.stdout.readline()  # printed once its libraries are loaded
+    yield name, proc
+    proc.kill()
+    proc.wait()
+
+
+def launcher(name: str | None, probe: Path, *args: str) -> subprocess.Popen:
+    """The launcher as PyFlink runs it (`$python -m module args`), routing the probe module."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(pyworkers.__file__).parent)!r}); import pyworkers; "
+            f"sys.exit(pyworkers.launch(sys.executable, sys.argv[1:], routed=('probe_mod',)))")
+    env = {**os.environ, "PYTHONPATH": str(probe), "PROBE_X": "from the launcher"}
+    env.pop(pyworkers.ENV_SOCKET, None)
+    if name:
+        env[pyworkers.ENV_SOCKET] = name
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", code, "-m", "probe_mod", *args], cwd=probe,
+                            env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_the_worker_is_forked_by_the_server_with_the_launchers_args_env_cwd_output_and_status(server, probe):
+    name, srv = server
+    run = launcher(name, probe, "3", "more")
+    out, _ = run.communicate(timeout=30)
+    seen = json.loads(out)
+    assert seen["ppid"] == srv.pid  # forked by the server, not started by the launcher
+    assert seen["cwd"] == str(probe) and seen["argv"] == ["3", "more"] and seen["x"] == "from the launcher"
+    assert run.returncode == 3
+
+
+def test_without_a_server_the_launcher_becomes_the_real_interpreter(probe):
+    for name in (None, "edgeplace-pyworkers-test:nobody-listens"):
+        run = launcher(name, probe, "4")
+        out, _ = run.communicate(timeout=30)
+        assert json.loads(out)["pid"] == run.pid and run.returncode == 4
+
+
+def test_a_signalled_launcher_passes_the_signal_on_and_a_killed_one_takes_its_worker_along(server, probe):
+    name, _ = server
+    run = launcher(name, probe, "sleep")
+    worker = psutil.Process(json.loads(run.stdout.readline())["pid"])
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=10) == 128 + signal.SIGTERM
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+
+    run = launcher(name, probe, "sleep")
+    worker = psutil.Process(json.loads(run.stdout.readline())["pid"])
+    run.kill()
+    run.wait()
+    gone, _ = psutil.wait_procs([worker], timeout=10)
+    assert gone, "the worker outlived its SIGKILLed launcher"
+
+
+def test_the_server_ends_when_its_taskmanager_does(tmp_path):
+    name = f"edgeplace-pyworkers-test:{tmp_path}"
+    parent = subprocess.Popen(["sh", "-c", f"{sys.executable} -m experiments.testbed.pyworkers serve '{name}' $$ & "
+                               "echo $!; exec sleep 600"], stdout=subprocess.PIPE, text=True)
+    srv = psutil.Process(int(parent.stdout.readline()))
+    parent.kill()
+    parent.wait()
+    gone, alive = psutil.wait_procs([srv], timeout=30)  # it notices within 1 s of having loaded its libraries
+    for p in alive:
+        p.kill()
+    assert gone, "the server outlived its parent"
+
+
+def test_the_launcher_script_runs_the_launcher_with_the_real_interpreter():
+    script = pyworkers.launcher_script("/opt/py/bin/python3")
+    assert script.startswith("#!/bin/sh\n")
+    assert f"exec /opt/py/bin/python3 -I -S {pyworkers.__file__} launch /opt/py/bin/python3 \"$@\"" in script
