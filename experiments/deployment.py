@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from collectors.rest import FlinkRest
+from experiments import flinkdist
 from experiments.errors import EdgeplaceError
 from experiments.testbed import state as st
 from placement import deploy as dp, schedulercfg
@@ -147,11 +148,12 @@ def _heal(target: Target, say: Say) -> None:
 
 @contextmanager
 def _fast_link_while_submitting(target: Target, say: Say) -> Iterator[None]:
-    """Every PyFlink job ships the ~42 MB flink-python jar to each TaskManager; on a shaped testbed link that
-    takes minutes. Lift the testbed's shaping while the job is submitted and deployed, restore it after."""
+    """A PyFlink job ships the ~42 MB flink-python jar to each TaskManager unless its client is lean
+    (`flinkdist.make_lean_client`, as the testbed's is); on a shaped testbed link that takes minutes. When the
+    client is not lean, lift the testbed's shaping while the job is submitted and deployed, restore it after."""
     current = st.load() if target.testbed is not None else None  # the shaping now, not at Target creation
     links = [dict(l) for l in (current.links if current else []) if l.get("mbit")]
-    if not links:
+    if not links or flinkdist.is_lean_client(target.conf_dir):
         yield
         return
     from experiments.testbed.testbed import set_wan

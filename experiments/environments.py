@@ -79,6 +79,7 @@ class AnsibleCluster:
     hostvars: dict = field(init=False)
     conf_dir: Path = field(init=False)
     ssh: SshSessions = field(init=False)
+    lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
 
     def __post_init__(self) -> None:
         out = st.home() / "clusters" / (Path(self.inventory).stem + ".json")
@@ -97,6 +98,9 @@ class AnsibleCluster:
             "python.executable": jm["python"],  # the hosts' Flink venv (a job option)
         }, sort_keys=False))
         flinkdist.copy_log_configs(self.conf_dir)
+        # jobs ship no flink-python when every TaskManager has it (provisioned by this version's flink role)
+        self.lean = all(str(n.get("python_in_lib")).lower() == "true" for n in self.facts["nodes"])
+        flinkdist.make_lean_client(self.conf_dir, self.lean)
         self.rest = FlinkRest(f"http://{jm['host']}:{self.facts['rest_port']}")
         try:
             registered = {t["id"] for t in self.rest.taskmanagers()}
@@ -124,7 +128,9 @@ class AnsibleCluster:
         ansible_cluster.wan(self.inventory, mbit, say=lambda m: None)
 
     def before_deploy(self, mbit: float | None) -> None:
-        self.set_wan(None)  # ship the job's jars unshaped; each measurement sets its own rate
+        # a lean client ships kilobytes; otherwise ship the 42.6 MB flink-python jar unshaped (each
+        # measurement sets its own rate)
+        self.set_wan(mbit if self.lean else None)
 
     def wan_counters(self) -> dict[str, int]:
         """Bytes sent (up) and received (down) on each edge host's WAN interface, read over SSH."""

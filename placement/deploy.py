@@ -111,8 +111,8 @@ class Submission:
         if restore_file is not None:
             restore_file.unlink(missing_ok=True)
             cmd += ["--restore-from-file", str(restore_file)]
-        env = {"FLINK_CONF_DIR": str(conf_dir), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=flinkdist.client_env(conf_dir),
                                      start_new_session=True)
 
     def release(self, savepoint: str) -> None:

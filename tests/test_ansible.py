@@ -53,7 +53,9 @@ def test_taskmanager_template_follows_the_testbed_rules():
         flink_java_opts="-Dx=1", flink_jobmanager_address="10.213.9.1", flink_rpc_port=spec.rpc_port,
         flink_rest_port=spec.rest_port, flink_resource_id=m.id, flink_address=m.host, flink_slots=m.slots,
         flink_tm_memory_mb=m.memory_mb, flink_segment_size="4kb", flink_resource_name=m.resource,
-        flink_root="/opt/edgeplace", flink_site=m.site)
+        flink_root="/opt/edgeplace", flink_site=m.site,
+        flink_python_parent_first=yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())[
+            "flink_python_parent_first"])
     theirs = yaml.safe_load(text)
     assert set(ours) - {"rest.address"} <= set(theirs)
     for key in ("taskmanager.resource-id", "taskmanager.host", "taskmanager.numberOfTaskSlots",

@@ -274,3 +274,17 @@ def test_calibrate_measures_node_speeds_that_plan_uses(shared_testbed, tmp_path)
     assert 1e-4 < data["edge-1"]["cost_s_per_record"] < 0.05
     res = edgeplace("calibrate", "--node", "edge-9", "--out", str(tmp_path / "x.json"))
     assert res.returncode == 1 and "no such node: edge-9" in res.stderr
+
+
+def test_a_job_reaches_the_edge_without_shipping_flink_python_over_the_wan(shared_testbed, tmp_path):
+    """The testbed's client is lean (its TaskManagers have flink-python): a deploy on the shaped link moves
+    kilobytes, not the 42.6 MB jar, and needs no lifting of the shaping."""
+    from experiments.testbed.testbed import wan_counters
+    before = wan_counters(shared_testbed)["edge-1:down"]
+    res = edgeplace("deploy", "--query", "counts", "--placement", write(tmp_path, "a.json", A), "--rate", "50")
+    assert res.returncode == 0, res.stderr
+    assert "lifted" not in res.stderr
+    shipped = wan_counters(shared_testbed)["edge-1:down"] - before
+    print(f"cloud → edge-1 during the deploy: {shipped:,} bytes")
+    assert shipped < 5_000_000
+    end(res.stdout.strip().splitlines()[-1], tmp_path)

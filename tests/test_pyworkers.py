@@ -103,3 +103,4 @@ def test_the_launcher_script_runs_the_launcher_with_the_real_interpreter():
     script = pyworkers.launcher_script("/opt/py/bin/python3")
     assert script.startswith("#!/bin/sh\n")
     assert f"exec /opt/py/bin/python3 -I -S {pyworkers.__file__} launch /opt/py/bin/python3 \"$@\"" in script
+

@@ -22,6 +22,8 @@ def jobmanager(spec: TestbedSpec, java_opts: str, tmp_dir: str) -> dict:
         "jobmanager.memory.process.size": "1024m",
         "jobmanager.execution.failover-strategy": "region",
         "rest.bind-address": "0.0.0.0" if spec.isolate else "127.0.0.1",
+        # flink-python is in its lib too: Flink 2 builds the job graph here, from PyFlink's operators
+        "classloader.parent-first-patterns.additional": PYTHON_PARENT_FIRST,
         "web.tmpdir": tmp_dir,
         "io.tmp.dirs": tmp_dir,
         "parallelism.default": 1,
@@ -44,7 +46,7 @@ def taskmanager(spec: TestbedSpec, m: Member, java_opts: str, tmp_dir: str) -> d
         # 4 kB network buffers: ~8× less data in flight than the 32 kB default, so on a thin link backpressure
         # reaches the sources in seconds rather than tens of seconds
         "taskmanager.memory.segment-size": "4kb",
-        # flink-python is on the TaskManager's classpath (flinkdist.taskmanager_lib): its Beam runtime, like
+        # flink-python is on the TaskManager's classpath (flinkdist.python_lib): its Beam runtime, like
         # Flink's own classes, then comes from there rather than from each job's copy
         "classloader.parent-first-patterns.additional": PYTHON_PARENT_FIRST,
         "external-resources": m.resource,

@@ -85,7 +85,6 @@ def serve(name: str, parent: int) -> None:
     """Import the worker's libraries, then fork one worker per launcher connection for as long as process
     `parent` (the TaskManager this server was started beside) is its parent."""
     import importlib
-    import selectors
     import time
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -100,64 +99,86 @@ def serve(name: str, parent: int) -> None:
     listener.listen(64)  # bound before the imports: workers asked for meanwhile wait instead of starting cold
     for module in PRELOAD:
         importlib.import_module(module)
-    sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ, "accept")
     print(f"pyworkers: serving {name!r} with {len(sys.modules)} modules loaded", flush=True)
-    while os.getppid() == parent:
-        for key, _ in sel.select(timeout=1.0):
-            if key.data == "accept":
-                conn, _ = listener.accept()
-                _start_worker(conn, listener, sel)
-            else:
-                conn, pidfd, pid = key.data
-                _reap(conn, pidfd, pid, sel, from_child=key.fileobj == pidfd)
+    _Server(listener).run(lambda: os.getppid() == parent)
 
 
-def _start_worker(conn: socket.socket, listener: socket.socket, sel) -> None:
-    import selectors
+class _Server:
+    """One thread, one selector: new launchers, launchers that went away (their worker is ended) and
+    workers that ended (their launcher gets the exit status)."""
 
-    try:
-        header, fds, _, _ = socket.recv_fds(conn, _STATUS.size, 3)
-        (size,) = _STATUS.unpack(header)
-        body = b""
-        while len(body) < size:
-            chunk = conn.recv(size - len(body))
-            if not chunk:
-                raise ConnectionError("launcher went away")
-            body += chunk
-        request = json.loads(body)
-    except (OSError, ValueError, struct.error) as exc:
-        print(f"pyworkers: bad request: {exc}", flush=True)
+    def __init__(self, listener: socket.socket):
+        import selectors
+
+        self.listener = listener
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listener, selectors.EVENT_READ, ("accept", 0))
+        self.launchers: dict[int, socket.socket] = {}  # worker pid → its launcher's connection
+
+    def run(self, keep_going) -> None:
+        while keep_going():
+            for key, _ in self.sel.select(timeout=1.0):
+                what, pid = key.data
+                try:
+                    if what == "accept":
+                        self._start_worker(self.listener.accept()[0])
+                    elif what == "launcher" and pid in self.launchers:
+                        os.kill(pid, signal.SIGTERM)  # its exit is reaped when its pidfd says so
+                        self._drop_launcher(pid)
+                    elif what == "worker":
+                        self._reap(pid, key.fileobj)
+                except OSError as exc:
+                    print(f"pyworkers: {what} {pid}: {exc}", flush=True)
+
+    def _start_worker(self, conn: socket.socket) -> None:
+        import selectors
+
+        try:
+            header, fds, _, _ = socket.recv_fds(conn, _STATUS.size, 3)
+            if len(fds) != 3:
+                raise ValueError(f"{len(fds)} file descriptors instead of stdin, stdout, stderr")
+            (size,) = _STATUS.unpack(header)
+            body = b""
+            while len(body) < size:
+                chunk = conn.recv(size - len(body))
+                if not chunk:
+                    raise ConnectionError("launcher went away")
+                body += chunk
+            request = json.loads(body)
+        except (OSError, ValueError, struct.error) as exc:
+            print(f"pyworkers: bad request: {exc}", flush=True)
+            conn.close()
+            return
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            self.listener.close()
+            conn.close()
+            os._exit(_run_worker(request, fds))
+        for fd in fds:
+            os.close(fd)
+        self.launchers[pid] = conn
+        self.sel.register(conn, selectors.EVENT_READ, ("launcher", pid))
+        self.sel.register(os.pidfd_open(pid), selectors.EVENT_READ, ("worker", pid))
+        conn.sendall(_STATUS.pack(pid))
+
+    def _reap(self, pid: int, pidfd: int) -> None:
+        _, status = os.waitpid(pid, 0)
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        conn = self.launchers.get(pid)
+        if conn is not None:
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                conn.sendall(_STATUS.pack(code if code >= 0 else 128 - code))
+            except OSError:
+                pass
+            self._drop_launcher(pid)
+
+    def _drop_launcher(self, pid: int) -> None:
+        conn = self.launchers.pop(pid)
+        self.sel.unregister(conn)
         conn.close()
-        return
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        listener.close()
-        conn.close()
-        os._exit(_run_worker(request, fds))
-    for fd in fds:
-        os.close(fd)
-    conn.sendall(_STATUS.pack(pid))
-    pidfd = os.pidfd_open(pid)
-    sel.register(conn, selectors.EVENT_READ, (conn, pidfd, pid))
-    sel.register(pidfd, selectors.EVENT_READ, (conn, pidfd, pid))
-
-
-def _reap(conn: socket.socket, pidfd: int, pid: int, sel, from_child: bool) -> None:
-    """The worker ended (send its exit status) or its launcher did (end the worker)."""
-    if not from_child:
-        os.kill(pid, signal.SIGTERM)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    sel.unregister(conn)
-    sel.unregister(pidfd)
-    os.close(pidfd)
-    try:
-        conn.sendall(_STATUS.pack(code if code >= 0 else 128 - code))
-    except OSError:
-        pass
-    conn.close()
 
 
 def _run_worker(request: dict, fds: list[int]) -> int:

@@ -79,11 +79,13 @@ def _build(spec: TestbedSpec, state: st.State, say: Say, timeout: float) -> None
     launcher.write_text(pyworkers.launcher_script(python))
     launcher.chmod(0o755)
     _write_conf(workdir / "client", flinkconf.client(spec, java_opts, python, str(launcher)))
-    flinkdist.taskmanager_lib(workdir / "tm-lib")
+    flinkdist.make_lean_client(workdir / "client")  # jobs ship no flink-python: the TaskManagers have it
+    flinkdist.python_lib(workdir / "flink-lib")  # the JobManager's and TaskManagers' lib
 
     jm_dir = workdir / "jobmanager"
     _write_conf(jm_dir, flinkconf.jobmanager(spec, java_opts, str(jm_dir / "tmp")))
-    _start(state, "jobmanager", "jobmanager", jm_dir, spec.isolate, None, None)
+    _start(state, "jobmanager", "jobmanager", jm_dir, spec.isolate, None, None,
+           extra_env={"FLINK_LIB_DIR": str(workdir / "flink-lib")})
     for m in members(spec):
         d = workdir / m.id
         _write_conf(d, flinkconf.taskmanager(spec, m, java_opts, str(d / "tmp")))
@@ -205,14 +207,14 @@ def _write_conf(d: Path, conf: dict) -> None:
 
 
 def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: str | None,
-           cores: float | None, argv: list[str] | None = None) -> None:
+           cores: float | None, argv: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
     """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it.
     A TaskManager gets its pre-warmed Python worker server (`pyworkers`) beside it, as its child."""
     fg = argv or [str(flinkdist.flink_home() / "bin" / f"{kind}.sh"), "start-foreground"]
-    extra_env = {}
+    extra_env = dict(extra_env or {})
     if kind == "taskmanager" and argv is None:
         sock = pyworkers.socket_name(state.workdir, name)
-        extra_env = {pyworkers.ENV_SOCKET: sock, "FLINK_LIB_DIR": str(Path(state.workdir) / "tm-lib")}
+        extra_env.update({pyworkers.ENV_SOCKET: sock, "FLINK_LIB_DIR": str(Path(state.workdir) / "flink-lib")})
         serve = shlex.join([flinkdist.python_executable(), "-m", "experiments.testbed.pyworkers", "serve", sock])
         fg = ["sh", "-c", f"{serve} $$ >> {shlex.quote(str(d / 'log' / 'pyworkers.out'))} 2>&1 & exec {shlex.join(fg)}"]
     cmd = shlex.join(fg)
