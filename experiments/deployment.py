@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from collectors.rest import FlinkRest
-from experiments import flinkdist
 from experiments.errors import EdgeplaceError
 from experiments.testbed import state as st
 from placement import deploy as dp, schedulercfg
@@ -83,27 +81,26 @@ def deploy(target: Target, query: str, job_args: list[str], placement: Placement
             placement.write(fh.name)
         args = ["--placement", fh.name, *args]
     phases = {"check": time.monotonic() - t0}
-    with _fast_link_while_submitting(target, say):
-        t1 = time.monotonic()
-        restore = home / "placements" / f"restore-{os.getpid()}-{time.monotonic_ns()}" if stop_old else None
-        if restore is not None:
-            restore.parent.mkdir(parents=True, exist_ok=True)
-        sub = dp.Submission(registry.script(query), args, target.conf_dir, savepoint, restore)
-        if stop_old is not None:
-            try:
-                sp = stop_old()
-            except BaseException:
-                sub.abandon()
-                raise
-            phases["savepoint"] = time.monotonic() - t1
-            sub.release(sp)
-        job_id = sub.job_id()
-        phases["submit"] = time.monotonic() - t1
-        say(f"submitted {query} as job {job_id}; verifying placement")
-        t2 = time.monotonic()
-        dp.save_record(home, job_id, query, job_args, placement)
-        where = dp.wait_verified(target.rest, job_id, ops, placement, timeout, tend=lambda: _heal(target, say))
-        phases["verify"] = time.monotonic() - t2
+    t1 = time.monotonic()
+    restore = home / "placements" / f"restore-{os.getpid()}-{time.monotonic_ns()}" if stop_old else None
+    if restore is not None:
+        restore.parent.mkdir(parents=True, exist_ok=True)
+    sub = dp.Submission(registry.script(query), args, target.conf_dir, savepoint, restore)
+    if stop_old is not None:
+        try:
+            sp = stop_old()
+        except BaseException:
+            sub.abandon()
+            raise
+        phases["savepoint"] = time.monotonic() - t1
+        sub.release(sp)
+    job_id = sub.job_id()
+    phases["submit"] = time.monotonic() - t1
+    say(f"submitted {query} as job {job_id}; verifying placement")
+    t2 = time.monotonic()
+    dp.save_record(home, job_id, query, job_args, placement)
+    where = dp.wait_verified(target.rest, job_id, ops, placement, timeout, tend=lambda: _heal(target, say))
+    phases["verify"] = time.monotonic() - t2
     return Deployed(job_id, where, phases)
 
 
@@ -144,23 +141,3 @@ def _heal(target: Target, say: Say) -> None:
     if target.testbed is not None:
         from experiments.testbed.testbed import heal
         heal(target.testbed, say)
-
-
-@contextmanager
-def _fast_link_while_submitting(target: Target, say: Say) -> Iterator[None]:
-    """A PyFlink job ships the ~42 MB flink-python jar to each TaskManager unless its client is lean
-    (`flinkdist.make_lean_client`, as the testbed's is); on a shaped testbed link that takes minutes. When the
-    client is not lean, lift the testbed's shaping while the job is submitted and deployed, restore it after."""
-    current = st.load() if target.testbed is not None else None  # the shaping now, not at Target creation
-    links = [dict(l) for l in (current.links if current else []) if l.get("mbit")]
-    if not links or flinkdist.is_lean_client(target.conf_dir):
-        yield
-        return
-    from experiments.testbed.testbed import set_wan
-    set_wan(None, say=lambda m: None)
-    try:
-        yield
-    finally:
-        for link in links:
-            set_wan(link["mbit"], link.get("delay_ms", 0.0), [link["site"]], say=lambda m: None)
-        say("WAN shaping was lifted while the job was shipped and restored afterwards")

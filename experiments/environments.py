@@ -51,7 +51,7 @@ class LocalTestbed:
         set_wan(mbit, say=lambda m: None)
 
     def before_deploy(self, mbit: float | None) -> None:
-        self.set_wan(mbit)  # deploy lifts the shaping while the job's jars are shipped
+        self.set_wan(mbit)  # the testbed's client is lean: a deploy ships kilobytes, not flink-python
 
     def wan_counters(self) -> dict[str, int]:
         from experiments.testbed.testbed import wan_counters

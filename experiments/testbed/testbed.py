@@ -80,12 +80,12 @@ def _build(spec: TestbedSpec, state: st.State, say: Say, timeout: float) -> None
     launcher.chmod(0o755)
     _write_conf(workdir / "client", flinkconf.client(spec, java_opts, python, str(launcher)))
     flinkdist.make_lean_client(workdir / "client")  # jobs ship no flink-python: the TaskManagers have it
-    flinkdist.python_lib(workdir / "flink-lib")  # the JobManager's and TaskManagers' lib
+    flinkdist.python_lib(_flink_lib(state))
 
     jm_dir = workdir / "jobmanager"
     _write_conf(jm_dir, flinkconf.jobmanager(spec, java_opts, str(jm_dir / "tmp")))
     _start(state, "jobmanager", "jobmanager", jm_dir, spec.isolate, None, None,
-           extra_env={"FLINK_LIB_DIR": str(workdir / "flink-lib")})
+           extra_env={"FLINK_LIB_DIR": str(_flink_lib(state))})
     for m in members(spec):
         d = workdir / m.id
         _write_conf(d, flinkconf.taskmanager(spec, m, java_opts, str(d / "tmp")))
@@ -206,6 +206,11 @@ def _write_conf(d: Path, conf: dict) -> None:
     flinkdist.copy_log_configs(d)
 
 
+def _flink_lib(state: st.State) -> Path:
+    """FLINK_LIB_DIR of the JobManager and TaskManagers: Flink's lib plus flink-python."""
+    return Path(state.workdir) / "flink-lib"
+
+
 def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: str | None,
            cores: float | None, argv: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
     """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it.
@@ -214,7 +219,7 @@ def _start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns:
     extra_env = dict(extra_env or {})
     if kind == "taskmanager" and argv is None:
         sock = pyworkers.socket_name(state.workdir, name)
-        extra_env.update({pyworkers.ENV_SOCKET: sock, "FLINK_LIB_DIR": str(Path(state.workdir) / "flink-lib")})
+        extra_env.update({pyworkers.ENV_SOCKET: sock, "FLINK_LIB_DIR": str(_flink_lib(state))})
         serve = shlex.join([flinkdist.python_executable(), "-m", "experiments.testbed.pyworkers", "serve", sock])
         fg = ["sh", "-c", f"{serve} $$ >> {shlex.quote(str(d / 'log' / 'pyworkers.out'))} 2>&1 & exec {shlex.join(fg)}"]
     cmd = shlex.join(fg)
