@@ -8,7 +8,8 @@ import time
 
 from costmodel.predict import predict
 from costmodel.problem import from_json
-from placement.policies import cloud_only, greedy, optimal
+from placement.heuristics import cloud_only, greedy
+from placement.optimal import optimal
 
 
 def problem(n_ops: int = 200, n_sites: int = 10, edge_per_site: int = 4, cloud: int = 10, seed: int = 7):

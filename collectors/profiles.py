@@ -36,6 +36,16 @@ class OperatorProfile:
                 for k, v in d.items()}
 
 
+@dataclass(frozen=True)
+class JobProfile:
+    """What profiling one running job measured: a profile per Flink vertex, the logical operator each vertex
+    belongs to (vertex id → op uid) and the TaskManager each operator ran on (op uid → TaskManager id)."""
+
+    profiles: list[OperatorProfile]
+    owners: dict[str, str]
+    where: dict[str, str]
+
+
 BUSY_EPS = 0.005  # below 0.5 % busy the division is meaningless: rate = inf, flagged
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from collectors.sampler import SampleRun
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 
 def save_samples(run: SampleRun, path: str | Path, meta: dict) -> int:

@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, field
 
 from costmodel.problem import CLOUD, Problem
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,8 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
         if b > 0:
             cap = p.link[site].up_bytes_per_s if d == "up" else p.link[site].down_bytes_per_s
             limits[f"link:{site}:{d}"] = cap / b
-    # the binding constraint: smallest limit; among (near-)equal ones prefer node, then link, then operator
-    bottleneck, lam = "none", math.inf
-    for name, lim in sorted(limits.items(), key=lambda kv: (kv[1], kv[0])):
-        bottleneck, lam = name, lim
-        break
+    # the binding constraint: the smallest limit; ties go to the alphabetically first name (link < node < operator)
+    bottleneck, lam = min(limits.items(), key=lambda kv: (kv[1], kv[0]), default=("none", math.inf))
     util = {n.id: (node_coef[n.id] * lam / n.cores if math.isfinite(lam) else 0.0) for n in p.nodes}
     links = {l.site: {"up": loads.get((l.site, "up"), 0.0) * lam if math.isfinite(lam) else 0.0,
                       "down": loads.get((l.site, "down"), 0.0) * lam if math.isfinite(lam) else 0.0}

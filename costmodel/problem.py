@@ -11,7 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 CLOUD = "cloud"
 

@@ -6,16 +6,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from experiments.deployment import deploy, operators
+from common.errors import EdgeplaceError
+from common.say import Say
 from experiments.environments import LocalTestbed
-from experiments.errors import EdgeplaceError
 from experiments.measure import measure
-from placement import deploy as dp
+from experiments.spine import running
 from placement.model import Placement
+from placement.realize import operators
 
-Say = Callable[[str], None]
 # every query edgeplace ships, with the arguments that pick its variant
 CATALOGUE = [("counts", []), ("calibrate", []), ("qa", []), ("imaging", []),
              *(("nexmark", ["--opt", f"query={q}"]) for q in ("q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14"))]
@@ -32,9 +31,37 @@ class BenchResult:
     def per_core(self) -> float:
         return self.events_per_s / self.cores if self.cores > 0 else float("nan")
 
+    @property
+    def slowest(self) -> tuple[str, float]:
+        """The operator with the lowest true processing rate (sources, sinks and their helpers left out)."""
+        finite = {k: v for k, v in self.per_operator.items() if v == v and 0 < v != float("inf") and
+                  not k.startswith(("Source:", "Sink:")) and not k.endswith((" gen", " end", " watermarks"))}
+        return min(finite.items(), key=lambda kv: kv[1]) if finite else ("-", float("nan"))
+
+
+def bench_all(todo: list[tuple[str, list[str]]], warmup: float, seconds: float, say: Say) -> list[BenchResult]:
+    """`bench` each (query, job arguments) on the testbed that is up, or on one started for it (1 cloud
+    TaskManager, 8 slots, taken down after)."""
+    from experiments.testbed import state as st
+    from experiments.testbed.spec import TestbedSpec
+    from experiments.testbed.testbed import down, up
+    state = st.load()
+    started = state is None or state.phase != "up"
+    if started:
+        up(TestbedSpec(edge=0, cloud=1, cloud_slots=8, wan_mbit=None).validate(), say=say)
+    try:
+        out = []
+        for q, args in todo:
+            say(f"benchmarking {q} {' '.join(args)} ({warmup:.0f} s warm-up + {seconds:.0f} s)")
+            out.append(bench(q, args, warmup, seconds, say))
+        return out
+    finally:
+        if started:
+            down(say=say)
+
 
 def bench(query: str, args: list[str], warmup: float, seconds: float, say: Say) -> BenchResult:
-    env = LocalTestbed(edge_cpu=1.0)
+    env = LocalTestbed()
     cloud = next((t["id"] for t in env.state.taskmanagers if t["site"] == "cloud"), None)
     if cloud is None:
         raise EdgeplaceError("the testbed has no cloud TaskManager")
@@ -43,13 +70,9 @@ def bench(query: str, args: list[str], warmup: float, seconds: float, say: Say) 
     ops = operators(query, job_args)
     out = Path(tempfile.mkdtemp(prefix="edgeplace-bench-"))
     try:
-        d = deploy(env.target, query, [*job_args, "--out", str(out)], Placement({o.uid: cloud for o in ops}),
-                   say=lambda m: None)
-        try:
+        with running(env, query, [*job_args, "--out", str(out)], Placement({o.uid: cloud for o in ops}),
+                     out / "savepoints", say) as d:
             m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out, warmup, seconds, None)
-        finally:
-            dp.end(env.target.rest, d.job_id, out / "savepoints")
-            env.heal(say)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     per_op = {p.name: p.true_processing_rate for p in m.profiles}

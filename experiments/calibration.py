@@ -11,16 +11,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from experiments.deployment import deploy, operators
-from experiments.errors import EdgeplaceError
-from experiments.modeling import ClusterNode
-from experiments.profiling import profile_running_job
-from placement import deploy as dp
+from common.errors import EdgeplaceError
+from common.say import Say
+from costmodel.problem import Node
+from experiments.environments import Environment
+from experiments.spine import profile, running
 from placement.model import Placement
+from placement.realize import operators
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,11 @@ class SpeedMeasurement:
     speed: float              # reference cost / this cost
 
 
-def measure_speeds(env, say: Say, loops: int = 40_000, rate: float = 40.0, seconds: float = 25.0,
+def measure_speeds(env: Environment, say: Say, loops: int = 40_000, rate: float = 40.0, seconds: float = 25.0,
                    warmup: float = 10.0, only: list[str] | None = None) -> list[SpeedMeasurement]:
     """Run the fixed work on every node of `env` (a LocalTestbed or AnsibleCluster), or on the reference
     node and those in `only`, and compare."""
-    nodes: list[ClusterNode] = env.nodes
+    nodes: list[Node] = env.nodes
     ref = next((n for n in nodes if n.site == "cloud"), None)
     unknown = sorted(set(only or []) - {n.id for n in nodes})
     if unknown:
@@ -53,12 +52,8 @@ def measure_speeds(env, say: Say, loops: int = 40_000, rate: float = 40.0, secon
         placement = Placement({f"src-{site}": src.id, "work": node.id, "sink": ref.id})
         out = Path(tempfile.mkdtemp(prefix="edgeplace-speed-"))
         try:
-            d = deploy(env.target, "calibrate", [*args, "--out", str(out)], placement, say=lambda m: None)
-            try:
-                problem, _ = profile_running_job(env.target.rest, d.job_id, ops, nodes, None, seconds, warmup)
-            finally:
-                dp.end(env.target.rest, d.job_id, out / "savepoints")
-                env.heal(say)
+            with running(env, "calibrate", [*args, "--out", str(out)], placement, out / "savepoints", say) as d:
+                problem, _ = profile(env, d.job_id, ops, None, seconds, warmup, nodes)
         finally:
             shutil.rmtree(out, ignore_errors=True)
         # problem costs are normalised by the nodes' current speed factors; undo that for the raw cost here

@@ -11,17 +11,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from experiments.errors import EdgeplaceError
-from experiments.testbed import state as st
+from common import paths
+from common.errors import EdgeplaceError
+from common.say import Say
 
 ANSIBLE_DIR = Path(__file__).resolve().parents[1] / "ansible"
 PLAYBOOKS = {"provision": "site.yml", "start": "cluster-start.yml", "stop": "cluster-stop.yml",
              "wan": "wan.yml", "facts": "facts.yml"}
 RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
-
-Say = Callable[[str], None]
 
 
 @dataclass
@@ -46,7 +44,7 @@ def _tool(name: str) -> str:
 
 def _env() -> dict[str, str]:
     return {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_LOCAL_TEMP": str(st.home() / "ansible-tmp"), "PATH": f"{Path(sys.executable).parent}:"
+            "ANSIBLE_LOCAL_TEMP": str(paths.home() / "ansible-tmp"), "PATH": f"{Path(sys.executable).parent}:"
             + os.environ.get("PATH", "/usr/bin:/bin")}
 
 
@@ -91,7 +89,7 @@ def run_playbook(action: str, inventory: str, extra: dict | None = None, say: Sa
         cmd += ["-e", json.dumps(extra)]
     if forks:
         cmd += ["--forks", str(forks)]
-    (st.home() / "ansible-tmp").mkdir(parents=True, exist_ok=True)
+    (paths.home() / "ansible-tmp").mkdir(parents=True, exist_ok=True)
     run = PlaybookRun(book)
     lines: list[str] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
@@ -115,7 +113,7 @@ def run_playbook(action: str, inventory: str, extra: dict | None = None, say: Sa
 
 def project_wheel(say: Say = print) -> Path:
     """A wheel of edgeplace itself (no dependencies), so TaskManagers' Python workers can import the jobs."""
-    out = st.home() / "wheels"
+    out = paths.home() / "wheels"
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("edgeplace-*.whl"):
         old.unlink()

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import yaml
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
+from placement.policies import FLINK_DEFAULT, POLICIES as PLANNED
 from queries import registry
 
-POLICIES = ("flink-default", "cloud-only", "edge-max", "greedy", "exhaustive", "optimal")
-NEEDS_PROFILE = {"edge-max", "greedy", "exhaustive", "optimal"}
+POLICIES = (FLINK_DEFAULT, *PLANNED)
+NEEDS_PROFILE = set(PLANNED) - {"cloud-only"}  # policies that need operator costs
 
 
 @dataclass(frozen=True)

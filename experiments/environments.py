@@ -1,54 +1,93 @@
-"""Where an experiment runs: the local emulated testbed, or a real cluster described by an Ansible inventory.
+"""Where jobs run: the local emulated testbed, or a real cluster described by an Ansible inventory.
 
-Both give the runner the same things: a deploy target, planning nodes, the edge sites, WAN shaping, WAN
-byte counters, TaskManager processes to measure CPU from (local only), and a way to repair a TaskManager."""
+Both are an `Environment`: a target to realise placements on, planning nodes, the edge sites, WAN shaping and
+byte counters, TaskManager processes to measure CPU from (local only), and a way to repair TaskManagers."""
 from __future__ import annotations
 
 import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 import psutil
 import yaml
 
 from collectors.rest import FlinkRest
-from experiments import cluster as ansible_cluster, flinkdist
-from experiments.deployment import Target
-from experiments.errors import EdgeplaceError
-from experiments.modeling import ClusterNode, cluster_nodes
+from common import paths
+from common.errors import EdgeplaceError
+from common.say import Say, quiet
+from costmodel.problem import CLOUD, Node
+from experiments import cluster as ansible_cluster
+from experiments.ssh import SshSessions
 from experiments.testbed import state as st
+from placement import flinkdist
+from placement.realize import Target
 
-Say = Callable[[str], None]
+
+class Environment(Protocol):
+    """What the runner, calibration, benchmarks and job commands need of a cluster."""
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def nodes(self) -> list[Node]: ...
+
+    @property
+    def sites(self) -> list[str]: ...
+
+    def set_wan(self, mbit: float | None) -> None: ...
+
+    def before_deploy(self, mbit: float | None) -> None: ...
+
+    def wan_counters(self) -> dict[str, int]: ...
+
+    def tm_processes(self) -> dict[str, psutil.Process]: ...
+
+    def heal(self, say: Say) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float) -> list[Node]:
+    """Testbed TaskManagers as planning nodes; the cloud gets what the edge quotas leave of the machine."""
+    edges = [t for t in taskmanagers if t["site"] != CLOUD]
+    clouds = [t for t in taskmanagers if t["site"] == CLOUD]
+    cloud_cores = max(0.5, machine_cores - edge_cpu * len(edges)) / max(1, len(clouds))
+    return [Node(t["id"], t["site"], t["slots"], edge_cpu if t["site"] != CLOUD else cloud_cores)
+            for t in taskmanagers]
 
 
 @dataclass
 class LocalTestbed:
-    """The testbed that is up (experiments.testbed)."""
+    """The testbed that is up (experiments.testbed); `edge_cpu` defaults to its edge CPU quota."""
 
-    edge_cpu: float
+    edge_cpu: float | None = None
     state: st.State = field(init=False)
 
     def __post_init__(self) -> None:
         from experiments.testbed.testbed import require
         self.state = require()
+        if self.edge_cpu is None:
+            self.edge_cpu = float(self.state.spec["edge_cpu"])
 
     @property
     def target(self) -> Target:
-        return Target.local_testbed()
+        from experiments.testbed.testbed import client_conf_dir, rest_of
+        return Target(rest_of(self.state), client_conf_dir(self.state), tend=self.heal)
 
     @property
-    def nodes(self) -> list[ClusterNode]:
+    def nodes(self) -> list[Node]:
         return cluster_nodes(self.state.taskmanagers, self.edge_cpu, float(os.cpu_count() or 2))
 
     @property
     def sites(self) -> list[str]:
-        return [t["site"] for t in self.state.taskmanagers if t["site"] != "cloud"]
+        return [t["site"] for t in self.state.taskmanagers if t["site"] != CLOUD]
 
     def set_wan(self, mbit: float | None) -> None:
         from experiments.testbed.testbed import set_wan
-        set_wan(mbit, say=lambda m: None)
+        set_wan(mbit, say=quiet)
 
     def before_deploy(self, mbit: float | None) -> None:
         self.set_wan(mbit)  # the testbed's client is lean: a deploy ships kilobytes, not flink-python
@@ -82,13 +121,13 @@ class AnsibleCluster:
     lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
 
     def __post_init__(self) -> None:
-        out = st.home() / "clusters" / (Path(self.inventory).stem + ".json")
+        out = paths.home() / "clusters" / (Path(self.inventory).stem + ".json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.facts = ansible_cluster.facts(self.inventory, str(out), say=lambda m: None)
+        self.facts = ansible_cluster.facts(self.inventory, str(out), say=quiet)
         self.hostvars = ansible_cluster.inventory_hostvars(self.inventory)
         self.ssh = SshSessions(self.hostvars)
         jm = next(n for n in self.facts["nodes"] if n["jobmanager"])
-        self.conf_dir = st.home() / "clusters" / (Path(self.inventory).stem + "-client")
+        self.conf_dir = paths.home() / "clusters" / (Path(self.inventory).stem + "-client")
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump({
             "env.java.opts.all": flinkdist.shipped_java_opts(),
@@ -114,18 +153,18 @@ class AnsibleCluster:
 
     @property
     def target(self) -> Target:
-        return Target(self.rest, self.conf_dir)
+        return Target(self.rest, self.conf_dir)  # systemd restarts a TaskManager that died: nothing to tend
 
     @property
-    def nodes(self) -> list[ClusterNode]:
-        return [ClusterNode(n["id"], n["site"], int(n["slots"]), float(n["cores"])) for n in self.facts["nodes"]]
+    def nodes(self) -> list[Node]:
+        return [Node(n["id"], n["site"], int(n["slots"]), float(n["cores"])) for n in self.facts["nodes"]]
 
     @property
     def sites(self) -> list[str]:
-        return [n["site"] for n in self.facts["nodes"] if n["site"] != "cloud"]
+        return [n["site"] for n in self.facts["nodes"] if n["site"] != CLOUD]
 
     def set_wan(self, mbit: float | None) -> None:
-        ansible_cluster.wan(self.inventory, mbit, say=lambda m: None)
+        ansible_cluster.wan(self.inventory, mbit, say=quiet)
 
     def before_deploy(self, mbit: float | None) -> None:
         # a lean client ships kilobytes; otherwise ship the 42.6 MB flink-python jar unshaped (each
@@ -136,7 +175,7 @@ class AnsibleCluster:
         """Bytes sent (up) and received (down) on each edge host's WAN interface, read over SSH."""
         out = {}
         for n in self.facts["nodes"]:
-            if n["site"] == "cloud":
+            if n["site"] == CLOUD:
                 continue
             dev = shlex.quote(n["wan_interface"])
             text = self.ssh.run(n["id"], f"cat /sys/class/net/{dev}/statistics/tx_bytes "
@@ -153,52 +192,3 @@ class AnsibleCluster:
 
     def close(self) -> None:
         self.ssh.close()
-
-
-class SshSessions:
-    """One paramiko connection per inventory host, opened on first use and kept for the whole run (WAN
-    counters are read every few seconds); a broken one is reopened once."""
-
-    def __init__(self, hostvars: dict[str, dict]):
-        self.hostvars = hostvars
-        self.clients: dict[str, object] = {}
-
-    def run(self, host: str, command: str, timeout: float = 10.0) -> str:
-        import paramiko
-        hv = self.hostvars[host]
-        for attempt in (1, 2):
-            try:
-                client = self.clients.get(host) or self._connect(hv, timeout)
-                self.clients[host] = client
-                _, stdout, stderr = client.exec_command(command, timeout=timeout)
-                text, err = stdout.read().decode(), stderr.read().decode()
-                if stdout.channel.recv_exit_status() != 0:
-                    raise EdgeplaceError(f"{hv.get('ansible_host')}: `{command}` failed: {err.strip()}")
-                return text
-            except (OSError, paramiko.SSHException) as exc:
-                self._drop(host)
-                if attempt == 2:
-                    raise EdgeplaceError(f"cannot reach {hv.get('ansible_host')} over SSH: {exc}") from exc
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _connect(hv: dict, timeout: float):
-        import paramiko
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        client.connect(hv.get("ansible_host"), port=int(hv.get("ansible_port", 22)),
-                       username=hv.get("ansible_user", "root"), key_filename=hv.get("ansible_ssh_private_key_file"),
-                       timeout=timeout, allow_agent=True, look_for_keys=True)
-        return client
-
-    def _drop(self, host: str) -> None:
-        client = self.clients.pop(host, None)
-        if client is not None:
-            transport = client.get_transport()
-            client.close()
-            if transport is not None:  # no paramiko thread may still run native crypto code at interpreter exit
-                transport.join(5)
-
-    def close(self) -> None:
-        for host in list(self.clients):
-            self._drop(host)

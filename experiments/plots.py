@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from experiments.errors import EdgeplaceError  # noqa: E402
+from common.errors import EdgeplaceError  # noqa: E402
 
 
 def load_cells(results: Path) -> pd.DataFrame:

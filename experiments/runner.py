@@ -13,27 +13,24 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
+from common.errors import EdgeplaceError
+from common.say import Say
 from costmodel.predict import predict
+from costmodel.pricing import structure_problem, with_bandwidth
 from costmodel.problem import Problem, from_json, to_json
 from experiments import config as cfg
-from experiments.deployment import deploy
-from experiments.environments import AnsibleCluster, LocalTestbed
-from experiments.errors import EdgeplaceError
+from experiments.environments import AnsibleCluster, Environment, LocalTestbed
 from experiments.measure import measure
-from experiments.modeling import structure_problem
-from experiments.profiling import profile_running_job
+from experiments.spine import profile, running
 from experiments.testbed import state as st, testbed as tb
 from experiments.testbed.spec import TestbedSpec
-from placement import deploy as dp
 from placement.model import Placement
-from placement.policies import plan
+from placement.policies import FLINK_DEFAULT, plan
 from queries import options, registry
 
-Say = Callable[[str], None]
 CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
                 "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
                 "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
@@ -151,11 +148,9 @@ def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
     return True
 
 
-def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | AnsibleCluster", say: Say,
-               progress) -> None:
+def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say, progress) -> None:
     """Cells that share a query and a placement are measured in one deployment, one bandwidth after the
     other (thinnest first): only the tc shaping changes between them, so each deployment is paid once."""
-    target = env.target
     nodes = env.nodes
     if conf.calibrate_speeds:
         nodes = _calibrated(res, env, nodes, say)
@@ -175,11 +170,11 @@ def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | Ansibl
         if needs and c["query"] not in profiled:  # before planning any of its cells: all get predictions
             profiled[c["query"]] = _profile(conf, res, env, q, args, ops, nodes, say)
         base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
-        problem = _with_bandwidth(base, c["bandwidth_mbit"])
+        problem = with_bandwidth(base, c["bandwidth_mbit"])
         placement = _placement(c["policy"], problem, ops)
         pred = None
         if not placement.partial:
-            cost_problem = _with_bandwidth(profiled[c["query"]], c["bandwidth_mbit"]) if c["query"] in profiled else None
+            cost_problem = with_bandwidth(profiled[c["query"]], c["bandwidth_mbit"]) if c["query"] in profiled else None
             pred = predict(cost_problem, placement.assignments) if cost_problem else None
         key = (c["query"], json.dumps(placement.to_json()["assignments"], sort_keys=True), c["repetition"],
                placement.partial)
@@ -198,15 +193,15 @@ def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | Ansibl
         env.before_deploy(members[0][0]["bandwidth_mbit"])
         names = ", ".join(sorted({m[0]["policy"] for m in members}))
         say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")
-        d = deploy(target, q.name, [*args, "--out", str(out_dir)], placement, say=lambda m: None)
-        try:
+        with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
+                     say) as d:
             measured: dict[float, object] = {}
             for c, pl, pred in members:
                 bw = c["bandwidth_mbit"]
                 if bw not in measured:
                     env.set_wan(bw)
                     started = time.time()
-                    m = measure(target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
+                    m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
                                 conf.duration_s, env.wan_counters)
                     measured[bw] = (m, started)
                     (res.root / "samples").mkdir(exist_ok=True)
@@ -221,15 +216,12 @@ def _run_cells(conf, res: Results, todo: list[dict], env: "LocalTestbed | Ansibl
                     + f", {m.wan_bytes_per_event:,.1f} WAN B/event")
                 if progress:
                     progress(done_cells, total)
-        finally:
-            dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
-            env.heal(say)
 
 
 def _calibrated(res: Results, env, nodes, say: Say):
     """Nodes with measured speed factors (measured once per experiment; a resumed run reuses them)."""
+    from costmodel.pricing import with_speeds
     from experiments.calibration import measure_speeds, read_speeds, write_speeds
-    from experiments.modeling import with_speeds
     path = res.root / "speeds.json"
     if not path.exists():
         write_speeds(path, measure_speeds(env, say))
@@ -257,16 +249,8 @@ def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note:
             "started": started, "finished": time.time(), "note": note}
 
 
-def _with_bandwidth(p: Problem, mbit: float) -> Problem:
-    from experiments.modeling import WIRE_EFFICIENCY
-    d = to_json(p)
-    for link in d["links"]:
-        link["up_bytes_per_s"] = link["down_bytes_per_s"] = mbit * 1e6 / 8 * WIRE_EFFICIENCY
-    return from_json(d)
-
-
 def _placement(policy: str, problem: Problem, ops) -> Placement:
-    if policy == "flink-default":
+    if policy == FLINK_DEFAULT:
         srcs = {o.uid: problem.op[o.uid].pin for o in ops if o.is_source}
         return Placement(srcs, meta={"policy": policy, "partial": True})
     return Placement(plan(problem, policy), meta={"policy": policy})
@@ -281,13 +265,9 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     structure = structure_problem(ops, nodes, None)
     where = plan(structure, "cloud-only")
     env.set_wan(None)
-    target = env.target
-    d = deploy(target, q.name, args, Placement(where), say=lambda m: None)
-    try:
-        problem, profs = profile_running_job(target.rest, d.job_id, ops, nodes, None, conf.profile_s, conf.warmup_s)
-    finally:
-        dp.end(target.rest, d.job_id, res.root / "scratch-savepoints")
-        env.heal(say)
+    with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
+        problem, measured = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes)
     path.write_text(json.dumps(to_json(problem), indent=2))
-    (res.root / f"profile-{q.label}.json").write_text(json.dumps([p.to_json() for p in profs], indent=2, default=str))
+    (res.root / f"profile-{q.label}.json").write_text(json.dumps([p.to_json() for p in measured.profiles],
+                                                                 indent=2, default=str))
     return problem

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 VERSION = 1
 
@@ -39,6 +39,10 @@ class Placement:
 
     def resource_of(self, tm_id: str) -> str:
         return self.resources.get(tm_id) or default_resource(tm_id)
+
+    def pins(self) -> dict[str, dict[str, str]]:
+        """What a job needs to pin its operators (its --pins file): uid → TaskManager and its resource."""
+        return {uid: {"taskmanager": tm, "resource": self.resource_of(tm)} for uid, tm in self.assignments.items()}
 
     def to_json(self) -> dict:
         out = {"version": VERSION, "assignments": dict(self.assignments)}

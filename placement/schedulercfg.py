@@ -8,23 +8,12 @@ parsing only checked (they cannot say whose they are, and they follow their owne
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 from placement.model import Placement
-
-KEY_HELPER = "_stream_key_by_map_operator"  # the Python operator PyFlink puts in front of every key_by
+from queries.topology import KEY_HELPER, Task
 
 LINE = re.compile(r"^(?P<task>.+) \((?P<i>\d+)/(?P<n>\d+)\); (?P<host>\S+)$")
-
-
-@dataclass(frozen=True)
-class Task:
-    """A Flink vertex as schedulercfg names it, and the logical operator it belongs to."""
-
-    uid: str
-    task_name: str
-    parallelism: int
 
 
 def emit(placement: Placement, tasks: list[Task], hosts: dict[str, str]) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class JobOptions:
-    placement: str | None
+    pins: str | None              # operator uid → TaskManager + resource (JSON, written by realisation)
     sites: tuple[str, ...]
     rate: float                   # records/s per source; 0 = unthrottled
     events: int                   # per source; 0 = unbounded
@@ -25,7 +25,8 @@ class JobOptions:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=True)
-    p.add_argument("--placement", help="placement JSON; without it Flink places operators itself")
+    p.add_argument("--pins", help="pins JSON (operator uid → TaskManager and its external resource), written "
+                                  "by edgeplace's deploy; operators without a pin are placed by Flink")
     p.add_argument("--sites", default="edge-1", help="comma-separated edge sites, one source each")
     p.add_argument("--rate", type=float, default=1000.0, help="records/s per source, 0 = unthrottled")
     p.add_argument("--events", type=int, default=0, help="records per source, 0 = unbounded")
@@ -57,5 +58,5 @@ def parse(argv: list[str]) -> JobOptions:
     if any(v < 1 for v in par.values()) or a.rate < 0 or a.events < 0:
         raise SystemExit("parallelism must be >= 1, --rate and --events >= 0")
     sites = tuple(s for s in a.sites.split(",") if s)
-    return JobOptions(a.placement, sites, a.rate, a.events, par, a.chaining, a.checkpoint_ms, a.out, a.seed,
+    return JobOptions(a.pins, sites, a.rate, a.events, par, a.chaining, a.checkpoint_ms, a.out, a.seed,
                       kv(a.opt, "--opt"), a.restore_from_file)

@@ -5,7 +5,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 QUERIES = {
     "counts": "queries.counts.job",

@@ -14,11 +14,17 @@ from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 from pyflink.datastream.functions import FlatMapFunction, MapFunction, RuntimeContext
 from pyflink.datastream.slot_sharing_group import SlotSharingGroup
 
-from placement.model import Placement
 from queries.options import JobOptions
 from queries.topology import OpSpec
 
 UNBOUNDED_END = 2 ** 62
+
+
+def read_pins(path: str) -> dict[str, tuple[str, str]]:
+    """The pins file that realisation writes (`placement.realize`): operator uid → (TaskManager id, name of
+    the external resource that only that TaskManager offers)."""
+    with open(path) as fh:
+        return {uid: (pin["taskmanager"], pin["resource"]) for uid, pin in json.load(fh).items()}
 
 
 class JobContext:
@@ -27,7 +33,7 @@ class JobContext:
     def __init__(self, opts: JobOptions, ops: list[OpSpec]):
         self.opts = opts
         self.ops = {op.uid: op for op in ops}
-        self.placement = Placement.read(opts.placement) if opts.placement else None
+        self.pins = read_pins(opts.pins) if opts.pins else {}
         config = Configuration()
         config.set_string("python.operator-chaining.enabled", str(opts.chaining).lower())
         # 200: quick savepoints; smaller bundles make the Java task wait on the Python worker more often,
@@ -54,13 +60,13 @@ class JobContext:
 
     def _group(self, uid: str) -> SlotSharingGroup | None:
         """One group per logical operator, requesting its TaskManager's resource: its parts share a slot, so
-        it uses `parallelism` slots. None without a placement (Flink decides)."""
-        if self.placement is None or uid not in self.placement.assignments:
+        it uses `parallelism` slots. None for an operator without a pin (Flink decides)."""
+        if uid not in self.pins:
             return None
-        tm = self.placement.assignments[uid]
+        tm, resource = self.pins[uid]
         return (SlotSharingGroup.builder(f"{uid}@{tm}")
                 .set_cpu_cores(0.25).set_task_heap_memory_mb(24).set_managed_memory_mb(24)
-                .set_external_resource(self.placement.resource_of(tm), 1.0).build())
+                .set_external_resource(resource, 1.0).build())
 
     def keyed(self, keyed, consumer: str):
         """Pin PyFlink's hidden key-by helper operator(s) of a KeyedStream (or of connected keyed streams)

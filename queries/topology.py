@@ -6,9 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from placement.schedulercfg import KEY_HELPER, Task
-
+KEY_HELPER = "_stream_key_by_map_operator"  # the Python operator PyFlink puts in front of every key_by
 KIND_PREFIX = {"source": "Source: ", "sink": "Sink: ", "operator": ""}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A Flink vertex as Flink names its subtasks (and schedulercfg lists them), and the logical operator it
+    belongs to."""
+
+    uid: str
+    task_name: str
+    parallelism: int
 
 
 @dataclass(frozen=True)

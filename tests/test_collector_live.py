@@ -17,7 +17,7 @@ from collectors.rest import FlinkRest
 from collectors.store import load_samples
 from experiments.testbed import state as st
 from experiments.testbed.testbed import set_wan
-from placement.deploy import stop_with_savepoint
+from placement.flink import stop_with_savepoint
 from placement.model import Placement
 from tests.conftest import TEST_ENV, edgeplace
 

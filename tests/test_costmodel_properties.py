@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from costmodel.predict import predict
 from costmodel.problem import from_json
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 from placement.policies import exhaustive, greedy, optimal, plan
 
 

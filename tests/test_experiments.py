@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from experiments import config as cfg
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 from tests.conftest import TEST_ENV, edgeplace
 
 GOOD = {"name": "t", "policies": ["cloud-only"], "bandwidths_mbit": [1],
@@ -138,10 +138,12 @@ def test_tiny_experiment_interrupted_resumed_and_reported(root_required, tmp_pat
 def test_measured_costs_are_normalised_by_the_speed_of_the_node_they_ran_on(tmp_path):
     from collectors.profiles import OperatorProfile
     from experiments.calibration import read_speeds
-    from experiments.modeling import ClusterNode, problem_from_profiles, with_speeds
+    from collectors.profiles import JobProfile
+    from costmodel.pricing import price, with_speeds
+    from costmodel.problem import Node
     from queries.calibrate import job as calibrate
     from queries import options
-    nodes = with_speeds([ClusterNode("edge-1", "edge-1", 4, 0.5), ClusterNode("cloud-1", "cloud", 8, 2.0)],
+    nodes = with_speeds([Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 2.0)],
                         {"edge-1": 0.25})
     assert [n.speed for n in nodes] == [0.25, 1.0]
     ops = calibrate.topology(options.parse([]))
@@ -151,7 +153,7 @@ def test_measured_costs_are_normalised_by_the_speed_of_the_node_they_ran_on(tmp_
     profiles = [prof("v1", "Events edge-1 gen", 0.1, 100, 100), prof("v2", "Work", 0.4, 100, 50),
                 prof("v3", "Work Sink", 0.1, 50, 0)]
     where = {"src-edge-1": "edge-1", "work": "edge-1", "sink": "cloud-1"}
-    p = problem_from_profiles(ops, profiles, {"v1": "src-edge-1", "v2": "work", "v3": "sink"}, where, nodes, 1)
+    p = price(ops, JobProfile(profiles, {"v1": "src-edge-1", "v2": "work", "v3": "sink"}, where), nodes, 1)
     # 0.4 busy s per s at 100 records/s on a node of speed 0.25: 4 ms there, 1 ms on a node of speed 1
     assert p.op["work"].cost_s_per_record == pytest.approx(0.001)
     assert p.op["sink"].cost_s_per_record == pytest.approx(0.1 / 50)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from experiments import flinkdist
+from placement import flinkdist
 
 
 def test_a_lean_client_has_flink_python_on_its_classpath_and_ships_an_empty_jar(tmp_path):

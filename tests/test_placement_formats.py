@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 from placement import schedulercfg
-from placement.deploy import TaskManagerInfo, check
+from placement.checks import TaskManagerInfo, check
 from placement.model import Placement
 from queries import options
 from queries.counts import job as counts

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from collectors.rest import FlinkRest
-from experiments.errors import EdgeplaceError
-from placement.deploy import actual, stop_with_savepoint
+from common.errors import EdgeplaceError
+from collectors.attribution import actual
+from placement.flink import stop_with_savepoint
 from placement.model import Placement
 from queries import options
 from queries.counts import job as counts
@@ -200,23 +201,24 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
 
     from experiments.testbed import state as st
     from experiments.testbed.testbed import client_conf_dir, heal
-    from placement import deploy as dp
+    from placement import flink
     from queries import registry
 
     placement = Placement(A)
-    pfile = write(tmp_path, "a.json", A)
+    pfile = tmp_path / "pins.json"
+    pfile.write_text(json.dumps(placement.pins()))
     state = st.load()
-    job = dp.submit(registry.script("counts"), ["--placement", pfile, "--rate", "100"],
-                    client_conf_dir(state), None)
+    job = flink.submit(registry.script("counts"), ["--pins", str(pfile), "--rate", "100"],
+                       client_conf_dir(state), None)
     edge = [p for p in state.of_kind("process") if p["name"] == "edge-1"][-1]
     os.kill(edge["pid"], signal.SIGKILL)  # the recorded PID of the TaskManager the source must run on
     restarted: list[str] = []
-    where = dp.wait_verified(REST, job, OPS, placement, timeout=120,
-                             tend=lambda: restarted.extend(heal(st.load(), say=print)))
+    where = flink.wait_verified(REST, job, OPS, placement, timeout=120,
+                                tend=lambda: restarted.extend(heal(st.load(), say=print)))
     assert restarted == ["edge-1"]
     assert where == {u: {tm} for u, tm in A.items()}
     monkeypatch.chdir(tmp_path)
-    dp.end(REST, job, Path("relative-scratch"))
+    flink.end(REST, job, Path("relative-scratch"))
     assert REST.job(job)["state"] == "FINISHED"  # stopped with a savepoint, not cancelled
     assert not (tmp_path / "relative-scratch").exists()  # and the savepoint was discarded
 
@@ -224,17 +226,18 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
 def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testbed, tmp_path):
     """The new job is built while the old one stops; if stopping fails, the waiting client is told to
     give up and ends, and no job is submitted."""
-    from experiments.deployment import Target, deploy
+    from experiments.environments import LocalTestbed
+    from placement.realize import Realizer
 
     def stop_old() -> str:
         raise EdgeplaceError("the old job could not be stopped")
 
     before = REST.get("/jobs/overview")["jobs"]
     with pytest.raises(EdgeplaceError, match="could not be stopped"):
-        deploy(Target.local_testbed(), "counts", ["--rate", "100"], Placement(A), print, stop_old=stop_old)
+        Realizer(LocalTestbed().target, print).deploy("counts", ["--rate", "100"], Placement(A), stop_old=stop_old)
     assert REST.get("/jobs/overview")["jobs"] == before
-    from experiments.testbed import state as st
-    assert not list((st.home() / "placements").glob("restore-*"))  # the hand-over file is gone too
+    from common import paths
+    assert not list((paths.home() / "placements").glob("restore-*"))  # the hand-over file is gone too
 
 
 def test_key_by_helpers_are_pinned_with_their_owner_and_listed_in_schedulercfg(shared_testbed, tmp_path):

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 from experiments.testbed import flinkconf
 from experiments.testbed.spec import TestbedSpec, gateway, members, site_links
 

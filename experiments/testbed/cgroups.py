@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000

@@ -1,7 +1,7 @@
 """Flink config.yaml contents for each testbed process (pure: dicts in, dicts out)."""
 from __future__ import annotations
 
-from experiments.flinkdist import PYTHON_PARENT_FIRST
+from placement.flinkdist import PYTHON_PARENT_FIRST
 from experiments.testbed.spec import Member, TestbedSpec, gateway
 
 

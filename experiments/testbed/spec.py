@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import asdict, dataclass
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 MAX_PER_SIDE = 49  # TaskManager hosts use last octets 101..149 (cloud) and 151..199 (edge)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 SSHD = "/usr/sbin/sshd"
 

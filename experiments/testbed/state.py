@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from experiments.errors import EdgeplaceError
-
-
-def home() -> Path:
-    """Where the testbed keeps its state, configs and logs ($EDGEPLACE_HOME, default ~/.local/state/edgeplace)."""
-    return Path(os.environ.get("EDGEPLACE_HOME", Path.home() / ".local" / "state" / "edgeplace"))
+from collectors.rest import FlinkRest
+from common.errors import EdgeplaceError
+from common.paths import home
 
 
 def state_file() -> Path:
@@ -81,3 +78,20 @@ def locked() -> Iterator[None]:
         except BlockingIOError:
             raise EdgeplaceError("another `edgeplace testbed up/down` is running; wait for it to finish") from None
         yield
+
+
+def require(phase: str = "up") -> State:
+    state = load()
+    if state is None:
+        raise EdgeplaceError("no testbed is up; start one with `edgeplace testbed up`")
+    if state.phase != phase:
+        raise EdgeplaceError(f"the testbed is {state.phase}, not {phase}; run `edgeplace testbed down`")
+    return state
+
+
+def rest_of(state: State, **kwargs) -> FlinkRest:
+    return FlinkRest(f"http://127.0.0.1:{state.spec['rest_port']}", **kwargs)
+
+
+def client_conf_dir(state: State) -> Path:
+    return Path(state.workdir) / "client"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 
 def run(*cmd: str, check: bool = True, ns: str | None = None) -> subprocess.CompletedProcess:

@@ -1,99 +1,21 @@
-"""Realise a placement on a running Flink cluster: check it, submit the job, verify every subtask
-through REST, and redeploy from a savepoint with rollback. The thin I/O half of `placement/`."""
+"""Thin I/O against a Flink cluster: submit a job (`flink run`), wait until every subtask runs where it was
+planned, cancel, stop with a savepoint, end gently."""
 from __future__ import annotations
 
-import json
 import os
 import re
+import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from collectors.attribution import actual
 from collectors.rest import FlinkRest
-from experiments import flinkdist
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
+from placement import flinkdist
 from placement.model import Placement
-from queries.topology import KEY_HELPER, OpSpec, all_tasks
-
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class TaskManagerInfo:
-    id: str
-    host: str
-    slots: int
-    resources: dict[str, float]
-
-
-def cluster_view(rest: FlinkRest) -> dict[str, TaskManagerInfo]:
-    out = {}
-    for tm in rest.taskmanagers():
-        m = re.search(r"@([^:/]+):\d+", tm.get("path", ""))
-        out[tm["id"]] = TaskManagerInfo(tm["id"], m.group(1) if m else "?", tm["slotsNumber"],
-                                        tm.get("totalResource", {}).get("extendedResources", {}))
-    return out
-
-
-def check(placement: Placement, ops: list[OpSpec], cluster: dict[str, TaskManagerInfo]) -> None:
-    """Everything that can be known wrong before submitting, each as one clear message."""
-    uids = {op.uid for op in ops}
-    unknown = sorted(set(placement.assignments) - uids)
-    if unknown:
-        raise EdgeplaceError(f"placement names unknown operator(s) {', '.join(unknown)}; "
-                             f"the job has {', '.join(sorted(uids))}")
-    missing = sorted(uids - set(placement.assignments))
-    if missing and not placement.partial:
-        raise EdgeplaceError(f"operator(s) {', '.join(missing)} are missing from the placement")
-    used: dict[str, int] = {}
-    for op in (o for o in ops if o.uid in placement.assignments):
-        tm = placement.assignments[op.uid]
-        if tm not in cluster:
-            raise EdgeplaceError(f"operator {op.uid} is placed on TaskManager {tm!r}, which is not in the "
-                                 f"cluster ({', '.join(sorted(cluster))})")
-        res = placement.resource_of(tm)
-        if res not in cluster[tm].resources:
-            raise EdgeplaceError(f"TaskManager {tm} offers no external resource {res!r} "
-                                 f"(it has {cluster[tm].resources or 'none'}); it cannot be pinned to")
-        used[tm] = used.get(tm, 0) + op.parallelism
-    for tm, n in sorted(used.items()):
-        if n > cluster[tm].slots:
-            names = [op.uid for op in ops if placement.assignments.get(op.uid) == tm]
-            raise EdgeplaceError(f"TaskManager {tm} has {cluster[tm].slots} slots but the placement puts "
-                                 f"{n} subtasks on it ({', '.join(names)})")
-
-
-def vertex_owners(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None) -> dict[str, str]:
-    """Job vertex id → logical operator uid (or the vertex name when unknown). PyFlink's key-by helper
-    vertex belongs to the operator that feeds it, or to the one it feeds when it reads a union of several
-    (the jobs pin it so: `JobContext.keyed`)."""
-    name_to_uid = {t.task_name: t.uid for t in all_tasks(ops) if t.task_name != KEY_HELPER} if ops else {}
-    vertices = rest.job(job_id)["vertices"]
-    inputs = {n["id"]: [i["id"] for i in n.get("inputs", [])] for n in rest.get(f"/jobs/{job_id}/plan")["plan"]["nodes"]}
-    names = {v["id"]: v["name"] for v in vertices}
-
-    def owner(vid: str) -> str:
-        name = names[vid]
-        if name == KEY_HELPER and len(inputs.get(vid, [])) == 1:
-            return owner(inputs[vid][0])
-        if name == KEY_HELPER:
-            return owner(next(v for v, ins in inputs.items() if vid in ins))
-        return name_to_uid.get(name, name)
-
-    return {vid: owner(vid) for vid in names}
-
-
-def actual(rest: FlinkRest, job_id: str, ops: list[OpSpec] | None = None, ran: bool = False) -> dict[str, set[str]]:
-    """Where each operator's subtasks run now: uid (or vertex name) → set of TaskManager ids ('' = none)."""
-    out: dict[str, set[str]] = {}
-    for vid, uid in vertex_owners(rest, job_id, ops).items():
-        detail = rest.get(f"/jobs/{job_id}/vertices/{vid}")
-        tms = {s.get("taskmanager-id", "") if ran or s.get("status") not in ("CREATED", "SCHEDULED") else ""
-               for s in detail["subtasks"]}
-        out.setdefault(uid, set()).update(tms)
-    return out
+from queries.topology import OpSpec
 
 
 class Submission:
@@ -250,7 +172,6 @@ def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout:
 def end(rest: FlinkRest, job_id: str, scratch: Path, timeout: float = 60) -> None:
     """End a job gently: stop with a savepoint (then discard it), falling back to cancel. Cancelling a
     Python job can take its TaskManager down (Beam's "Reference count must not be negative")."""
-    import shutil
     try:
         path = stop_with_savepoint(rest, job_id, scratch, timeout)
         shutil.rmtree(path.removeprefix("file:"), ignore_errors=True)
@@ -258,25 +179,3 @@ def end(rest: FlinkRest, job_id: str, scratch: Path, timeout: float = 60) -> Non
             scratch.rmdir()
     except Exception:
         cancel(rest, job_id)
-
-
-# ------------------------------------------------------------------ deployment records
-
-def record_path(home: Path, job_id: str) -> Path:
-    return home / "deployments" / f"{job_id}.json"
-
-
-def save_record(home: Path, job_id: str, query: str, args: list[str], placement: Placement | None) -> None:
-    path = record_path(home, job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"job": job_id, "query": query, "args": args,
-                                "placement": placement.to_json() if placement else None}, indent=2))
-
-
-def load_record(home: Path, job_id: str) -> dict | None:
-    path = record_path(home, job_id)
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def placement_of(where: dict[str, set[str]]) -> Placement:
-    return Placement({u: sorted(t)[0] for u, t in where.items() if len(t) == 1 and "" not in t})

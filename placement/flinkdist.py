@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from experiments.errors import EdgeplaceError
+from common.errors import EdgeplaceError
 
 
 @functools.cache

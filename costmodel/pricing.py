@@ -1,4 +1,4 @@
-"""From a profiling run to a planning problem (pure): operator profiles + topology + cluster → Problem.
+"""Pricing (pure): what profiling measured + the job's topology + the cluster's nodes → a planning Problem.
 
 CPU of an operator = Σ over its Flink vertices of busy fraction × parallelism, scaled down where a node's
 busy total exceeds its cores (busy time on a quota-starved node includes waiting for the quota).
@@ -6,47 +6,42 @@ cost_s_per_record = CPU / records into the operator (sources: records out), time
 was measured on (the problem prices costs on a node of speed 1)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
-from collectors.profiles import OperatorProfile
+from collectors.profiles import JobProfile, OperatorProfile
+from common.errors import EdgeplaceError
 from costmodel.problem import CLOUD, Edge, Link, Node, Operator, Problem
-from experiments.errors import EdgeplaceError
 from queries.topology import OpSpec
 
 WIRE_EFFICIENCY = 0.94  # payload share of a shaped link after TCP/IP framing (TESTBED: 107 of 113 bytes)
 
 
-@dataclass(frozen=True)
-class ClusterNode:
-    id: str
-    site: str
-    slots: int
-    cores: float
-    speed: float = 1.0  # relative to the reference node (see experiments.calibration)
+def link_bytes_per_s(mbit: float | None) -> float:
+    """Payload bytes/s of a link shaped at `mbit` each way (None: unshaped, priced as 10 Gbit/s)."""
+    return (mbit if mbit else 10_000.0) * 1e6 / 8 * WIRE_EFFICIENCY
 
 
-def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float) -> list[ClusterNode]:
-    """Testbed TaskManagers as planning nodes; the cloud gets what the edge quotas leave of the machine."""
-    edges = [t for t in taskmanagers if t["site"] != CLOUD]
-    clouds = [t for t in taskmanagers if t["site"] == CLOUD]
-    cloud_cores = max(0.5, machine_cores - edge_cpu * len(edges)) / max(1, len(clouds))
-    return [ClusterNode(t["id"], t["site"] if t["site"] == CLOUD else t["site"], t["slots"],
-                        edge_cpu if t["site"] != CLOUD else cloud_cores) for t in taskmanagers]
-
-
-def links_for(nodes: list[ClusterNode], mbit: float | None) -> list[Link]:
-    bps = (mbit if mbit else 10_000.0) * 1e6 / 8 * WIRE_EFFICIENCY
+def links_for(nodes: list[Node], mbit: float | None) -> list[Link]:
+    bps = link_bytes_per_s(mbit)
     return [Link(n.site, bps, bps) for n in nodes if n.site != CLOUD]
 
 
-def structure_problem(ops: list[OpSpec], nodes: list[ClusterNode], mbit: float | None) -> Problem:
+def with_bandwidth(p: Problem, mbit: float) -> Problem:
+    """The same problem with every link at `mbit` each way."""
+    bps = link_bytes_per_s(mbit)
+    return dataclasses.replace(p, links=tuple(dataclasses.replace(l, up_bytes_per_s=bps, down_bytes_per_s=bps)
+                                              for l in p.links)).validate()
+
+
+def structure_problem(ops: list[OpSpec], nodes: list[Node], mbit: float | None) -> Problem:
     """The job's shape without costs: enough for cloud-only and for checking slots and pins."""
     return _problem(ops, {o.uid: (0.0, 1.0, 0.0) for o in ops}, nodes, mbit)
 
 
-def problem_from_profiles(ops: list[OpSpec], profiles: list[OperatorProfile], owners: dict[str, str],
-                          where: dict[str, str], nodes: list[ClusterNode], mbit: float | None) -> Problem:
-    """`owners`: vertex id → op uid; `where`: op uid → node id during profiling."""
+def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: float | None) -> Problem:
+    """The planning problem of a job from what profiling measured (`measured.owners`: vertex id → op uid;
+    `measured.where`: op uid → node id during profiling)."""
+    profiles, owners, where = measured.profiles, measured.owners, measured.where
     by_op: dict[str, list[OperatorProfile]] = {}
     for p in profiles:
         if p.vertex in owners:
@@ -84,16 +79,16 @@ def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | Non
     return next((p for p in ps if p.name == want), None)
 
 
-def _problem(ops: list[OpSpec], stats: dict, nodes: list[ClusterNode], mbit: float | None) -> Problem:
+def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: float | None) -> Problem:
     operators = tuple(Operator(o.uid, o.parallelism, stats[o.uid][0], stats[o.uid][1], stats[o.uid][2],
                                o.stateful, _pin(o, nodes)) for o in ops)
     edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)
     return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source},
-                   tuple(Node(n.id, n.site, n.slots, n.cores, n.speed) for n in nodes),
+                   tuple(nodes),
                    tuple(links_for(nodes, mbit))).validate()
 
 
-def _pin(op: OpSpec, nodes: list[ClusterNode]) -> str | None:
+def _pin(op: OpSpec, nodes: list[Node]) -> str | None:
     """Sources run where their data is born: the TaskManager of their edge site."""
     if not op.is_source:
         return None
@@ -101,6 +96,6 @@ def _pin(op: OpSpec, nodes: list[ClusterNode]) -> str | None:
     return node.id if node else op.site
 
 
-def with_speeds(nodes: list[ClusterNode], speeds: dict[str, float]) -> list[ClusterNode]:
+def with_speeds(nodes: list[Node], speeds: dict[str, float]) -> list[Node]:
     """Nodes with measured speeds (nodes not in `speeds` keep theirs)."""
-    return [ClusterNode(n.id, n.site, n.slots, n.cores, speeds.get(n.id, n.speed)) for n in nodes]
+    return [dataclasses.replace(n, speed=speeds.get(n.id, n.speed)) for n in nodes]

@@ -1,0 +1,19 @@
+"""Profile a running job: sample its metrics, compute a profile per vertex, attribute vertices to the job's
+logical operators and note where each operator ran."""
+from __future__ import annotations
+
+from collectors.attribution import actual, vertex_owners
+from collectors.profiles import JobProfile, profiles
+from collectors.rest import FlinkRest
+from collectors.sampler import sample
+from queries.topology import OpSpec
+
+MIN_PROFILE_S = 25.0  # the JobManager refreshes metrics every 10 s: a profile needs two fresh snapshots
+
+
+def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float, warmup: float = 0.0) -> JobProfile:
+    """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it."""
+    run = sample(rest, job_id, max(MIN_PROFILE_S, seconds), interval=2.5, warmup=warmup)
+    uids = {o.uid for o in ops}
+    where = {uid: sorted(tms)[0] for uid, tms in actual(rest, job_id, ops).items() if tms and uid in uids}
+    return JobProfile(profiles(run.frame()), vertex_owners(rest, job_id, ops), where)

@@ -1,0 +1,4 @@
+"""`python -m experiments.cli` = `edgeplace`."""
+from experiments.cli import main
+
+main()

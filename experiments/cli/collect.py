@@ -1,0 +1,68 @@
+"""`edgeplace collect / profile`: sample a running job, and profile the samples."""
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from common.errors import EdgeplaceError
+from experiments.cli.output import console, err_console, num, pct, say
+
+
+@click.command("collect")
+@click.option("--job", "job_id", required=True)
+@click.option("--duration", default=60.0, show_default=True, help="seconds of samples to keep")
+@click.option("--interval", default=5.0, show_default=True, help="seconds between polls")
+@click.option("--warmup", default=0.0, show_default=True, help="seconds to sample and discard first")
+@click.option("--rest", "rest_url", help="JobManager REST URL (default: the local testbed)")
+@click.option("--out", required=True, help="Parquet file for the tidy samples")
+def collect_cmd(job_id, duration, interval, warmup, rest_url, out) -> None:
+    """Sample a running job's per-subtask metrics (and WAN bytes on the testbed) into Parquet."""
+    from rich.progress import Progress
+    from collectors.rest import FlinkRest
+    from collectors.store import save_samples
+    from collectors.sampler import sample
+    wan = None
+    if rest_url:
+        rest = FlinkRest(rest_url)
+    else:
+        from experiments.testbed.testbed import require, rest_of, wan_counters
+        state = require()
+        rest, wan = rest_of(state), (lambda: wan_counters(state))
+    rest.running_job(job_id)
+    total = warmup + duration
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task(f"collecting {job_id[:8]}", total=total)
+        run = sample(rest, job_id, duration, interval, wan, progress=lambda t: bar.update(task, completed=t),
+                     warmup=warmup)
+    kept = save_samples(run, out, {"job": job_id, "interval": interval, "warmup": warmup})
+    say(f"{kept} samples written to {out}" + (f"; {len(run.gaps)} gap(s) without answers" if run.gaps else ""))
+    if run.stopped_because:
+        raise EdgeplaceError(f"collection stopped early: {run.stopped_because}; the {kept} samples taken are in {out}")
+
+
+@click.command("profile")
+@click.argument("samples_file")
+@click.option("--json", "as_json", is_flag=True)
+def profile_cmd(samples_file, as_json) -> None:
+    """Per-operator profile (true rates, selectivity, bytes/record, busy/idle/backpressure) from samples."""
+    from collectors.profiles import profiles, wan_rates
+    from collectors.store import load_samples
+    df, meta = load_samples(samples_file)
+    profs = profiles(df)
+    wan = wan_rates(df)
+    if as_json:
+        click.echo(json.dumps({"operators": [p.to_json() for p in profs], "wan_bytes_per_s": wan,
+                               "meta": meta}, indent=2, default=str))
+        return
+    t = Table("operator", "par", "true in/s", "true out/s", "in/s", "out/s",
+              "sel.", "B/rec", "busy", "idle", "bp", "n", "spread", "flags")
+    for p in profs:
+        t.add_row(p.name, str(p.parallelism), num(p.true_processing_rate), num(p.true_output_rate),
+                  num(p.observed_in_rate), num(p.observed_out_rate), num(p.selectivity, 4),
+                  num(p.bytes_out_per_record), pct(p.busy), pct(p.idle), pct(p.backpressure), str(p.samples),
+                  pct(p.spread), "; ".join(p.flags))
+    console.print(t)
+    for k, v in sorted(wan.items()):
+        console.print(f"WAN {k}: {v * 8 / 1e6:.3f} Mbit/s ({v:,.0f} B/s)")

@@ -1,0 +1,136 @@
+"""Starting the testbed's processes: Flink configs, a JobManager/TaskManager/sshd in its CPU group and
+namespace (recorded before it runs), and waiting until TaskManagers have registered."""
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from common.errors import EdgeplaceError
+from common.say import Say
+from experiments.testbed import cgroups, pyworkers, sshhosts, state as st
+from experiments.testbed.processes import ProcRef
+from experiments.testbed.spec import TestbedSpec, members, site_links
+from placement import flinkdist
+from experiments.testbed.state import rest_of
+
+
+def start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
+    """sshd in every edge namespace (inside its CPU group) and an inventory for Ansible; no Flink."""
+    d = Path(state.workdir) / "ssh"
+    key = sshhosts.make_keys(d)
+    hosts = []
+    for m in (m for m in members(spec) if m.is_edge):
+        conf = sshhosts.sshd_config(d, m.host)
+        start(state, f"sshd-{m.id}", "sshd", d / m.id, True, m.netns, m.cpu_cores, sshhosts.sshd_argv(conf))
+        ns_if = next(l.ns_if for l in site_links(spec) if l.netns == m.netns)
+        hosts.append({"name": m.id, "addr": m.host, "site": m.site, "netns": m.netns, "ifname": ns_if,
+                      "slots": spec.cloud_slots if not hosts else m.slots})  # the first is the cloud host
+    state.ssh_hosts = hosts
+    inv = Path(state.workdir) / "inventory.yml"
+    sshhosts.write_inventory(inv, sshhosts.inventory(hosts, key, Path(state.workdir) / "hosts",
+                                                     spec.rest_port, spec.rpc_port))
+    deadline = time.monotonic() + 15
+    pending = list(hosts)
+    while pending and time.monotonic() < deadline:
+        pending = [h for h in pending if not _port_open(h["addr"], 22)]
+        time.sleep(0.2)
+    if pending:
+        raise EdgeplaceError(f"sshd did not start on {', '.join(h['addr'] for h in pending)} "
+                             f"(logs under {d})")
+    state.phase = "up"
+    state.up_seconds = round(time.time() - state.started_at, 1)
+    state.save()
+    say(f"{len(hosts)} SSH hosts up ({', '.join(h['addr'] for h in hosts)}); inventory: {inv}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def write_conf(d: Path, conf: dict) -> None:
+    (d / "log").mkdir(parents=True, exist_ok=True)
+    (d / "tmp").mkdir(exist_ok=True)
+    (d / "config.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+    flinkdist.copy_log_configs(d)
+
+
+def flink_lib(state: st.State) -> Path:
+    """FLINK_LIB_DIR of the JobManager and TaskManagers: Flink's lib plus flink-python."""
+    return Path(state.workdir) / "flink-lib"
+
+
+def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: str | None,
+           cores: float | None, argv: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
+    """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it.
+    A TaskManager gets its pre-warmed Python worker server (`pyworkers`) beside it, as its child."""
+    fg = argv or [str(flinkdist.flink_home() / "bin" / f"{kind}.sh"), "start-foreground"]
+    extra_env = dict(extra_env or {})
+    if kind == "taskmanager" and argv is None:
+        sock = pyworkers.socket_name(state.workdir, name)
+        extra_env.update({pyworkers.ENV_SOCKET: sock, "FLINK_LIB_DIR": str(flink_lib(state))})
+        serve = shlex.join([flinkdist.python_executable(), "-m", "experiments.testbed.pyworkers", "serve", sock])
+        fg = ["sh", "-c", f"{serve} $$ >> {shlex.quote(str(d / 'log' / 'pyworkers.out'))} 2>&1 & exec {shlex.join(fg)}"]
+    cmd = shlex.join(fg)
+    cg_path = None
+    if isolate:
+        cg_name = f"edgeplace/{Path(state.workdir).parent.name}/{name}"
+        cg_path = cgroups.group_path(cg_name)
+        state.record("cgroup", path=str(cg_path))
+        cgroups.create(cg_name, cores)
+        prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
+        argv = ["sh", "-c", f"echo $$ > {shlex.quote(str(cg_path / 'cgroup.procs'))} && exec {prefix}{cmd}"]
+    else:
+        argv = fg
+    env = {**os.environ, "FLINK_CONF_DIR": str(d), "FLINK_LOG_DIR": str(d / "log"), "FLINK_PID_DIR": str(d / "tmp"),
+           **extra_env}
+    (d / "log").mkdir(parents=True, exist_ok=True)
+    with open(d / "log" / "console.out", "wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    ref = ProcRef.of(proc.pid)
+    state.record("process", name=name, pid=ref.pid, create_time=ref.create_time,
+                 cgroup=str(cg_path) if cg_path else None, log=str(d / "log"))
+
+
+def wait_registered(state: st.State, timeout: float, stale: dict[str, str | None] | None = None) -> None:
+    """Until every TaskManager is registered with its resource; for ids in `stale`, a registration under the
+    old RPC path (the dead process, until the JobManager's heartbeat times out) does not count."""
+    stale = stale or {}
+    rest = rest_of(state, timeout=2.0, retries=0)
+    want = {tm["id"] for tm in state.taskmanagers}  # each with its resource
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        for p in {p["name"]: p for p in state.of_kind("process")}.values():
+            if ProcRef(p["pid"], p["create_time"]).alive() is None:
+                raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
+        try:  # registered AND reporting its external resource (it arrives a moment after registration)
+            seen = {tm["id"] for tm in rest.taskmanagers()
+                    if tm.get("totalResource", {}).get("extendedResources") and
+                    (tm["id"] not in stale or tm.get("path") != stale[tm["id"]])}
+        except Exception:
+            seen = set()
+        if want <= seen:
+            return
+        time.sleep(0.3)
+    missing = sorted(want - seen)
+    raise EdgeplaceError(f"timed out after {timeout:.0f} s waiting for TaskManagers {', '.join(missing)} "
+                         f"to register (logs under {state.workdir})")
+
+
+def _log_tail(log_dir: str, lines: int = 15) -> str:
+    logs = sorted(Path(log_dir).glob("*.log")) + [Path(log_dir) / "console.out"]
+    for f in logs:
+        if f.exists() and f.stat().st_size:
+            return "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log output)"

@@ -1,0 +1,87 @@
+"""Taking the testbed down: end every process it recorded (and their descendants, process groups and
+cgroup members), then remove the recorded cgroups, namespaces, links and folders in reverse order."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import psutil
+
+from common.errors import EdgeplaceError
+from common.say import Say
+from experiments.testbed import cgroups, network, state as st
+from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
+
+
+def teardown(state: st.State, say: Say) -> None:
+    t0 = time.monotonic()
+    errors: list[str] = []
+    procs = testbed_processes(state)
+    if procs:
+        terminate(procs)
+    for r in reversed(state.resources):
+        try:
+            if r["kind"] == "cgroup":
+                cgroups.remove(Path(r["path"]))
+            elif r["kind"] == "netns":
+                network.delete_netns(r["name"])
+            elif r["kind"] == "link":
+                network.delete_link(r["name"])
+            elif r["kind"] == "dir":
+                shutil.rmtree(r["path"], ignore_errors=True)
+        except EdgeplaceError as exc:
+            errors.append(str(exc))
+    if errors:
+        state.save()
+        raise EdgeplaceError("testbed down could not remove everything: " + "; ".join(errors))
+    st.forget()
+    say(f"testbed down: {len(procs)} processes ended, {len(state.resources)} recorded resources removed "
+        f"in {time.monotonic() - t0:.1f} s")
+
+
+def testbed_processes(state: st.State) -> list[psutil.Process]:
+    """Recorded processes, their descendants, their process groups and everything in their cgroups."""
+    found: dict[int, psutil.Process] = {}
+    for p in state.of_kind("process"):
+        ref = ProcRef(p["pid"], p["create_time"])
+        live = ref.alive()
+        if live:
+            for q in with_descendants(live):
+                found[q.pid] = q
+        for q in same_group(ref.pid):
+            try:
+                if q.create_time() >= ref.create_time - 0.05:
+                    found[q.pid] = q
+            except psutil.Error:
+                pass
+    for r in state.of_kind("netns"):  # whatever runs in our namespaces (e.g. started over SSH)
+        for pid in network.netns_pids(r["name"]):
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                pass
+    for r in state.of_kind("cgroup"):
+        for pid in cgroups.pids(Path(r["path"])):
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                pass
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def record_workers(state: st.State) -> list[int]:
+    """PIDs in the testbed's cgroups/process groups that it did not start itself (Python UDF workers)."""
+    started = {p["pid"] for p in state.of_kind("process")}
+    extra = sorted(p.pid for p in testbed_processes(state)
+                   if p.pid not in started and _is_python(p))
+    return extra
+
+
+def _is_python(p: psutil.Process) -> bool:
+    try:
+        return "python" in p.name() or "beam" in p.name() or "pyflink" in " ".join(p.cmdline())
+    except psutil.Error:
+        return False

@@ -1,0 +1,149 @@
+"""Placement heuristics and the exhaustive oracle (pure): cloud-only, edge-max, greedy (offload ranking),
+exhaustive. Each returns an assignment operator id → node id that respects pins and slots."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import networkx as nx
+
+from common.errors import EdgeplaceError
+from costmodel.predict import check_placement, predict
+from costmodel.problem import CLOUD, Node, Problem
+from costmodel.ranking import offload_ranking
+
+EXHAUSTIVE_LIMIT = 2_000_000
+TIE = 1e-6  # relative: two λ* this close are equal, and the fewer WAN bytes decide
+
+
+def _fill(p: Problem, order: list[str], prefer) -> dict[str, str]:
+    """Assign operators in `order` to the first allowed node (by `prefer(op)` ranking) with free slots."""
+    free = {n.id: n.slots for n in p.nodes}
+    out = {}
+    for v in order:
+        for n in prefer(v):
+            if free[n] >= p.op[v].parallelism:
+                out[v] = n
+                free[n] -= p.op[v].parallelism
+                break
+        else:
+            raise EdgeplaceError(f"no node has {p.op[v].parallelism} free slots for operator {v} "
+                                 f"(allowed: {', '.join(p.allowed(v))})")
+    return out
+
+
+def _pinned_first(p: Problem) -> list[str]:
+    """Pinned operators first, then first-fit decreasing: the most slots first."""
+    return sorted(p.op, key=lambda v: (p.op[v].pin is None, -p.op[v].parallelism, len(p.allowed(v))))
+
+
+def cloud_only(p: Problem) -> dict[str, str]:
+    """Pinned operators (sources) at their site, everything else in the cloud (fastest nodes first)."""
+    def prefer(v):
+        allowed = p.allowed(v)
+        cloud = sorted((n for n in allowed if p.node[n].site == CLOUD), key=lambda n: -p.node[n].speed * p.node[n].cores)
+        return cloud + [n for n in allowed if n not in cloud]
+    return _fill(p, _pinned_first(p), prefer)
+
+
+def edge_max(p: Problem) -> dict[str, str]:
+    """Everything that fits at the edge site of its sources (no round trip through the cloud)."""
+    out = cloud_only(p)
+    for v in nx.topological_sort(p.graph):
+        if p.op[v].pin:
+            continue
+        sites = {p.node[out[u]].site for u in p.graph.predecessors(v)}
+        if len(sites) != 1 or CLOUD in sites:
+            continue
+        site = sites.pop()
+        for n in (n for n in p.allowed(v) if p.node[n].site == site):
+            trial = {**out, v: n}
+            try:
+                check_placement(p, trial)
+            except EdgeplaceError:
+                continue
+            out = trial
+            break
+    return out
+
+
+def greedy(p: Problem) -> dict[str, str]:
+    """From cloud-only, repeatedly move the best-ranked eligible operator to the edge while that raises λ*
+    (or keeps it and saves WAN bytes); the ranking is recomputed after each move."""
+    out = cloud_only(p)
+    best = predict(p, out)
+    moved = True
+    while moved:
+        moved = False
+        for entry in offload_ranking(p, out):
+            if not entry.eligible:
+                continue
+            for n in entry.candidates:
+                trial = {**out, entry.op: n}
+                try:
+                    pred = predict(p, trial)
+                except EdgeplaceError:
+                    continue
+                if _better(pred, best):
+                    out, best, moved = trial, pred, True
+                    break
+            if moved:
+                break
+    return out
+
+
+def _better(a, b) -> bool:
+    """Prediction a beats b: larger λ*, or equal within TIE and fewer WAN bytes."""
+    if b is None:
+        return True
+    if a.max_rate > b.max_rate * (1 + TIE) or (math.isinf(a.max_rate) and not math.isinf(b.max_rate)):
+        return True
+    same = math.isclose(a.max_rate, b.max_rate, rel_tol=TIE) or a.max_rate == b.max_rate
+    return same and a.wan_bytes_per_unit_rate < b.wan_bytes_per_unit_rate * (1 - TIE) - 1e-12
+
+
+def exhaustive(p: Problem) -> dict[str, str]:
+    """Every distinct placement (interchangeable nodes counted once); refuses problems too large to enumerate."""
+    ops = list(p.op)
+    classes: dict[tuple, list[str]] = {}
+    for n in p.nodes:
+        classes.setdefault(interchangeable(n), []).append(n.id)
+    size = math.prod(len(p.allowed(v)) for v in ops)
+    if size > EXHAUSTIVE_LIMIT:
+        raise EdgeplaceError(f"exhaustive search would visit {size:,} placements (limit {EXHAUSTIVE_LIMIT:,}); "
+                             "use --policy optimal")
+    cls_of = {n: k for k, ids in classes.items() for n in ids}
+    best, best_pred = None, None
+    for combo in itertools.product(*(p.allowed(v) for v in ops)):
+        if not _canonical(combo, cls_of, classes, p):
+            continue
+        asg = dict(zip(ops, combo))
+        try:
+            pred = predict(p, asg)
+        except EdgeplaceError:
+            continue
+        if _better(pred, best_pred):
+            best, best_pred = asg, pred
+    if best is None:
+        raise EdgeplaceError("no placement satisfies the pins and slot limits")
+    return best
+
+
+def _canonical(combo, cls_of, classes, p) -> bool:
+    """Interchangeable nodes are used in order of first use (node i+1 of a class only after node i)."""
+    used: dict[tuple, int] = {}
+    for n in combo:
+        k = cls_of[n]
+        ids = classes[k]
+        if len(ids) == 1 or any(p.op[v].pin == n for v in p.op):
+            continue
+        i = ids.index(n)
+        if i > used.get(k, -1) + 1:
+            return False
+        used[k] = max(used.get(k, -1), i)
+    return True
+
+
+def interchangeable(n: Node) -> tuple:
+    """Nodes with the same key can swap their operators without changing any prediction."""
+    return (n.site, n.slots, n.cores, n.speed)

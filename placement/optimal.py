@@ -1,0 +1,223 @@
+"""The optimal placement (pure): a MILP solved by HiGHS through scipy.optimize.milp."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import lil_matrix
+
+from common.errors import EdgeplaceError
+from costmodel.predict import predict
+from costmodel.problem import CLOUD, Problem
+from placement.heuristics import TIE, cloud_only, interchangeable
+
+GAP = 1e-7  # relative MIP gap: below TIE (λ ties) and below the 1e-6 WAN tolerance of the property tests
+PRESOLVE = False  # HiGHS presolve returned a worse "optimum" (see the test on it)
+SOLVE_LOG: list[tuple[float, int]] = []  # (seconds, status) of each MILP solve, for benchmarks
+
+
+@dataclass(frozen=True)
+class _Bin:
+    """What the MILP places operators on: one node, or a class of interchangeable nodes taken as one."""
+    site: str
+    slots: int  # per member node
+    cores: float  # per member node
+    speed: float
+    members: tuple[str, ...]
+
+
+def _bins(p: Problem, aggregate: bool) -> list[_Bin]:
+    """Nodes grouped into classes of interchangeable ones (same site, slots, cores and speed; a node named by
+    a pin stays alone) when `aggregate`, else one bin per node."""
+    named = {o.pin for o in p.operators}
+    groups: dict[tuple, list[str]] = {}
+    for n in p.nodes:
+        key = interchangeable(n) if aggregate and n.id not in named else (n.id,)
+        groups.setdefault(key, []).append(n.id)
+    return [_Bin(p.node[ids[0]].site, p.node[ids[0]].slots, p.node[ids[0]].cores, p.node[ids[0]].speed,
+                 tuple(ids)) for ids in groups.values()]
+
+
+class _Milp:
+    """The placement MILP on bins, in U = T · scale (T = 1/λ; scale ≈ λ of a heuristic placement, so the
+    objective is O(1): HiGHS also stops at an absolute gap of 1e-6, which would make T ≈ 1e-7 look solved).
+    For a class bin, CPU and slots are summed over its members and each operator must fit one member: a
+    relaxation of the per-node model, exact once its solution is packed onto the members."""
+
+    def __init__(self, p: Problem, bins: list[_Bin], scale: float):
+        self.bins = bins
+        ops = list(p.op)
+        sites = sorted({p.node[n].site for n in p.node} - {CLOUD})
+        r = p.rates
+        allowed = {v: set(p.allowed(v)) for v in ops}
+        self.xi = {key: i for i, key in enumerate((v, b) for v in ops for b, bn in enumerate(bins)
+                                                  if set(bn.members) & allowed[v] and p.op[v].parallelism <= bn.slots)}
+        nx_ = len(self.xi)
+        self.load = {(v, b): r[v] * p.op[v].cost_s_per_record / bins[b].speed for (v, b) in self.xi}
+        yi = {}
+        for e in p.edges:
+            for s in sites:
+                for d in ("up", "down"):
+                    yi[(e.src, e.dst, s, d)] = nx_ + len(yi)
+        self.ti = ti = nx_ + len(yi)
+        nvar = ti + 1
+        rows: list[dict[int, float]] = []
+        lo: list[float] = []
+        hi: list[float] = []
+
+        def add(coefs: dict[int, float], lb: float, ub: float) -> None:
+            if lb in (0, -np.inf) and ub in (0, np.inf):  # homogeneous row: normalise (HiGHS drops tiny values)
+                big = max((abs(c) for c in coefs.values()), default=0.0)
+                if big > 0:
+                    coefs = {i: c / big for i, c in coefs.items()}
+            rows.append(coefs)
+            lo.append(lb)
+            hi.append(ub)
+
+        on: dict[str, list[tuple[int, int]]] = {v: [] for v in ops}  # operator → its (bin, variable)s
+        held: dict[int, list[tuple[str, int]]] = {b: [] for b in range(len(bins))}  # bin → (operator, variable)s
+        for (v, b), i in self.xi.items():
+            on[v].append((b, i))
+            held[b].append((v, i))
+        for v in ops:  # each operator on exactly one bin
+            if not on[v]:
+                raise EdgeplaceError(f"no node it may run on has {p.op[v].parallelism} slots for operator {v}")
+            add({i: 1.0 for _, i in on[v]}, 1, 1)
+        for b, bn in enumerate(bins):  # slots, and CPU: Σ r cost / speed · x ≤ cores · T
+            idx = held[b]
+            if idx:
+                m = len(bn.members)
+                add({i: p.op[v].parallelism for v, i in idx}, -np.inf, bn.slots * m)
+                cpu = {i: self.load[(v, b)] for v, i in idx}
+                if any(cpu.values()):
+                    add({**cpu, ti: -bn.cores * m / scale}, -np.inf, 0)
+                if m > 1:  # each operator within one member's cores
+                    for v, i in idx:
+                        if self.load[(v, b)] > 0:
+                            add({i: self.load[(v, b)], ti: -bn.cores / scale}, -np.inf, 0)
+        for v in ops:  # one operator's subtasks: Σ_b r cost / speed_b · x_vb ≤ parallelism · T
+            sub = {i: self.load[(v, b)] for b, i in on[v] if self.load[(v, b)] > 0}
+            if sub:
+                add({**sub, ti: -p.op[v].parallelism / scale}, -np.inf, 0)
+        at_site = {s: [b for b, bn in enumerate(bins) if bn.site == s] for s in sites}
+        for (u, v, s, d), i in yi.items():  # y ≥ X_u,s − X_v,s (up) or X_v,s − X_u,s (down)
+            a, c = (u, v) if d == "up" else (v, u)
+            coefs = {i: 1.0}
+            for b in at_site[s]:
+                if (a, b) in self.xi:
+                    coefs[self.xi[(a, b)]] = coefs.get(self.xi[(a, b)], 0) - 1.0
+                if (c, b) in self.xi:
+                    coefs[self.xi[(c, b)]] = coefs.get(self.xi[(c, b)], 0) + 1.0
+            add(coefs, 0, np.inf)
+        byts = {(e.src, e.dst): r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
+                for e in p.edges}
+        for s in sites:
+            for d in ("up", "down"):
+                cap = p.link[s].up_bytes_per_s if d == "up" else p.link[s].down_bytes_per_s
+                coefs = {yi[(u, v, s, d)]: byts[(u, v)] for (u, v) in byts if byts[(u, v)] > 0}
+                if coefs:
+                    add({**coefs, ti: -cap / scale}, -np.inf, 0)
+        self.wan = np.zeros(nvar)
+        for (u, v, s, d), i in yi.items():
+            self.wan[i] = byts[(u, v)]
+        A = lil_matrix((len(rows) + 1, nvar))  # the last row: an optional lower bound on WAN bytes
+        for k, coefs in enumerate(rows):
+            for i, c in coefs.items():
+                A[k, i] = c
+        wan_norm = self.wan / self.wan.max() if self.wan.max() > 0 else self.wan
+        for i in np.nonzero(wan_norm)[0]:
+            A[len(rows), i] = wan_norm[i]
+        self.wan_norm = wan_norm
+        self.A, self.lo, self.hi = A.tocsr(), np.array(lo + [-np.inf]), np.array(hi + [np.inf])
+        self.integrality = np.zeros(nvar)
+        self.integrality[:nx_] = 1
+        self.nvar = nvar
+
+    def solve(self, c, t_lo: float, t_hi: float, wan_lo: float = -np.inf):
+        lb, ub = np.zeros(self.nvar), np.ones(self.nvar)
+        lb[self.ti], ub[self.ti] = t_lo, t_hi
+        lo = self.lo.copy()
+        lo[-1] = wan_lo
+        t0 = time.perf_counter()
+        res = milp(c, constraints=LinearConstraint(self.A, lo, self.hi), integrality=self.integrality,
+                   bounds=Bounds(lb, ub), options={"mip_rel_gap": GAP, "presolve": PRESOLVE})
+        SOLVE_LOG.append((time.perf_counter() - t0, res.status))
+        return res if res.status == 0 else None
+
+    def lexicographic(self, target_u: float | None, t_lo: float = 0.0, wan_lo: float = -np.inf):
+        """(solution, U it must be packed at, U of the best λ): max λ, then fewest WAN bytes — or, with a
+        target, the fewest WAN bytes at that U. None when infeasible."""
+        if target_u is not None:
+            res = self.solve(self.wan_norm, target_u, target_u, wan_lo)
+            return (res, target_u, target_u) if res is not None else None
+        c = np.zeros(self.nvar)
+        c[self.ti] = 1.0
+        first = self.solve(c, t_lo, np.inf)
+        if first is None:
+            return None
+        t_best = first.x[self.ti]
+        cap = t_best * (1 + TIE / 10)
+        res = self.solve(self.wan_norm, 0, cap, wan_lo) or first
+        return res, cap, t_best
+
+    def assignment(self, res) -> dict[str, int]:
+        return {v: b for (v, b), i in self.xi.items() if res.x[i] > 0.5}
+
+
+def _pack(p: Problem, bn: _Bin, items: list[str], load: dict[str, float], t_cap: float) -> dict[str, str] | None:
+    """A class's operators onto its member nodes (first fit decreasing by CPU, then slots), each node within
+    its slots and within cores · t_cap of CPU; None when that fails."""
+    out: dict[str, str] = {}
+    slots = dict.fromkeys(bn.members, bn.slots)
+    cpu = dict.fromkeys(bn.members, bn.cores * t_cap * (1 + 1e-9))
+    for v in sorted(items, key=lambda v: (-load[v], -p.op[v].parallelism, v)):
+        n = next((n for n in bn.members if slots[n] >= p.op[v].parallelism and cpu[n] >= load[v]), None)
+        if n is None:
+            return None
+        out[v] = n
+        slots[n] -= p.op[v].parallelism
+        cpu[n] -= load[v]
+    return out
+
+
+def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
+    """MILP (HiGHS): maximise λ* — minimise T = 1/λ, which makes every constraint linear — then, among
+    placements within TIE of the best T (or sustaining `target_rate`), the fewest WAN bytes per unit λ.
+    Interchangeable nodes are solved as one class (no symmetric copies to search) and the solution packed
+    onto them; a class whose packing fails is split into its nodes and the model solved again. Each model
+    relaxes the per-node one, so a solution that packs is optimal, and each bounds the next."""
+    if target_rate is not None and target_rate <= 0:
+        raise EdgeplaceError("--target-rate must be > 0")
+    try:
+        lam_h = predict(p, cloud_only(p)).max_rate
+    except EdgeplaceError:
+        lam_h = math.nan
+    scale = lam_h if math.isfinite(lam_h) and lam_h > 0 else 1.0
+    target_u = scale / target_rate if target_rate is not None else None
+    t_lo = 0.0
+    split: set[tuple[str, ...]] = set()
+    while True:
+        bins = [b for c in _bins(p, aggregate=True) for b in
+                ([_Bin(c.site, c.slots, c.cores, c.speed, (n,)) for n in c.members] if c.members in split else [c])]
+        model = _Milp(p, bins, scale)
+        sol = model.lexicographic(target_u, t_lo)
+        if sol is None:
+            raise EdgeplaceError(f"no placement sustains a source rate of {target_rate:g}" if target_rate
+                                 else "no placement satisfies the pins and slot limits")
+        res, cap, t_best = sol
+        on_bin = model.assignment(res)
+        out: dict[str, str] = {}
+        for b, bn in enumerate(bins):
+            items = [v for v, bb in on_bin.items() if bb == b]
+            packed = _pack(p, bn, items, {v: model.load[(v, b)] for v in items}, cap / scale)
+            if packed is None:
+                split.add(bn.members)
+            else:
+                out.update(packed)
+        if len(out) == len(on_bin):
+            return out
+        if target_u is None:
+            t_lo = t_best * (1 - 1e-9)

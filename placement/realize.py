@@ -1,0 +1,152 @@
+"""Realise a placement on a Flink cluster: check it, submit, verify; redeploy from a savepoint with rollback.
+
+`Realizer` is the one interface the rest of edgeplace uses (the CLI, the runner, calibration, the closed
+loop); `placement.flink` holds the REST and `flink run` calls behind it."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from collectors.rest import FlinkRest
+from common import paths
+from common.errors import EdgeplaceError
+from common.say import Say, quiet
+from placement import flink, records, schedulercfg
+from placement.checks import check, cluster_view
+from placement.model import Placement
+from queries import options, registry
+from queries.topology import OpSpec, all_tasks
+
+JOB_PLACEMENT_ARGS = ("--pins", "--placement")
+
+
+@dataclass
+class Target:
+    """A Flink cluster: its REST API, the config dir of the `flink run` client, and `tend`, which repairs
+    the cluster (e.g. restarts TaskManagers that died) before a submission and while one is verified."""
+
+    rest: FlinkRest
+    conf_dir: Path
+    tend: Callable[[Say], object] | None = None
+
+
+@dataclass
+class Deployed:
+    job_id: str
+    where: dict[str, set[str]]
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def operators(query: str, job_args: list[str]) -> list[OpSpec]:
+    """The logical operators of `query` run with `job_args`."""
+    return registry.load(query).topology(options.parse(job_args))
+
+
+def load_placement(placement: str | None, scfg: str | None, ops: list[OpSpec], rest: FlinkRest) -> Placement | None:
+    """A placement from placement JSON or from a schedulercfg file (hosts resolved through the cluster)."""
+    if placement and scfg:
+        raise EdgeplaceError("give --placement or --schedulercfg, not both")
+    if scfg:
+        try:
+            text = Path(scfg).read_text()
+        except OSError as exc:
+            raise EdgeplaceError(f"cannot read schedulercfg {scfg}: {exc.strerror}") from exc
+        hosts = {tm.id: tm.host for tm in cluster_view(rest).values()}
+        return schedulercfg.parse(text, all_tasks(ops), hosts, scfg)
+    return Placement.read(placement) if placement else None
+
+
+class Realizer:
+    """deploy / redeploy / end on one target."""
+
+    def __init__(self, target: Target, say: Say = quiet):
+        self.target, self.rest, self.say = target, target.rest, say
+
+    def deploy(self, query: str, job_args: list[str], placement: Placement | None, timeout: float = 90,
+               savepoint: str | None = None, stop_old: Callable[[], str] | None = None) -> Deployed:
+        """Check, submit, verify. Bad placements are rejected before anything is submitted (or stopped).
+        With `stop_old` (stops the job being replaced, returns its savepoint), the new job is built while the
+        old one stops, and starts from that savepoint."""
+        if any(a == k or a.startswith(k + "=") for a in job_args for k in JOB_PLACEMENT_ARGS):
+            raise EdgeplaceError("pass the placement with edgeplace's --placement/--schedulercfg, not as a job argument")
+        ops = operators(query, job_args)
+        t0 = time.monotonic()
+        self._tend()
+        if placement is not None:
+            check(placement, ops, cluster_view(self.rest))
+        home = paths.home()
+        args = list(job_args)
+        if placement is not None:
+            pdir = home / "placements"
+            pdir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=pdir, suffix=".json", delete=False) as fh:
+                json.dump(placement.pins(), fh)
+            args = ["--pins", fh.name, *args]
+        phases = {"check": time.monotonic() - t0}
+        t1 = time.monotonic()
+        restore = home / "placements" / f"restore-{os.getpid()}-{time.monotonic_ns()}" if stop_old else None
+        if restore is not None:
+            restore.parent.mkdir(parents=True, exist_ok=True)
+        sub = flink.Submission(registry.script(query), args, self.target.conf_dir, savepoint, restore)
+        if stop_old is not None:
+            try:
+                sp = stop_old()
+            except BaseException:
+                sub.abandon()
+                raise
+            phases["savepoint"] = time.monotonic() - t1
+            sub.release(sp)
+        job_id = sub.job_id()
+        phases["submit"] = time.monotonic() - t1
+        self.say(f"submitted {query} as job {job_id}; verifying placement")
+        t2 = time.monotonic()
+        records.save_record(home, job_id, query, job_args, placement)
+        where = flink.wait_verified(self.rest, job_id, ops, placement, timeout, tend=self._tend)
+        phases["verify"] = time.monotonic() - t2
+        return Deployed(job_id, where, phases)
+
+    def redeploy(self, job_id: str, placement: Placement, timeout: float = 90) -> Deployed:
+        """Stop with savepoint and resubmit with the new placement (the new job is built while the old one
+        stops), verify; on failure restore the old placement from the same savepoint."""
+        rec = records.load_record(paths.home(), job_id)
+        if rec is None:
+            raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record); cannot resubmit it")
+        ops = operators(rec["query"], rec["args"])
+        check(placement, ops, cluster_view(self.rest))  # before anything is stopped
+        old = Placement.from_json(rec["placement"]) if rec["placement"] else None
+        t0 = time.monotonic()
+        stopped: list[str] = []
+
+        def stop_old() -> str:
+            sp = flink.stop_with_savepoint(self.rest, job_id, paths.home() / "savepoints")
+            stopped.append(sp)
+            self.say(f"stopped {job_id} with savepoint {sp} in {time.monotonic() - t0:.1f} s")
+            return sp
+
+        try:
+            new = self.deploy(rec["query"], rec["args"], placement, timeout, stop_old=stop_old)
+        except EdgeplaceError as exc:
+            if not stopped:
+                raise
+            sp = stopped[0]
+            self.say(f"redeploy failed: {exc}")
+            self.say("rolling back to the previous placement from the same savepoint")
+            back = self.deploy(rec["query"], rec["args"], old, timeout, savepoint=sp)
+            raise EdgeplaceError(f"redeploy failed and was rolled back: job {back.job_id} runs the previous "
+                                 f"placement from savepoint {sp}. Cause: {exc}") from exc
+        new.phases = {**new.phases, "total": time.monotonic() - t0}
+        return new
+
+    def end(self, job_id: str, scratch: Path) -> None:
+        """Stop the job with a savepoint in `scratch` (then discard it), then repair the cluster."""
+        flink.end(self.rest, job_id, scratch)
+        self._tend()
+
+    def _tend(self) -> None:
+        if self.target.tend is not None:
+            self.target.tend(self.say)
