@@ -29,13 +29,18 @@ def probe(tmp_path) -> Path:
     return tmp_path
 
 
+def start_server(name: str, *modules: str) -> subprocess.Popen:
+    """A server as the testbed starts it (its parent is this test process), forking `modules`."""
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.testbed.pyworkers", "serve", name, str(os.getpid()),
+                             *modules], stdout=subprocess.PIPE, text=True)
+    assert "serving" in proc.stdout.readline()  # printed once its libraries are loaded
+    return proc
+
+
 @pytest.fixture
 def server(tmp_path):
-    """A server as the testbed starts it; its parent is this test process."""
     name = f"edgeplace-pyworkers-test:{tmp_path}"
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.testbed.pyworkers", "serve", name, str(os.getpid())],
-                            stdout=subprocess.PIPE, text=True)
-    assert "serving" in proc.stdout.readline()  # printed once its libraries are loaded
+    proc = start_server(name, "probe_mod")
     yield name, proc
     proc.kill()
     proc.wait()
@@ -104,3 +109,66 @@ def test_the_launcher_script_runs_the_launcher_with_the_real_interpreter():
     assert script.startswith("#!/bin/sh\n")
     assert f"exec /opt/py/bin/python3 -I -S {pyworkers.__file__} launch /opt/py/bin/python3 \"$@\"" in script
 
+
+
+def raw_request(name: str, module: str, pythonpath: Path, uid: int | None = None) -> str:
+    """The launcher's protocol by hand, as an attacker would speak it, from a forked child (as `uid`):
+    "pid" when the server started a worker, "refused" when it closed the connection."""
+    import socket
+    import struct
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            if uid is not None:
+                os.setuid(uid)
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect("\0" + name)
+            req = json.dumps({"module": module, "args": [], "env": {"PYTHONPATH": str(pythonpath)},
+                              "cwd": "/"}).encode()
+            null = os.open(os.devnull, os.O_RDWR)
+            socket.send_fds(conn, [struct.pack("!i", len(req)) + req], [null, null, null])
+            conn.settimeout(20)
+            os.write(w, b"pid" if conn.recv(4) else b"refused")
+        except OSError as exc:  # the server closed the connection before, or while, reading the request
+            os.write(w, b"refused" if isinstance(exc, (BrokenPipeError, ConnectionResetError)) else repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        answer = fh.read()
+    os.waitpid(child, 0)
+    return answer
+
+
+def test_another_uid_cannot_start_a_worker(server, probe):
+    name, srv = server
+    assert raw_request(name, "probe_mod", probe) == "pid"  # the same request from the server's uid is served
+    assert raw_request(name, "probe_mod", probe, uid=65534) == "refused"
+    srv.kill()
+    assert "refused process" in srv.communicate()[0]
+
+
+def test_only_the_modules_the_server_was_started_for_are_forked(tmp_path, probe):
+    name = f"edgeplace-pyworkers-test:{tmp_path}:boot-only"
+    srv = start_server(name)  # the default: the Beam worker entry point only
+    try:
+        assert raw_request(name, "probe_mod", probe) == "refused"
+    finally:
+        srv.kill()
+        out, _ = srv.communicate()
+    assert "not one this server starts" in out
+
+
+def test_a_client_that_sends_nothing_delays_no_one(server, probe):
+    import socket
+    name, _ = server
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect("\0" + name)  # connects, then says nothing
+    try:
+        run = launcher(name, probe, "3")
+        out, _ = run.communicate(timeout=30)
+        assert run.returncode == 3 and json.loads(out)["argv"] == ["3"]
+    finally:
+        silent.close()

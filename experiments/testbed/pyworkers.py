@@ -8,6 +8,10 @@ environment, working directory and stdio to the server and waits for the child's
 an ordinary worker process. Without a server (none configured, or it is gone) the launcher runs the real
 interpreter: the job behaves exactly as without this module.
 
+The server runs as root beside a root TaskManager, so it trusts no one else: it serves only connections from
+its own uid (SO_PEERCRED), forks only the modules it was started for (the Beam worker entry point), and
+reads every request without blocking, so a client that connects and sends nothing delays no one.
+
 This file must stay importable with the standard library only: the launcher runs it with `python -I -S`."""
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ PRELOAD = ("grpc", "google.protobuf.json_format", "google.protobuf.text_format",
            "pyflink.fn_execution.datastream.operations", "pyflink.fn_execution.table.operations",
            "pyflink.fn_execution.coders", "cloudpickle")
 _STATUS = struct.Struct("!i")
+MAX_REQUEST = 4 << 20   # bytes of one request (argv, environment, cwd as JSON)
+REQUEST_TIMEOUT = 5.0   # seconds a connected client has to send its whole request
 
 
 def socket_name(workdir: str, tm_id: str) -> str:
@@ -81,9 +87,9 @@ def _read_status(conn: socket.socket) -> int | None:
 
 # ---------------------------------------------------------------- server
 
-def serve(name: str, parent: int) -> None:
-    """Import the worker's libraries, then fork one worker per launcher connection for as long as process
-    `parent` (the TaskManager this server was started beside) is its parent."""
+def serve(name: str, parent: int, allowed: tuple[str, ...] = (BOOT_MODULE,)) -> None:
+    """Import the worker's libraries, then fork one worker (a module in `allowed`) per launcher connection for
+    as long as process `parent` (the TaskManager this server was started beside) is its parent."""
     import importlib
     import time
 
@@ -100,28 +106,34 @@ def serve(name: str, parent: int) -> None:
     for module in PRELOAD:
         importlib.import_module(module)
     print(f"pyworkers: serving {name!r} with {len(sys.modules)} modules loaded", flush=True)
-    _Server(listener).run(lambda: os.getppid() == parent)
+    _Server(listener, allowed).run(lambda: os.getppid() == parent)
 
 
 class _Server:
     """One thread, one selector: new launchers, launchers that went away (their worker is ended) and
     workers that ended (their launcher gets the exit status)."""
 
-    def __init__(self, listener: socket.socket):
+    def __init__(self, listener: socket.socket, allowed: tuple[str, ...]):
         import selectors
 
         self.listener = listener
+        self.allowed = allowed
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, ("accept", 0))
         self.launchers: dict[int, socket.socket] = {}  # worker pid → its launcher's connection
+        self.pending: dict[socket.socket, _Pending] = {}  # connections whose request is still arriving
 
     def run(self, keep_going) -> None:
+        import time
+
         while keep_going():
             for key, _ in self.sel.select(timeout=1.0):
                 what, pid = key.data
                 try:
                     if what == "accept":
-                        self._start_worker(self.listener.accept()[0])
+                        self._accept()
+                    elif what == "request":
+                        self._read_request(key.fileobj)
                     elif what == "launcher" and pid in self.launchers:
                         os.kill(pid, signal.SIGTERM)  # its exit is reaped when its pidfd says so
                         self._drop_launcher(pid)
@@ -129,26 +141,70 @@ class _Server:
                         self._reap(pid, key.fileobj)
                 except OSError as exc:
                     print(f"pyworkers: {what} {pid}: {exc}", flush=True)
+            now = time.monotonic()
+            for conn in [c for c, p in self.pending.items() if now - p.since > REQUEST_TIMEOUT]:
+                self._refuse(conn, f"no whole request within {REQUEST_TIMEOUT:g} s")
 
-    def _start_worker(self, conn: socket.socket) -> None:
+    def _accept(self) -> None:
+        """A new connection: only from this server's own uid; its request is read as it arrives."""
         import selectors
+        import time
 
-        try:
-            header, fds, _, _ = socket.recv_fds(conn, _STATUS.size, 3)
-            if len(fds) != 3:
-                raise ValueError(f"{len(fds)} file descriptors instead of stdin, stdout, stderr")
-            (size,) = _STATUS.unpack(header)
-            body = b""
-            while len(body) < size:
-                chunk = conn.recv(size - len(body))
-                if not chunk:
-                    raise ConnectionError("launcher went away")
-                body += chunk
-            request = json.loads(body)
-        except (OSError, ValueError, struct.error) as exc:
-            print(f"pyworkers: bad request: {exc}", flush=True)
+        conn, _ = self.listener.accept()
+        pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                             struct.calcsize("3i")))
+        if uid != os.getuid():
+            print(f"pyworkers: refused process {pid} of uid {uid} (serving uid {os.getuid()} only)", flush=True)
             conn.close()
             return
+        conn.setblocking(False)
+        self.pending[conn] = _Pending(time.monotonic())
+        self.sel.register(conn, selectors.EVENT_READ, ("request", 0))
+
+    def _read_request(self, conn: socket.socket) -> None:
+        """Read what has arrived of a request; start its worker once it is whole."""
+        p = self.pending[conn]
+        try:
+            data, fds, _, _ = socket.recv_fds(conn, MAX_REQUEST, 3)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            return self._refuse(conn, str(exc))
+        p.fds += fds
+        p.data += data
+        if not data or len(p.fds) > 3 or len(p.data) > _STATUS.size + MAX_REQUEST:
+            return self._refuse(conn, "launcher went away" if not data else "request too large")
+        if len(p.data) < _STATUS.size or len(p.data) < _STATUS.size + _STATUS.unpack(p.data[:_STATUS.size])[0]:
+            return
+        self.sel.unregister(conn)
+        del self.pending[conn]
+        try:
+            if len(p.fds) != 3:
+                raise ValueError(f"{len(p.fds)} file descriptors instead of stdin, stdout, stderr")
+            request = json.loads(p.data[_STATUS.size:])
+            if not isinstance(request, dict) or request.get("module") not in self.allowed:
+                raise ValueError(f"module {request.get('module') if isinstance(request, dict) else '?'!r} is "
+                                 f"not one this server starts ({', '.join(self.allowed)})")
+        except ValueError as exc:
+            print(f"pyworkers: bad request: {exc}", flush=True)
+            for fd in p.fds:
+                os.close(fd)
+            conn.close()
+            return
+        conn.setblocking(True)
+        self._start_worker(conn, request, p.fds)
+
+    def _refuse(self, conn: socket.socket, why: str) -> None:
+        print(f"pyworkers: dropped a connection: {why}", flush=True)
+        p = self.pending.pop(conn)
+        for fd in p.fds:
+            os.close(fd)
+        self.sel.unregister(conn)
+        conn.close()
+
+    def _start_worker(self, conn: socket.socket, request: dict, fds: list[int]) -> None:
+        import selectors
+
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
@@ -179,6 +235,13 @@ class _Server:
         conn = self.launchers.pop(pid)
         self.sel.unregister(conn)
         conn.close()
+
+
+class _Pending:
+    """A request still arriving: its bytes and file descriptors so far, and since when."""
+
+    def __init__(self, since: float):
+        self.since, self.data, self.fds = since, b"", []
 
 
 def _run_worker(request: dict, fds: list[int]) -> int:
@@ -216,7 +279,7 @@ def _run_worker(request: dict, fds: list[int]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "launch":
         sys.exit(launch(sys.argv[2], sys.argv[3:]))
-    if len(sys.argv) == 4 and sys.argv[1] == "serve":
-        serve(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) >= 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]), tuple(sys.argv[4:]) or (BOOT_MODULE,))
         sys.exit(0)
-    sys.exit("usage: pyworkers.py launch PYTHON ARGS... | serve SOCKET_NAME PARENT_PID")
+    sys.exit("usage: pyworkers.py launch PYTHON ARGS... | serve SOCKET_NAME PARENT_PID [MODULE...]")
