@@ -32,8 +32,7 @@ class OperatorProfile:
     def to_json(self) -> dict:
         d = asdict(self)
         d["flags"] = list(self.flags)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) and k != "true_processing_rate" else v)
-                for k, v in d.items()}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 @dataclass(frozen=True)

@@ -53,20 +53,27 @@ def poll_once(rest: FlinkRest, job_id: str, vertices: dict[str, dict], now: floa
 
 def sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
            wan: Callable[[], dict[str, int]] | None = None, give_up_after: float = 20.0,
-           progress: Callable[[float], None] | None = None, warmup: float = 0.0) -> SampleRun:
+           progress: Callable[[float], None] | None = None, warmup: float = 0.0,
+           on_poll: Callable[[SampleRun], None] | None = None) -> SampleRun:
     """Poll every `interval` s for `warmup` + `duration` s and keep the polls after the warm-up.
-    `wan()` returns cumulative bytes per 'site:dir'. Polling through the warm-up matters: the JobManager
-    answers the first query after a quiet spell from a stale metric store."""
-    run = _sample(rest, job_id, warmup + duration, interval, wan, give_up_after, progress)
-    if warmup > 0 and run.rows:
-        t0 = min(r["time"] for r in run.rows) + warmup
-        run.rows = [r for r in run.rows if r["time"] >= t0 or r["metric"] == "gap"]
-    return run
+    `wan()` returns cumulative bytes per 'site:dir'; `on_poll(kept so far)` after every poll (to write as it
+    goes). Polling through the warm-up matters: the JobManager answers the first query after a quiet spell
+    from a stale metric store."""
+    run = _sample(rest, job_id, warmup + duration, interval, wan, give_up_after, progress,
+                  (lambda r: on_poll(_after_warmup(r, warmup))) if on_poll else None)
+    return _after_warmup(run, warmup)
+
+
+def _after_warmup(run: SampleRun, warmup: float) -> SampleRun:
+    if warmup <= 0 or not run.rows:
+        return run
+    t0 = min(r["time"] for r in run.rows) + warmup
+    return SampleRun([r for r in run.rows if r["time"] >= t0 or r["metric"] == "gap"], run.gaps, run.stopped_because)
 
 
 def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             wan: Callable[[], dict[str, int]] | None, give_up_after: float,
-            progress: Callable[[float], None] | None) -> SampleRun:
+            progress: Callable[[float], None] | None, on_poll: Callable[[SampleRun], None] | None) -> SampleRun:
     run = SampleRun()
     g = job_graph(rest, job_id)
     vertices = {v: g.nodes[v] for v in g}
@@ -104,6 +111,8 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
                 run.stopped_because = (f"the JobManager has not answered for {now - gap_start:.0f} s "
                                        f"(> {give_up_after:.0f} s); stopped")
                 break
+        if on_poll:
+            on_poll(run)
         if progress:
             progress(min(duration, time.monotonic() - start))
         next_t += interval

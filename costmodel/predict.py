@@ -18,18 +18,20 @@ class Prediction:
     limits: dict[str, float] = field(default_factory=dict)  # every constraint's own λ limit
 
     def to_json(self) -> dict:
-        return {"max_rate": self.max_rate, "bottleneck": self.bottleneck,
+        """JSON-safe: an unbounded λ* (nothing limits it) is null."""
+        return {"max_rate": self.max_rate if math.isfinite(self.max_rate) else None, "bottleneck": self.bottleneck,
                 "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate, "nodes": self.nodes,
                 "links": self.links}
 
 
 def check_placement(p: Problem, assignment: dict[str, str]) -> None:
+    unknown = sorted(set(assignment) - set(p.op))
+    if unknown:
+        raise EdgeplaceError(f"placement names unknown operator(s) {', '.join(map(repr, unknown))}")
     missing = sorted(set(p.op) - set(assignment))
     if missing:
         raise EdgeplaceError(f"placement leaves operator(s) {', '.join(missing)} unplaced")
     for v, n in assignment.items():
-        if v not in p.op:
-            raise EdgeplaceError(f"placement names unknown operator {v!r}")
         if n not in p.node:
             raise EdgeplaceError(f"operator {v} is placed on unknown node {n!r}")
         if n not in p.allowed(v):

@@ -5,15 +5,42 @@ speed 1; records into v per unit of source rate λ: r_v = Σ_{u→v} r_u·select
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import networkx as nx
 
+from common import schema
 from common.errors import EdgeplaceError
 
 CLOUD = "cloud"
+_ID = {"type": "string", "minLength": 1}
+SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["operators", "source_rates", "nodes"],
+    "properties": {
+        "operators": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False, "required": ["id", "cost_s_per_record"],
+            "properties": {"id": _ID, "parallelism": {"type": "integer", "minimum": 1},
+                           "cost_s_per_record": schema.number(0), "selectivity": schema.number(0),
+                           "bytes_out_per_record": schema.number(0), "stateful": {"type": "boolean"},
+                           "pin": {"type": ["string", "null"]}}}},
+        "edges": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["from", "to"],
+            "properties": {"from": _ID, "to": _ID, "ship": {"enum": ["FORWARD", "HASH", "REBALANCE", "BROADCAST"]}}}},
+        "source_rates": {"type": "object", "minProperties": 1, "additionalProperties": schema.number(0, True)},
+        "nodes": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False, "required": ["id", "site", "slots", "cores"],
+            "properties": {"id": _ID, "site": _ID, "slots": {"type": "integer", "minimum": 0},
+                           "cores": schema.number(0, True), "speed": schema.number(0, True)}}},
+        "links": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["site", "up_bytes_per_s", "down_bytes_per_s"],
+            "properties": {"site": _ID, "up_bytes_per_s": schema.number(0, True),
+                           "down_bytes_per_s": schema.number(0, True), "rtt_ms": schema.number(0)}}},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -93,32 +120,41 @@ class Problem:
         return [n.id for n in self.nodes if pin is None or pin in (n.id, n.site)]
 
     def validate(self) -> "Problem":
-        ids = [o.id for o in self.operators]
-        if len(set(ids)) != len(ids):
-            raise EdgeplaceError("problem: operator ids must be unique")
+        """Everything a planner relies on (also for problems built in code, e.g. priced from a profile)."""
+        if not self.operators:
+            raise EdgeplaceError("problem: it has no operators")
+        for what, ids in (("operator", [o.id for o in self.operators]), ("node", [n.id for n in self.nodes]),
+                          ("link site", [l.site for l in self.links])):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise EdgeplaceError(f"problem: {what} ids must be unique ({', '.join(dup)} repeated)")
         for e in self.edges:
             for end in (e.src, e.dst):
                 if end not in self.op:
                     raise EdgeplaceError(f"problem: edge {e.src}->{e.dst} names unknown operator {end!r}")
         if not nx.is_directed_acyclic_graph(self.graph):
             raise EdgeplaceError("problem: the operator graph has a cycle")
-        for s in self.source_rates:
+        for s, rate in self.source_rates.items():
             if s not in self.op:
                 raise EdgeplaceError(f"problem: source_rates names unknown operator {s!r}")
+            if not _positive(rate):
+                raise EdgeplaceError(f"problem: source rate of {s} must be a finite number > 0, not {rate}")
         for o in self.operators:
-            if o.parallelism < 1 or o.cost_s_per_record < 0 or o.selectivity < 0 or o.bytes_out_per_record < 0:
-                raise EdgeplaceError(f"problem: operator {o.id} has a negative value or parallelism < 1")
+            if not (isinstance(o.parallelism, int) and o.parallelism >= 1) or not all(
+                    _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record)):
+                raise EdgeplaceError(f"problem: operator {o.id} needs parallelism an integer >= 1 and finite "
+                                     "cost, selectivity and bytes >= 0")
             if not self.allowed(o.id):
                 raise EdgeplaceError(f"problem: operator {o.id} is pinned to {o.pin!r}, which is no node or site")
         sites = {n.site for n in self.nodes}
         for n in self.nodes:
-            if n.slots < 0 or n.cores <= 0 or n.speed <= 0:
-                raise EdgeplaceError(f"problem: node {n.id} needs slots >= 0, cores > 0 and speed > 0")
+            if not (isinstance(n.slots, int) and n.slots >= 0) or not (_positive(n.cores) and _positive(n.speed)):
+                raise EdgeplaceError(f"problem: node {n.id} needs slots >= 0, finite cores > 0 and speed > 0")
             if n.site != CLOUD and n.site not in self.link:
                 raise EdgeplaceError(f"problem: edge site {n.site!r} of node {n.id} has no link")
         for l in self.links:
-            if l.up_bytes_per_s <= 0 or l.down_bytes_per_s <= 0:
-                raise EdgeplaceError(f"problem: link of site {l.site} needs positive bandwidth")
+            if not (_positive(l.up_bytes_per_s) and _positive(l.down_bytes_per_s) and _non_negative(l.rtt_ms)):
+                raise EdgeplaceError(f"problem: link of site {l.site} needs finite bandwidth > 0 and RTT >= 0")
             if l.site not in sites:
                 raise EdgeplaceError(f"problem: link names site {l.site!r} that has no node")
         if sum(o.parallelism for o in self.operators) > sum(n.slots for n in self.nodes):
@@ -126,7 +162,20 @@ class Problem:
         return self
 
 
-def from_json(data: dict, source: str = "problem") -> Problem:
+def _positive(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def _non_negative(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x >= 0
+
+
+def from_json(data: object, source: str = "problem") -> Problem:
+    """A validated Problem from its JSON form; errors name `source`, the field and what is allowed."""
+    try:
+        schema.check(data, SCHEMA, source)
+    except ValueError as exc:
+        raise EdgeplaceError(str(exc)) from None
     try:
         ops = tuple(Operator(o["id"], int(o.get("parallelism", 1)), float(o["cost_s_per_record"]),
                              float(o.get("selectivity", 1.0)), float(o.get("bytes_out_per_record", 0.0)),
@@ -161,6 +210,6 @@ def load(path: str | Path) -> Problem:
         data = json.loads(Path(path).read_text())
     except OSError as exc:
         raise EdgeplaceError(f"cannot read problem file {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:
         raise EdgeplaceError(f"{path}: not valid JSON ({exc})") from exc
     return from_json(data, str(path))

@@ -7,12 +7,15 @@ time spent waiting for a CPU quota (which `cores` already accounts for)."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import schema
 from common.errors import EdgeplaceError
+from common.files import write_atomic
 from common.say import Say
 from costmodel.problem import Node
 from experiments.environments import Environment
@@ -20,6 +23,11 @@ from experiments.spine import profile, running
 from placement.model import Placement
 from placement.realize import operators
 
+
+
+SPEEDS_SCHEMA = {"type": "object", "minProperties": 1, "additionalProperties": {
+    "type": "object", "required": ["speed"],
+    "properties": {"speed": schema.number(0, True), "cost_s_per_record": schema.number(0)}}}
 
 
 @dataclass(frozen=True)
@@ -64,16 +72,21 @@ def measure_speeds(env: Environment, say: Say, loops: int = 40_000, rate: float 
 
 
 def write_speeds(path: str | Path, measurements: list[SpeedMeasurement]) -> None:
-    Path(path).write_text(json.dumps({m.node: {"speed": m.speed, "cost_s_per_record": m.cost_s_per_record}
-                                      for m in measurements}, indent=2))
+    bad = [m.node for m in measurements if not (math.isfinite(m.speed) and m.speed > 0)]
+    if bad:
+        raise EdgeplaceError(f"no usable speed measured for {', '.join(bad)} (its calibration work cost no CPU); "
+                             "raise --loops")
+    write_atomic(path, json.dumps({m.node: {"speed": m.speed, "cost_s_per_record": m.cost_s_per_record}
+                                   for m in measurements}, indent=2), "speeds file")
 
 
 def read_speeds(path: str | Path) -> dict[str, float]:
     """node id → speed from a file `edgeplace calibrate --out` wrote."""
     try:
         data = json.loads(Path(path).read_text())
-        return {node: float(v["speed"]) for node, v in data.items()}
+        schema.check(data, SPEEDS_SCHEMA, str(path))
     except OSError as exc:
         raise EdgeplaceError(f"cannot read speeds file {path}: {exc.strerror}") from exc
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise EdgeplaceError(f"speeds file {path} is not what `edgeplace calibrate --out` writes") from exc
+    except ValueError as exc:
+        raise EdgeplaceError(f"speeds file {path} is not what `edgeplace calibrate --out` writes: {exc}") from None
+    return {node: float(v["speed"]) for node, v in data.items()}

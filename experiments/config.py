@@ -9,9 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from common import schema
 from common.errors import EdgeplaceError
 from placement.policies import FLINK_DEFAULT, POLICIES as PLANNED
-from queries import registry
+from queries import options, registry
 
 POLICIES = (FLINK_DEFAULT, *PLANNED)
 NEEDS_PROFILE = set(PLANNED) - {"cloud-only"}  # policies that need operator costs
@@ -68,62 +69,57 @@ class ExperimentConfig:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _need(d: dict, key: str, where: str):
-    if key not in d:
-        raise EdgeplaceError(f"config: missing field {where}{key}")
-    return d[key]
+def schema_of() -> dict:
+    """The config file's JSON Schema: types, ranges, finite numbers, no unknown keys."""
+    return {
+        "type": "object", "additionalProperties": False,
+        "required": ["name", "queries", "policies", "bandwidths_mbit"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9._-]+$"},
+            "queries": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "required": ["name"],
+                "properties": {"name": {"enum": sorted(registry.QUERIES)},
+                               "label": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9._-]+$"},
+                               "args": {"type": "array", "items": {"type": "string"}}}}},
+            "policies": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(POLICIES)}},
+            "bandwidths_mbit": {"type": "array", "minItems": 1, "items": schema.number(0, True)},
+            "source_rate": {"oneOf": [{"const": "max"}, schema.number(0, True)]},
+            "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
+            "repetitions": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"},
+            "calibrate_speeds": {"type": "boolean"},
+            "cluster": {"type": "object", "additionalProperties": False, "properties": {
+                "kind": {"enum": ["local", "ansible"]}, "inventory": {"type": "string", "minLength": 1},
+                **{k: {"type": "integer", "minimum": 0 if k in ("edge",) else 1}
+                   for k in ("edge", "cloud", "edge_slots", "cloud_slots")},
+                "edge_cpu": schema.number(0, True),
+                **{k: {"type": "integer", "minimum": 1024, "maximum": 65535} for k in ("rest_port", "rpc_port")},
+                "subnet": {"type": "string"}},
+                "if": {"properties": {"kind": {"const": "ansible"}}, "required": ["kind"]},
+                "then": {"required": ["inventory"]}},
+        },
+    }
 
 
-def parse(data: dict) -> ExperimentConfig:
-    if not isinstance(data, dict):
-        raise EdgeplaceError("config: the top level must be a table/mapping")
-    name = str(_need(data, "name", ""))
-    qs = _need(data, "queries", "")
-    if not isinstance(qs, list) or not qs:
-        raise EdgeplaceError("config: field queries must be a non-empty list")
-    queries = []
-    for i, q in enumerate(qs):
-        qname = _need(q, "name", f"queries[{i}].")
-        if qname not in registry.QUERIES:
-            raise EdgeplaceError(f"config: queries[{i}].name: unknown query {qname!r} "
-                                 f"(known: {', '.join(sorted(registry.QUERIES))})")
-        args = q.get("args", [])
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise EdgeplaceError(f"config: queries[{i}].args must be a list of strings")
-        queries.append(QuerySpec(qname, str(q.get("label", qname)), tuple(args)))
+def parse(data: object, source: str = "config") -> ExperimentConfig:
+    try:
+        schema.check(data, schema_of(), source)
+    except ValueError as exc:
+        raise EdgeplaceError(str(exc)) from None
+    queries = tuple(QuerySpec(q["name"], q.get("label", q["name"]), tuple(q.get("args", []))) for q in data["queries"])
     if len({q.label for q in queries}) != len(queries):
-        raise EdgeplaceError("config: queries need distinct labels (set label = \"…\")")
-    policies = _need(data, "policies", "")
-    for p in policies:
-        if p not in POLICIES:
-            raise EdgeplaceError(f"config: policies: unknown policy {p!r} (known: {', '.join(POLICIES)})")
-    bws = _need(data, "bandwidths_mbit", "")
-    if not isinstance(bws, list) or not bws or not all(isinstance(b, (int, float)) and b > 0 for b in bws):
-        raise EdgeplaceError("config: bandwidths_mbit must be a non-empty list of numbers > 0")
-    rate = data.get("source_rate", "max")
-    if not (rate == "max" or (isinstance(rate, (int, float)) and rate > 0)):
-        raise EdgeplaceError("config: source_rate must be \"max\" or a number > 0")
-    num = {}
-    for key, lo in (("warmup_s", 0), ("duration_s", 1), ("repetitions", 1), ("profile_s", 5)):
-        v = data.get(key, getattr(ExperimentConfig, key))
-        if not isinstance(v, (int, float)) or v < lo:
-            raise EdgeplaceError(f"config: {key} must be a number >= {lo}")
-        num[key] = v
-    c = data.get("cluster", {})
-    cluster = ClusterSpec(**{k: c[k] for k in c if k in ClusterSpec.__dataclass_fields__})
-    unknown = set(c) - set(ClusterSpec.__dataclass_fields__)
-    if unknown:
-        raise EdgeplaceError(f"config: cluster: unknown field(s) {', '.join(sorted(unknown))}")
-    if cluster.kind not in ("local", "ansible"):
-        raise EdgeplaceError("config: cluster.kind must be \"local\" or \"ansible\"")
-    if cluster.kind == "ansible" and not cluster.inventory:
-        raise EdgeplaceError("config: cluster.inventory is required with cluster.kind = \"ansible\"")
-    calibrate = data.get("calibrate_speeds", False)
-    if not isinstance(calibrate, bool):
-        raise EdgeplaceError("config: calibrate_speeds must be true or false")
-    return ExperimentConfig(name, tuple(queries), tuple(policies), tuple(float(b) for b in bws), rate,
+        raise EdgeplaceError(f"{source}: queries: two have the same label; give each a distinct label = \"…\"")
+    for q in queries:  # the job's own argument parser: a bad option is found before anything starts
+        try:
+            registry.load(q.name).topology(options.parse(list(q.args)))
+        except (ValueError, KeyError) as exc:
+            raise EdgeplaceError(f"{source}: queries ({q.label}).args: {exc}") from None
+    d = ExperimentConfig.__dataclass_fields__
+    num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed")}
+    return ExperimentConfig(str(data["name"]), queries, tuple(data["policies"]),
+                            tuple(float(b) for b in data["bandwidths_mbit"]), data.get("source_rate", "max"),
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
-                            int(data.get("seed", 1)), float(num["profile_s"]), cluster, calibrate)
+                            int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
+                            bool(data.get("calibrate_speeds", False)))
 
 
 def load(path: str | Path) -> ExperimentConfig:
@@ -136,4 +132,4 @@ def load(path: str | Path) -> ExperimentConfig:
         data = yaml.safe_load(text) if p.suffix in (".yaml", ".yml") else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise EdgeplaceError(f"{path}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'TOML'}: {exc}") from exc
-    return parse(data)
+    return parse(data, str(path))

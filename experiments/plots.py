@@ -15,11 +15,26 @@ import pandas as pd  # noqa: E402
 from common.errors import EdgeplaceError  # noqa: E402
 
 
+NEEDED = ("query", "bandwidth_mbit", "policy", "repetition", "measured_rate", "wan_bytes_per_event",
+          "predicted_rate", "latency_p50", "latency_p95", "latency_p99", "cpu_cores")
+
+
 def load_cells(results: Path) -> pd.DataFrame:
+    """The finished cells of an experiment, checked: one clear error for a missing, corrupt or foreign file."""
     f = Path(results) / "cells.parquet"
     if not f.exists():
         raise EdgeplaceError(f"{results} has no cells.parquet; run an experiment into it first")
-    return pd.read_parquet(f)
+    try:
+        df = pd.read_parquet(f)
+    except Exception as exc:  # pyarrow raises its own error types for a damaged file
+        raise EdgeplaceError(f"{f} is not a readable results table ({type(exc).__name__}); "
+                             "re-run the experiment into a fresh folder") from None
+    missing = [c for c in NEEDED if c not in df.columns]
+    if missing:
+        raise EdgeplaceError(f"{f} lacks column(s) {', '.join(missing)}: not written by `edgeplace run`")
+    if df.empty:
+        raise EdgeplaceError(f"{f} holds no finished cell yet")
+    return df
 
 
 def _stats(df: pd.DataFrame, value: str) -> pd.DataFrame:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common.errors import EdgeplaceError
+from common.files import write_atomic
 from experiments.plots import load_cells, plot_all
 
 
@@ -41,11 +43,25 @@ def model_error(df: pd.DataFrame) -> float | None:
     return float(np.median(np.abs(pm["predicted_rate"] - pm["measured_rate"]) / pm["measured_rate"]))
 
 
+def _metadata(results: Path) -> dict:
+    f = results / "metadata.json"
+    if not f.exists():
+        return {}
+    try:
+        meta = json.loads(f.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not an object")
+        meta["versions"], meta["host"], meta["config"]["cluster"]  # what the header needs
+        return meta
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeplaceError(f"{f} is damaged ({exc}); restore it or re-run the experiment") from None
+
+
 def write_report(results: Path) -> Path:
     results = Path(results)
     df = load_cells(results)
     figs = plot_all(results)
-    meta = json.loads((results / "metadata.json").read_text()) if (results / "metadata.json").exists() else {}
+    meta = _metadata(results)
     conf = meta.get("config", {})
     lines = [f"# edgeplace experiment: {conf.get('name', results.name)}", ""]
     if meta:
@@ -72,9 +88,13 @@ def write_report(results: Path) -> Path:
         lines.append(f"- {r['query']} @ {r['bandwidth_mbit']:g} Mbit/s, {r['policy']}: "
                      + ", ".join(f"{k}→{v}" for k, v in asg.items())
                      + (" (others: Flink decides)" if json.loads(r["placement"]).get("meta", {}).get("partial") else ""))
+    failed = df[df["note"].astype(str).str.startswith("failed: ")] if "note" in df.columns else df.iloc[:0]
+    if not failed.empty:
+        lines += ["", "## Cells that failed (a re-run tries them again)", ""]
+        lines += [f"- {r['cell']}: {r['note'].removeprefix('failed: ')}" for _, r in failed.iterrows()]
     lines += ["", "## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in figs] + [""]
     out = results / "report.md"
-    out.write_text("\n".join(lines))
+    write_atomic(out, "\n".join(lines), "report")
     return out
 
 

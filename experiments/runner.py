@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
+from common.files import write_atomic
 from common.say import Say
 from costmodel.predict import predict
 from costmodel.pricing import structure_problem, with_bandwidth
@@ -37,6 +39,9 @@ CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "plac
                 "started", "finished", "note"]
 
 
+FAILED = "failed: "  # how a cell that could not be measured starts its note
+
+
 def cell_id(c: dict) -> str:
     return f"{c['query']}|{c['bandwidth_mbit']:g}|{c['policy']}|{c['repetition']}"
 
@@ -51,12 +56,19 @@ class Results:
     def cells_file(self) -> Path:
         return self.root / "cells.parquet"
 
-    def done(self) -> pd.DataFrame:
+    def all(self) -> pd.DataFrame:
         return pd.read_parquet(self.cells_file) if self.cells_file.exists() else pd.DataFrame(columns=CELL_COLUMNS)
 
+    def done(self) -> pd.DataFrame:
+        """Cells measured; a failed cell is tried again by the next run."""
+        df = self.all()
+        return df[~df["note"].astype(str).str.startswith(FAILED)]
+
     def add(self, row: dict) -> None:
+        """Store one cell (replacing an earlier failure of the same cell)."""
         new = pd.DataFrame([row], columns=CELL_COLUMNS)
-        old = self.done()
+        old = self.all()
+        old = old[old["cell"] != row["cell"]]
         df = new if old.empty else pd.concat([old, new], ignore_index=True)
         tmp = self.cells_file.with_suffix(".tmp")
         df.to_parquet(tmp, index=False)
@@ -95,7 +107,7 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
     meta_file = res.root / "metadata.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {**metadata(conf, config_path), "runs": []}
     meta["runs"].append({"start": time.time()})
-    meta_file.write_text(json.dumps(meta, indent=2))
+    write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
     cells = conf.cells()
     random.Random(conf.seed).shuffle(cells)
     done = set(res.done()["cell"])
@@ -120,7 +132,7 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
             env.close()
         meta = json.loads(meta_file.read_text())
         meta["runs"][-1]["end"] = time.time()
-        meta_file.write_text(json.dumps(meta, indent=2))
+        write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
         if started_testbed:
             tb.down(say=say)
         signal.signal(signal.SIGTERM, previous)
@@ -160,6 +172,7 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say,
     groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
     order: list[tuple] = []
     jobs: dict[str, tuple[list[str], list]] = {}  # query label → (job arguments, logical operators)
+    unpriced: set[str] = set()  # queries whose profiling failed
     for c in todo:  # plan every cell first (profiling the queries that need it)
         q = conf.query(c["query"])
         if c["query"] not in jobs:
@@ -167,8 +180,18 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say,
             jobs[c["query"]] = (args, registry.load(q.name).topology(options.parse(args)))
         args, ops = jobs[c["query"]]
         needs = any(x["query"] == c["query"] and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
+        if c["query"] in unpriced:
+            continue
         if needs and c["query"] not in profiled:  # before planning any of its cells: all get predictions
-            profiled[c["query"]] = _profile(conf, res, env, q, args, ops, nodes, say)
+            try:
+                profiled[c["query"]] = _profile(conf, res, env, q, args, ops, nodes, say)
+            except (EdgeplaceError, FlinkRestError) as exc:  # its cells fail; the other queries go on
+                unpriced.add(c["query"])
+                for x in (x for x in todo if x["query"] == c["query"]):
+                    res.add(_failed_row(x, Placement({}, meta={"partial": True}), None, f"profiling failed: {exc}"))
+                say(f"{c['query']}: profiling failed, its cells are recorded as failed: {exc}")
+                env.heal(say)
+                continue
         base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
         problem = with_bandwidth(base, c["bandwidth_mbit"])
         placement = _placement(c["policy"], problem, ops)
@@ -182,40 +205,63 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say,
             groups[key] = []
             order.append(key)
         groups[key].append((c, placement, pred))
-    done_cells = 0
-    total = len(todo)
+    done = [0]
     for gi, key in enumerate(order):
         members = sorted(groups[key], key=lambda m: m[0]["bandwidth_mbit"])
-        c0, placement, _ = members[0]
-        q = conf.query(c0["query"])
-        args, ops = jobs[c0["query"]]
-        out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
-        env.before_deploy(members[0][0]["bandwidth_mbit"])
-        names = ", ".join(sorted({m[0]["policy"] for m in members}))
-        say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")
-        with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
-                     say) as d:
-            measured: dict[float, object] = {}
+        try:
+            _measure_group(conf, res, env, gi, members, jobs, nodes, say, progress, done, len(todo))
+        except (EdgeplaceError, FlinkRestError) as exc:  # one cell's failure is recorded; the experiment goes on
             for c, pl, pred in members:
-                bw = c["bandwidth_mbit"]
-                if bw not in measured:
-                    env.set_wan(bw)
-                    started = time.time()
-                    m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
-                                conf.duration_s, env.wan_counters)
-                    measured[bw] = (m, started)
-                    (res.root / "samples").mkdir(exist_ok=True)
-                    m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
-                m, started = measured[bw]
-                res.add(_row(c, pl, pred, m, d.job_id, started,
-                             "" if len([x for x in members if x[0]["bandwidth_mbit"] == bw]) == 1
-                             else "same placement as another policy: measured once"))
-                done_cells += 1
-                say(f"[{done_cells}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
-                    + (f" (predicted {pred.max_rate:,.0f})" if pred else "")
-                    + f", {m.wan_bytes_per_event:,.1f} WAN B/event")
-                if progress:
-                    progress(done_cells, total)
+                if cell_id(c) not in set(res.done()["cell"]):
+                    res.add(_failed_row(c, pl, pred, str(exc)))
+                    done[0] += 1
+                    say(f"[{done[0]}/{len(todo)}] {cell_id(c)}: FAILED: {exc}")
+            env.heal(say)
+
+
+def _measure_group(conf, res: Results, env: Environment, gi: int, members: list, jobs: dict, nodes, say: Say,
+                   progress, done: list[int], total: int) -> None:
+    """One deployment, measured at each bandwidth its cells ask for."""
+    c0, placement, _ = members[0]
+    q = conf.query(c0["query"])
+    args, ops = jobs[c0["query"]]
+    out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
+    env.before_deploy(members[0][0]["bandwidth_mbit"])
+    names = ", ".join(sorted({m[0]["policy"] for m in members}))
+    say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")
+    with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
+                 say) as d:
+        measured: dict[float, object] = {}
+        for c, pl, pred in members:
+            bw = c["bandwidth_mbit"]
+            if bw not in measured:
+                env.set_wan(bw)
+                started = time.time()
+                m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
+                            conf.duration_s, env.wan_counters)
+                measured[bw] = (m, started)
+                (res.root / "samples").mkdir(exist_ok=True)
+                m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
+            m, started = measured[bw]
+            res.add(_row(c, pl, pred, m, d.job_id, started,
+                         "" if len([x for x in members if x[0]["bandwidth_mbit"] == bw]) == 1
+                         else "same placement as another policy: measured once"))
+            done[0] += 1
+            say(f"[{done[0]}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
+                + (f" (predicted {pred.max_rate:,.0f})" if pred else "")
+                + f", {m.wan_bytes_per_event:,.1f} WAN B/event")
+            if progress:
+                progress(done[0], total)
+
+
+def _failed_row(c: dict, placement: Placement, pred, why: str) -> dict:
+    nan = float("nan")
+    return {"cell": cell_id(c), **c, "placement": json.dumps(placement.to_json()),
+            "predicted_rate": pred.max_rate if pred else nan, "predicted_bottleneck": pred.bottleneck if pred else "",
+            "predicted_wan_bytes_per_event": pred.wan_bytes_per_unit_rate if pred else nan,
+            "measured_rate": nan, "wan_bytes_per_event": nan, "wan_up_bytes_per_s": nan, "latency_p50": nan,
+            "latency_p95": nan, "latency_p99": nan, "cpu_cores": "{}", "job": "", "started": time.time(),
+            "finished": time.time(), "note": f"{FAILED}{why}"}
 
 
 def _calibrated(res: Results, env, nodes, say: Say):
@@ -267,7 +313,7 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     env.set_wan(None)
     with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
         problem, measured = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes)
-    path.write_text(json.dumps(to_json(problem), indent=2))
-    (res.root / f"profile-{q.label}.json").write_text(json.dumps([p.to_json() for p in measured.profiles],
+    write_atomic(path, json.dumps(to_json(problem), indent=2), "problem")
+    write_atomic(res.root / f"profile-{q.label}.json", json.dumps([p.to_json() for p in measured.profiles],
                                                                  indent=2, default=str))
     return problem

@@ -26,6 +26,10 @@ class SshSessions:
                 return text
             except (OSError, paramiko.SSHException) as exc:
                 self._drop(host)
+                if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
+                    raise EdgeplaceError(f"{hv.get('ansible_host')}: its host key is unknown, so it is not trusted. "
+                                         "First contact: see README \"Real clusters\" (ssh-keyscan, compare the "
+                                         "fingerprint, add it to known_hosts)") from exc
                 if attempt == 2:
                     raise EdgeplaceError(f"cannot reach {hv.get('ansible_host')} over SSH: {exc}") from exc
         raise AssertionError("unreachable")
@@ -34,7 +38,10 @@ class SshSessions:
     def _connect(hv: dict, timeout: float):
         import paramiko
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.load_system_host_keys()  # ~/.ssh/known_hosts, and the inventory's own file if it names one
+        if hv.get("known_hosts_file"):
+            client.load_host_keys(str(hv["known_hosts_file"]))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())  # an unknown host key is refused
         client.connect(hv.get("ansible_host"), port=int(hv.get("ansible_port", 22)),
                        username=hv.get("ansible_user", "root"), key_filename=hv.get("ansible_ssh_private_key_file"),
                        timeout=timeout, allow_agent=True, look_for_keys=True)

@@ -56,6 +56,17 @@ class Submission:
             if self.restore_file is not None:
                 self.restore_file.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """End the client now (its whole process group, by its PID), so it submits nothing more."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+        self.proc.communicate()
+        if self.restore_file is not None:
+            self.restore_file.unlink(missing_ok=True)
+
     def job_id(self, timeout: float = 300) -> str:
         try:
             out, _ = self.proc.communicate(timeout=timeout)
@@ -138,34 +149,62 @@ def _exceptions(rest: FlinkRest, job_id: str) -> str:
 
 
 def cancel(rest: FlinkRest, job_id: str) -> None:
-    """Cancel a job and wait until it has ended."""
+    """Cancel a job and wait (30 s at most) until it has ended; a JobManager that does not answer ends the wait."""
     try:
         rest.patch(f"/jobs/{job_id}", mode="cancel")
     except Exception:
         pass
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if rest.job(job_id)["state"] in ("CANCELED", "FAILED", "FINISHED"):
+        try:
+            if rest.job(job_id)["state"] in ("CANCELED", "FAILED", "FINISHED"):
+                return
+        except Exception:
             return
         time.sleep(0.3)
 
 
+def jobs_started_since(rest: FlinkRest, since: float) -> list[str]:
+    """Ids of jobs not yet ended that started at or after `since` (epoch seconds)."""
+    return [j["jid"] for j in rest.get("/jobs/overview")["jobs"]
+            if j.get("start-time", 0) >= since * 1000 and j.get("state") not in ("CANCELED", "FAILED", "FINISHED")]
+
+
+class StoppedThenInterrupted(KeyboardInterrupt):
+    """Ctrl-C came while a stop-with-savepoint was under way: the stop was seen through (the job has ended),
+    and `savepoint` is where its state is."""
+
+    def __init__(self, savepoint: str):
+        super().__init__(f"interrupted after the job stopped with savepoint {savepoint}")
+        self.savepoint = savepoint
+
+
 def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout: float = 120) -> str:
-    """Stop the job with a savepoint; returns the savepoint path."""
+    """Stop the job with a savepoint; returns the savepoint path. Once the stop is requested, Ctrl-C does
+    not abandon it (the job would end with nobody knowing its savepoint): it raises StoppedThenInterrupted
+    when the savepoint is complete."""
     rest.running_job(job_id)
     target_dir = target_dir.resolve()  # Flink reads file://results/… as host "results"
     target_dir.mkdir(parents=True, exist_ok=True)
     trigger = rest.post(f"/jobs/{job_id}/stop", {"targetDirectory": f"file://{target_dir}", "drain": False})
     deadline = time.monotonic() + timeout
+    interrupted = False
     while time.monotonic() < deadline:
-        status = rest.get(f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
-        if status["status"]["id"] == "COMPLETED":
-            op = status.get("operation", {})
-            if "location" in op:
+        try:
+            status = rest.get(f"/jobs/{job_id}/savepoints/{trigger['request-id']}")
+            if status["status"]["id"] == "COMPLETED":
+                op = status.get("operation", {})
+                if "location" not in op:
+                    raise EdgeplaceError(f"stop-with-savepoint of {job_id} failed: "
+                                         f"{op.get('failure-cause', {}).get('stack-trace', '')[:300]}")
+                if interrupted:
+                    raise StoppedThenInterrupted(op["location"])
                 return op["location"]
-            raise EdgeplaceError(f"stop-with-savepoint of {job_id} failed: "
-                                 f"{op.get('failure-cause', {}).get('stack-trace', '')[:300]}")
-        time.sleep(0.2)
+            time.sleep(0.2)
+        except StoppedThenInterrupted:
+            raise
+        except KeyboardInterrupt:
+            interrupted = True
     raise EdgeplaceError(f"stop-with-savepoint of {job_id} did not complete within {timeout:.0f} s")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import EdgeplaceError
+from common.files import write_atomic
 
 VERSION = 1
 
@@ -53,7 +54,7 @@ class Placement:
         return out
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        write_atomic(path, json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n", "placement")
 
     @classmethod
     def from_json(cls, data: object, source: str = "placement") -> "Placement":
@@ -68,7 +69,13 @@ class Placement:
         res = data.get("resources", {})
         if not isinstance(res, dict):
             raise EdgeplaceError(f"{source}: 'resources' must map TaskManager ids to resource names")
-        return cls(dict(asg), dict(res), dict(data.get("meta", {})))
+        meta = data.get("meta", {})
+        if not isinstance(meta, dict):
+            raise EdgeplaceError(f"{source}: 'meta' must be a JSON object")
+        unknown = sorted(set(data) - {"version", "assignments", "resources", "meta"})
+        if unknown:
+            raise EdgeplaceError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        return cls(dict(asg), dict(res), dict(meta))
 
     @classmethod
     def read(cls, path: str | Path) -> "Placement":

@@ -16,6 +16,7 @@ from placement.heuristics import TIE, cloud_only, interchangeable
 
 GAP = 1e-7  # relative MIP gap: below TIE (λ ties) and below the 1e-6 WAN tolerance of the property tests
 PRESOLVE = False  # HiGHS presolve returned a worse "optimum" (see the test on it)
+TIME_LIMIT_S = 120.0  # one HiGHS solve; the 200-operator × 50-node benchmark needs ~5 s in all
 SOLVE_LOG: list[tuple[float, int]] = []  # (seconds, status) of each MILP solve, for benchmarks
 
 
@@ -143,8 +144,12 @@ class _Milp:
         lo[-1] = wan_lo
         t0 = time.perf_counter()
         res = milp(c, constraints=LinearConstraint(self.A, lo, self.hi), integrality=self.integrality,
-                   bounds=Bounds(lb, ub), options={"mip_rel_gap": GAP, "presolve": PRESOLVE})
+                   bounds=Bounds(lb, ub), options={"mip_rel_gap": GAP, "presolve": PRESOLVE,
+                                                   "time_limit": TIME_LIMIT_S})
         SOLVE_LOG.append((time.perf_counter() - t0, res.status))
+        if res.status == 1:
+            raise EdgeplaceError(f"the MILP solver found no proven optimum within {TIME_LIMIT_S:g} s; "
+                                 "try --policy greedy, or fewer operators or nodes")
         return res if res.status == 0 else None
 
     def lexicographic(self, target_u: float | None, t_lo: float = 0.0, wan_lo: float = -np.inf):

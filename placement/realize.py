@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from collectors.rest import FlinkRest
+from collectors.rest import FlinkRest, FlinkRestError
 from common import paths
 from common.errors import EdgeplaceError
 from common.say import Say, quiet
@@ -44,7 +44,10 @@ class Deployed:
 
 def operators(query: str, job_args: list[str]) -> list[OpSpec]:
     """The logical operators of `query` run with `job_args`."""
-    return registry.load(query).topology(options.parse(job_args))
+    try:
+        return registry.load(query).topology(options.parse(job_args))
+    except ValueError as exc:  # options.OptionsError, or a query option that is not a number
+        raise EdgeplaceError(f"{query}: bad job argument: {exc}") from None
 
 
 def load_placement(placement: str | None, scfg: str | None, ops: list[OpSpec], rest: FlinkRest) -> Placement | None:
@@ -101,12 +104,20 @@ class Realizer:
                 raise
             phases["savepoint"] = time.monotonic() - t1
             sub.release(sp)
-        job_id = sub.job_id()
+        try:
+            job_id = sub.job_id()
+        except BaseException:
+            sub.kill()  # Ctrl-C: the client must not go on to submit a job nobody waits for
+            raise
         phases["submit"] = time.monotonic() - t1
         self.say(f"submitted {query} as job {job_id}; verifying placement")
         t2 = time.monotonic()
         records.save_record(home, job_id, query, job_args, placement)
-        where = flink.wait_verified(self.rest, job_id, ops, placement, timeout, tend=self._tend)
+        try:
+            where = flink.wait_verified(self.rest, job_id, ops, placement, timeout, tend=self._tend)
+        except BaseException:  # not verified (a REST error, Ctrl-C): no half-realised job is left running
+            flink.cancel(self.rest, job_id)
+            raise
         phases["verify"] = time.monotonic() - t2
         return Deployed(job_id, where, phases)
 
@@ -119,28 +130,45 @@ class Realizer:
         ops = operators(rec["query"], rec["args"])
         check(placement, ops, cluster_view(self.rest))  # before anything is stopped
         old = Placement.from_json(rec["placement"]) if rec["placement"] else None
-        t0 = time.monotonic()
+        t0, since = time.monotonic(), time.time()
         stopped: list[str] = []
 
         def stop_old() -> str:
-            sp = flink.stop_with_savepoint(self.rest, job_id, paths.home() / "savepoints")
+            try:
+                sp = flink.stop_with_savepoint(self.rest, job_id, paths.home() / "savepoints")
+            except flink.StoppedThenInterrupted as exc:
+                stopped.append(exc.savepoint)
+                raise
             stopped.append(sp)
             self.say(f"stopped {job_id} with savepoint {sp} in {time.monotonic() - t0:.1f} s")
             return sp
 
         try:
             new = self.deploy(rec["query"], rec["args"], placement, timeout, stop_old=stop_old)
-        except EdgeplaceError as exc:
+        except (EdgeplaceError, FlinkRestError, KeyboardInterrupt) as exc:
             if not stopped:
                 raise
-            sp = stopped[0]
-            self.say(f"redeploy failed: {exc}")
-            self.say("rolling back to the previous placement from the same savepoint")
-            back = self.deploy(rec["query"], rec["args"], old, timeout, savepoint=sp)
+            back = self._roll_back(rec, old, stopped[0], since, timeout, exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             raise EdgeplaceError(f"redeploy failed and was rolled back: job {back.job_id} runs the previous "
-                                 f"placement from savepoint {sp}. Cause: {exc}") from exc
+                                 f"placement from savepoint {stopped[0]}. Cause: {exc}") from exc
         new.phases = {**new.phases, "total": time.monotonic() - t0}
         return new
+
+    def _roll_back(self, rec: dict, old: Placement | None, savepoint: str, since: float, timeout: float,
+                   cause: BaseException) -> Deployed:
+        """The old job stopped but the new one is not verified: cancel whatever the failed attempt started,
+        then resubmit the previous placement from the same savepoint."""
+        why = "interrupted" if isinstance(cause, KeyboardInterrupt) else f"failed: {cause}"
+        self.say(f"redeploy {why}; rolling back to the previous placement from savepoint {savepoint}")
+        try:
+            for job in flink.jobs_started_since(self.rest, since):
+                flink.cancel(self.rest, job)
+            return self.deploy(rec["query"], rec["args"], old, timeout, savepoint=savepoint)
+        except (EdgeplaceError, FlinkRestError) as exc:
+            raise EdgeplaceError(f"redeploy {why}, and the rollback failed too ({exc}); no job runs. Start the "
+                                 f"previous placement by hand from savepoint {savepoint}") from exc
 
     def end(self, job_id: str, scratch: Path) -> None:
         """Stop the job with a savepoint in `scratch` (then discard it), then repair the cluster."""

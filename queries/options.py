@@ -23,8 +23,17 @@ class JobOptions:
         return self.parallelism.get(uid, default)
 
 
+class OptionsError(ValueError):
+    """A job argument that is wrong (raised instead of argparse's print-and-exit)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise OptionsError(message)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=True)
+    p = _Parser(add_help=True)
     p.add_argument("--pins", help="pins JSON (operator uid → TaskManager and its external resource), written "
                                   "by edgeplace's deploy; operators without a pin are placed by Flink")
     p.add_argument("--sites", default="edge-1", help="comma-separated edge sites, one source each")
@@ -50,13 +59,16 @@ def parse(argv: list[str]) -> JobOptions:
         for item in items:
             k, sep, v = item.partition("=")
             if not sep or not k:
-                raise SystemExit(f"{what} takes KEY=VALUE, got {item!r}")
+                raise OptionsError(f"{what} takes KEY=VALUE, got {item!r}")
             out[k] = v
         return out
 
-    par = {k: int(v) for k, v in kv(a.parallelism, "--parallelism").items()}
-    if any(v < 1 for v in par.values()) or a.rate < 0 or a.events < 0:
-        raise SystemExit("parallelism must be >= 1, --rate and --events >= 0")
+    try:
+        par = {k: int(v) for k, v in kv(a.parallelism, "--parallelism").items()}
+    except ValueError:
+        raise OptionsError("--parallelism takes UID=N with N a whole number") from None
+    if any(v < 1 for v in par.values()) or not (0 <= a.rate < float("inf")) or a.events < 0:
+        raise OptionsError("parallelism must be >= 1, --rate a finite number >= 0 and --events >= 0")
     sites = tuple(s for s in a.sites.split(",") if s)
     return JobOptions(a.pins, sites, a.rate, a.events, par, a.chaining, a.checkpoint_ms, a.out, a.seed,
                       kv(a.opt, "--opt"), a.restore_from_file)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-TEST_HOME = Path(os.environ.get("EDGEPLACE_TEST_HOME", "/tmp/edgeplace-test-home"))
+# every session its own private home (mode 0700), never a fixed shared path: two runs never see each other's
+# testbed records, and the unit tests touch nothing outside it
+TEST_HOME = Path(os.environ.get("EDGEPLACE_TEST_HOME") or tempfile.mkdtemp(prefix="edgeplace-test-home-"))
 # ports and subnet distinct from a user's default testbed, so tests never touch it
 TEST_ENV = {"EDGEPLACE_HOME": str(TEST_HOME)}
 TEST_ARGS = ["--rest-port", "18081", "--rpc-port", "16123", "--subnet", "10.213.7.0/24"]

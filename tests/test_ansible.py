@@ -18,7 +18,10 @@ import yaml
 from experiments import cluster
 from experiments.testbed import flinkconf, network
 from experiments.testbed.spec import TestbedSpec, members
-from tests.conftest import TEST_HOME, edgeplace
+from tests.conftest import edgeplace
+
+# ~420 MB of wheels for the hosts, built once and kept (in root's private cache, not a shared /tmp path)
+WHEELHOUSE = Path.home() / ".cache" / "edgeplace" / "test-wheelhouse"
 
 ANSIBLE = cluster.ANSIBLE_DIR
 BIN = Path(sys.executable).parent
@@ -123,7 +126,7 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
     inv = str(Path(state.workdir) / "inventory.yml")
     hosts = {h["addr"]: h for h in state.ssh_hosts}
     try:
-        wheelhouse = TEST_HOME / "wheelhouse"  # kept across runs: the hosts have no route to PyPI
+        wheelhouse = WHEELHOUSE  # kept across runs: the hosts have no route to PyPI
         res = edgeplace("cluster", "provision", "-i", inv, "--wheelhouse", str(wheelhouse), timeout=1200)
         assert res.returncode == 0, res.stderr[-3000:]
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)

@@ -44,6 +44,7 @@ def test_down_without_a_testbed_is_a_no_op():
     assert res.returncode == 0 and "nothing to remove" in res.stderr
 
 
+@pytest.mark.live
 def test_subnet_overlapping_a_machine_address_is_refused(root_required):
     """127.0.0.0/8 is not RFC 1918, so use a private /24 we add to lo for the duration of the test."""
     import subprocess

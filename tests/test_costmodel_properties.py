@@ -141,8 +141,8 @@ def test_target_rate_picks_fewest_wan_bytes_that_sustain_it():
     (lambda d: d["operators"][0].update(pin="site-9"), "pinned to 'site-9'"),
     (lambda d: d["nodes"][0].update(slots=0) or d["nodes"][1].update(slots=1), "more slots"),
     (lambda d: d["edges"].append({"from": "src", "to": "ghost"}), "unknown operator 'ghost'"),
-    (lambda d: d.pop("nodes"), "missing field 'nodes'"),
-    (lambda d: d["links"][0].update(up_bytes_per_s=0), "positive bandwidth"),
+    (lambda d: d.pop("nodes"), "nodes: missing field"),
+    (lambda d: d["links"][0].update(up_bytes_per_s=0), r"links\[0\].up_bytes_per_s: 0 is less than or equal to the minimum of 0"),
 ])
 def test_infeasible_or_malformed_problems_are_refused(mutate, fragment):
     d = {"operators": [{"id": "src", "cost_s_per_record": 1e-5, "pin": "site-1"},

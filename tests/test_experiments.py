@@ -20,15 +20,15 @@ GOOD = {"name": "t", "policies": ["cloud-only"], "bandwidths_mbit": [1],
 
 
 @pytest.mark.parametrize("mutate, fragment", [
-    (lambda d: d.pop("name"), "missing field name"),
-    (lambda d: d.update(policies=["cloud-only", "magic"]), "unknown policy 'magic'"),
+    (lambda d: d.pop("name"), "config: name: missing field"),
+    (lambda d: d.update(policies=["cloud-only", "magic"]), "policies[1]: unknown value 'magic'"),
     (lambda d: d.update(bandwidths_mbit=[-1]), "bandwidths_mbit"),
-    (lambda d: d.update(queries=[{"name": "nosuch"}]), "queries[0].name: unknown query 'nosuch'"),
-    (lambda d: d.update(queries=[{"args": []}]), "missing field queries[0].name"),
+    (lambda d: d.update(queries=[{"name": "nosuch"}]), "queries[0].name: unknown value 'nosuch'"),
+    (lambda d: d.update(queries=[{"args": []}]), "queries[0].name: missing field"),
     (lambda d: d.update(source_rate=-3), "source_rate"),
     (lambda d: d.update(repetitions=0), "repetitions"),
-    (lambda d: d.update(cluster={"edges": 2}), "cluster: unknown field(s) edges"),
-    (lambda d: d.update(cluster={"kind": "ansible"}), "cluster.inventory is required"),
+    (lambda d: d.update(cluster={"edges": 2}), "cluster: unknown field(s) 'edges'"),
+    (lambda d: d.update(cluster={"kind": "ansible"}), "cluster.inventory: missing field"),
 ])
 def test_bad_configs_name_the_field(mutate, fragment):
     d = {**GOOD, "queries": [dict(q) for q in GOOD["queries"]]}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.rest import FlinkRest
+from collectors.rest import FlinkRest, FlinkRestError
 from common.errors import EdgeplaceError
 from collectors.attribution import actual
 from placement.flink import stop_with_savepoint
@@ -291,3 +291,59 @@ def test_a_job_reaches_the_edge_without_shipping_flink_python_over_the_wan(share
     print(f"cloud → edge-1 during the deploy: {shipped:,} bytes")
     assert shipped < 5_000_000
     end(res.stdout.strip().splitlines()[-1], tmp_path)
+
+
+class _FailsOnceOnANewJob(FlinkRest):
+    """The testbed's REST API, except that the first read of a job other than `old` fails, as a JobManager
+    that stops answering for a moment would make it (in the middle of verifying a redeploy)."""
+
+    def __init__(self, base_url: str, old: str):
+        super().__init__(base_url)
+        self.old, self.failed = old, False
+
+    def job(self, job_id: str) -> dict:
+        if job_id != self.old and not self.failed:
+            self.failed = True
+            raise FlinkRestError(f"GET /jobs/{job_id}: HTTP 503 (injected)")
+        return super().job(job_id)
+
+
+def test_a_rest_error_while_verifying_a_redeploy_leaves_the_old_placement_running(shared_testbed, tmp_path):
+    from experiments.environments import LocalTestbed
+    from placement.realize import Realizer, Target
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", "100")
+    target = LocalTestbed().target
+    flaky = Target(_FailsOnceOnANewJob(target.rest.base_url, job), target.conf_dir, target.tend)
+    with pytest.raises(EdgeplaceError, match="rolled back") as err:
+        Realizer(flaky, print).redeploy(job, Placement(B))
+    assert flaky.rest.failed  # the injected error did happen, during verification
+    back = re.search(r"job ([0-9a-f]{32}) runs the previous placement", str(err.value)).group(1)
+    assert running_jobs() == [back]  # the half-verified new job was cancelled, not left beside it
+    assert actual(REST, back, OPS) == {u: {tm} for u, tm in A.items()}
+    end(back, tmp_path)
+
+
+def test_ctrl_c_during_a_redeploy_leaves_a_job_running(shared_testbed, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from tests.conftest import TEST_ENV
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", "100")
+    run = subprocess.Popen([sys.executable, "-m", "experiments.cli", "redeploy", "--job", job, "--placement",
+                            write(tmp_path, "b.json", B)], env={**os.environ, **TEST_ENV},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in run.stderr:  # Ctrl-C once the old job has stopped: the worst moment
+        seen.append(line)
+        if "with savepoint" in line:
+            run.send_signal(signal.SIGINT)
+            break
+    rest = run.stderr.read()
+    run.wait(timeout=180)
+    assert run.returncode == 130, "".join(seen) + rest
+    jobs = running_jobs()
+    assert len(jobs) == 1, "".join(seen) + rest
+    where = actual(REST, jobs[0], OPS)
+    assert where in ({u: {tm} for u, tm in A.items()}, {u: {tm} for u, tm in B.items()}), where
+    end(jobs[0], tmp_path)

@@ -75,3 +75,12 @@ def test_client_config_sets_both_python_executables():
     conf = flinkconf.client(TestbedSpec(rest_port=18000), "opts", "/venv/bin/python")
     assert conf["python.client.executable"] == conf["python.executable"] == "/venv/bin/python"
     assert conf["rest.port"] == 18000
+
+
+def test_the_jobmanager_listens_on_loopback_and_the_testbed_bridge_only():
+    spec = TestbedSpec(subnet="10.213.9.0/24")
+    conf = flinkconf.jobmanager(spec, "opts", "/tmp/x")
+    assert conf["jobmanager.bind-host"] == gateway(spec) == "10.213.9.1"
+    assert conf["rest.bind-address"] == "127.0.0.1" and conf["web.submit.enable"] is False
+    loop = flinkconf.jobmanager(TestbedSpec(isolate=False), "opts", "/tmp/x")
+    assert {loop["jobmanager.bind-host"], loop["rest.bind-address"]} == {"127.0.0.1"}

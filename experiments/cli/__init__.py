@@ -1,6 +1,7 @@
 """The `edgeplace` command line: one module per command group, joined here."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -12,7 +13,26 @@ from experiments.cli.output import err_console
 
 
 class Cli(click.Group):
-    """Turns EdgeplaceError (and the REST client's errors) into one clear line and exit code 1."""
+    """Turns EdgeplaceError (and the REST client's errors) into one clear line and exit code 1, a usage
+    error into one line and exit code 2, Ctrl-C into exit code 130."""
+
+    def main(self, *args, **kwargs):
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            err_console.print(f"edgeplace: error: {exc.format_message()}{hint}", markup=False)
+            sys.exit(2)
+        except click.Abort:
+            err_console.print("edgeplace: interrupted", markup=False)
+            sys.exit(130)
+        except Exception as exc:  # a bug: one line for the user, the traceback on request
+            if os.environ.get("EDGEPLACE_DEBUG"):
+                raise
+            err_console.print(f"edgeplace: internal error: {type(exc).__name__}: {exc} "
+                              "(run again with EDGEPLACE_DEBUG=1 for the traceback, and report it)", markup=False)
+            sys.exit(70)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:

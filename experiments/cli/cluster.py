@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from common.errors import EdgeplaceError
-from experiments.cli.output import say
+from experiments.cli.output import NON_NEGATIVE, POSITIVE, say
 
 
 @click.group()
@@ -52,8 +52,8 @@ def cluster_stop(inventory) -> None:
 
 @cluster.command("wan")
 @_inventory_option
-@click.option("--mbit", type=float, help="uplink rate of the edge sites, Mbit/s")
-@click.option("--delay-ms", default=0.0, show_default=True, type=float, help="added delay (netem, where present)")
+@click.option("--mbit", type=POSITIVE, help="uplink rate of the edge sites, Mbit/s")
+@click.option("--delay-ms", default=0.0, show_default=True, type=NON_NEGATIVE, help="added delay (netem, where present)")
 @click.option("--site", help="only this edge site (default: all)")
 @click.option("--clear", is_flag=True, help="remove the shaping")
 @click.option("--from-inventory", is_flag=True, help="apply each site's wan_sites entry from the inventory")

@@ -2,27 +2,29 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 
 import click
 from rich.table import Table
 
 from common.errors import EdgeplaceError
-from experiments.cli.output import console, err_console, num, pct, say
+from experiments.cli.output import NON_NEGATIVE, POSITIVE, console, err_console, num, pct, say
 
 
 @click.command("collect")
 @click.option("--job", "job_id", required=True)
-@click.option("--duration", default=60.0, show_default=True, help="seconds of samples to keep")
-@click.option("--interval", default=5.0, show_default=True, help="seconds between polls")
-@click.option("--warmup", default=0.0, show_default=True, help="seconds to sample and discard first")
+@click.option("--duration", type=POSITIVE, default=60.0, show_default=True, help="seconds of samples to keep")
+@click.option("--interval", type=POSITIVE, default=5.0, show_default=True, help="seconds between polls")
+@click.option("--warmup", type=NON_NEGATIVE, default=0.0, show_default=True, help="seconds to sample and discard first")
 @click.option("--rest", "rest_url", help="JobManager REST URL (default: the local testbed)")
 @click.option("--out", required=True, help="Parquet file for the tidy samples")
 def collect_cmd(job_id, duration, interval, warmup, rest_url, out) -> None:
     """Sample a running job's per-subtask metrics (and WAN bytes on the testbed) into Parquet."""
     from rich.progress import Progress
     from collectors.rest import FlinkRest
+    from collectors.sampler import SampleRun, sample
     from collectors.store import save_samples
-    from collectors.sampler import sample
     wan = None
     if rest_url:
         rest = FlinkRest(rest_url)
@@ -31,15 +33,31 @@ def collect_cmd(job_id, duration, interval, warmup, rest_url, out) -> None:
         state = require()
         rest, wan = rest_of(state), (lambda: wan_counters(state))
     rest.running_job(job_id)
-    total = warmup + duration
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task(f"collecting {job_id[:8]}", total=total)
-        run = sample(rest, job_id, duration, interval, wan, progress=lambda t: bar.update(task, completed=t),
-                     warmup=warmup)
-    kept = save_samples(run, out, {"job": job_id, "interval": interval, "warmup": warmup})
-    say(f"{kept} samples written to {out}" + (f"; {len(run.gaps)} gap(s) without answers" if run.gaps else ""))
+    meta = {"job": job_id, "interval": interval, "warmup": warmup}
+    kept = [save_samples(SampleRun(), out, meta)]  # --out is writable before sampling starts
+
+    def write(run: SampleRun) -> None:  # after every poll: Ctrl-C or SIGTERM loses nothing
+        kept[0] = save_samples(run, out, meta)
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with Progress(console=err_console, transient=True) as bar:
+            task = bar.add_task(f"collecting {job_id[:8]}", total=warmup + duration)
+            run = sample(rest, job_id, duration, interval, wan, progress=lambda t: bar.update(task, completed=t),
+                         warmup=warmup, on_poll=write)
+    except KeyboardInterrupt:
+        say(f"interrupted: the {kept[0]} samples taken so far are in {out}")
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    write(run)
+    say(f"{kept[0]} samples written to {out}" + (f"; {len(run.gaps)} gap(s) without answers" if run.gaps else ""))
     if run.stopped_because:
-        raise EdgeplaceError(f"collection stopped early: {run.stopped_because}; the {kept} samples taken are in {out}")
+        raise EdgeplaceError(f"collection stopped early: {run.stopped_because}; the {kept[0]} samples taken are in {out}")
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @click.command("profile")

@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 
 from common.errors import EdgeplaceError
-from experiments.cli.output import console, say
+from experiments.cli.output import POSITIVE, console, say
 
 
 def _print_where(where: dict, placement=None) -> None:
@@ -22,7 +22,7 @@ def _print_where(where: dict, placement=None) -> None:
 @click.option("--query", required=True, help="job name (see `edgeplace queries`)")
 @click.option("--placement", "placement_file", help="placement JSON")
 @click.option("--schedulercfg", "scfg_file", help="schedulercfg file (one line per subtask)")
-@click.option("--timeout", default=90.0, show_default=True, help="seconds to wait for the placement")
+@click.option("--timeout", type=POSITIVE, default=90.0, show_default=True, help="seconds to wait for the placement")
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
 def deploy_cmd(query, placement_file, scfg_file, timeout, job_args) -> None:
     """Submit QUERY to the testbed with a placement and verify every subtask runs where planned."""
@@ -69,7 +69,7 @@ def where_cmd(job_id, out, scfg_out) -> None:
 @click.command("redeploy")
 @click.option("--job", "job_id", required=True)
 @click.option("--placement", "placement_file", required=True)
-@click.option("--timeout", default=90.0, show_default=True)
+@click.option("--timeout", type=POSITIVE, default=90.0, show_default=True)
 def redeploy_cmd(job_id, placement_file, timeout) -> None:
     """Stop with savepoint, resubmit with a new placement, verify; roll back if that fails."""
     from experiments.environments import LocalTestbed

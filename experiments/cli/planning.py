@@ -1,27 +1,27 @@
 """`edgeplace plan / predict / calibrate / bench`: the cost model and the planner."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import math
 
 import click
 from rich.table import Table
 
 from common.errors import EdgeplaceError
-from experiments.cli.output import console, say, yes_no
+from common.files import write_atomic
+from experiments.cli.output import NON_NEGATIVE, POSITIVE, console, dumps, say, yes_no
 
 
 @click.command("plan")
 @click.option("--problem", "problem_file", help="planning-problem JSON")
 @click.option("--policy", required=True, help="cloud-only | edge-max | greedy | exhaustive | optimal")
-@click.option("--target-rate", type=float, help="with optimal: fewest WAN bytes among placements sustaining R")
+@click.option("--target-rate", type=POSITIVE, help="with optimal: fewest WAN bytes among placements sustaining R")
 @click.option("--out", required=True, help="placement JSON to write")
 @click.option("--rank", is_flag=True, help="print the offload ranking with reasons")
 @click.option("--job", "job_id", help="instead of --problem: profile this running job on the testbed")
-@click.option("--seconds", default=25.0, show_default=True, type=float, help="with --job: profiling window")
-@click.option("--warmup", default=10.0, show_default=True, type=float,
+@click.option("--seconds", default=25.0, show_default=True, type=POSITIVE, help="with --job: profiling window")
+@click.option("--warmup", default=10.0, show_default=True, type=NON_NEGATIVE,
               help="with --job: seconds sampled but not used (a fresh job's first metrics are empty or stale)")
-@click.option("--mbit", type=float, help="with --job: plan for this link rate (default: the testbed's current)")
+@click.option("--mbit", type=POSITIVE, help="with --job: plan for this link rate (default: the testbed's current)")
 @click.option("--write-problem", help="with --job: also write the planning problem JSON here")
 @click.option("--speeds", help="with --job: node speed factors measured by `edgeplace calibrate --out`")
 def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warmup, mbit, write_problem,
@@ -39,7 +39,7 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warm
         step = _plan_job(job_id, policy, target_rate, seconds, warmup, mbit, speeds)
         p, placement, pred = step.problem, step.placement, step.prediction
         if write_problem:
-            Path(write_problem).write_text(json.dumps(pb.to_json(p), indent=2))
+            write_atomic(write_problem, dumps(pb.to_json(p)), "problem")
     else:
         p = pb.load(problem_file)
         asg = plan(p, policy, target_rate)
@@ -80,8 +80,8 @@ def _plan_job(job_id: str, policy: str, target_rate: float | None, seconds: floa
 @click.command("calibrate")
 @click.option("--out", default="speeds.json", show_default=True, help="where to write the speed factors")
 @click.option("--loops", default=40_000, show_default=True, type=int, help="Python loop steps per record")
-@click.option("--rate", default=40.0, show_default=True, type=float, help="records/s (keep every node far from busy)")
-@click.option("--seconds", default=25.0, show_default=True, type=float, help="profiling window per node")
+@click.option("--rate", default=40.0, show_default=True, type=POSITIVE, help="records/s (keep every node far from busy)")
+@click.option("--seconds", default=25.0, show_default=True, type=POSITIVE, help="profiling window per node")
 @click.option("--node", "only", multiple=True, help="measure only this node (and the reference); repeatable")
 def calibrate_cmd(out, loops, rate, seconds, only) -> None:
     """Measure each testbed node's speed: the same fixed work per record on each TaskManager in turn,
@@ -108,8 +108,8 @@ def bench() -> None:
 @bench.command("query")
 @click.argument("name")
 @click.option("--opt", "opts", multiple=True, help="job option k=v (e.g. query=q5 for nexmark)")
-@click.option("--seconds", default=20.0, show_default=True, type=float, help="measured window")
-@click.option("--warmup", default=15.0, show_default=True, type=float, help="discarded warm-up")
+@click.option("--seconds", default=20.0, show_default=True, type=POSITIVE, help="measured window")
+@click.option("--warmup", default=15.0, show_default=True, type=NON_NEGATIVE, help="discarded warm-up")
 def bench_query(name, opts, seconds, warmup) -> None:
     """Records/s per core of query NAME (or `all`) with every operator on the local cloud TaskManager.
     Uses the testbed that is up, or starts one (1 cloud TaskManager, 8 slots) and takes it down after."""
@@ -130,7 +130,7 @@ def bench_query(name, opts, seconds, warmup) -> None:
 @click.command("predict")
 @click.option("--problem", "problem_file", required=True)
 @click.option("--placement", "placement_file", required=True)
-@click.option("--rate", type=float, help="also estimate latency at this source rate")
+@click.option("--rate", type=POSITIVE, help="also estimate latency at this source rate")
 @click.option("--json", "as_json", is_flag=True)
 def predict_cmd(problem_file, placement_file, rate, as_json) -> None:
     """Predict λ*, bottleneck, WAN bytes and utilisation of a placement."""
@@ -141,14 +141,16 @@ def predict_cmd(problem_file, placement_file, rate, as_json) -> None:
     asg = Placement.read(placement_file).assignments
     pred = predict(p, asg)
     out = pred.to_json()
+    latency = latency_s(p, asg, rate) if rate is not None else None
     if rate is not None:
-        out["latency_s"] = latency_s(p, asg, rate)
+        out["latency_s"] = latency if math.isfinite(latency) else None  # null: the rate is not sustainable
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        click.echo(dumps(out))
         return
     console.print(f"λ* = {pred.max_rate:.6g} source records/s per unit rate, bottleneck {pred.bottleneck}")
     console.print(f"WAN bytes per unit rate: {pred.wan_bytes_per_unit_rate:.6g}")
     for n, u in pred.nodes.items():
         console.print(f"  {n}: {u:.1%} CPU at λ*")
     if rate is not None:
-        console.print(f"latency at {rate:g}: {out['latency_s'] * 1000:.1f} ms")
+        console.print(f"latency at {rate:g}: " + (f"{latency * 1000:.1f} ms" if math.isfinite(latency)
+                                                   else f"unbounded (λ* is {pred.max_rate:.6g})"))

@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 
 from common.errors import EdgeplaceError
-from experiments.cli.output import console, say, yes_no
+from experiments.cli.output import NON_NEGATIVE, POSITIVE, console, say, yes_no
 
 
 @click.group()
@@ -28,7 +28,7 @@ def testbed() -> None:
 @click.option("--rpc-port", default=6123, show_default=True, type=int)
 @click.option("--subnet", default="10.213.0.0/24", show_default=True, help="private /24 the testbed owns")
 @click.option("--no-isolation", is_flag=True, help="force the loopback fallback (no netns/tc/cgroups)")
-@click.option("--timeout", default=90.0, show_default=True, type=float, help="seconds to wait for registration")
+@click.option("--timeout", default=90.0, show_default=True, type=POSITIVE, help="seconds to wait for registration")
 @click.option("--ssh-hosts", is_flag=True,
               help="no Flink: run sshd in each edge namespace and write an Ansible inventory (try `edgeplace cluster`)")
 def testbed_up(edge, cloud, edge_slots, cloud_slots, edge_cpu, wan_mbit, unshaped, wan_delay_ms, rest_port,
@@ -93,9 +93,9 @@ def testbed_heal() -> None:
 
 
 @testbed.command("wan")
-@click.option("--mbit", type=float, help="new rate each way")
+@click.option("--mbit", type=POSITIVE, help="new rate each way")
 @click.option("--unshaped", is_flag=True, help="remove shaping")
-@click.option("--delay-ms", default=0.0, type=float, help="RTT (needs netem)")
+@click.option("--delay-ms", default=0.0, type=NON_NEGATIVE, help="RTT (needs netem)")
 @click.option("--site", "sites", multiple=True, help="edge site(s) to change (default: all)")
 def testbed_wan(mbit, unshaped, delay_ms, sites) -> None:
     """Change the WAN shaping of a running testbed."""
@@ -108,7 +108,7 @@ def testbed_wan(mbit, unshaped, delay_ms, sites) -> None:
 
 @testbed.command("probe")
 @click.option("--site", default="edge-1", show_default=True)
-@click.option("--seconds", default=4.0, show_default=True, type=float)
+@click.option("--seconds", default=4.0, show_default=True, type=POSITIVE)
 def testbed_probe(site: str, seconds: float) -> None:
     """Measure an edge link with a bulk TCP transfer from the site to the cloud side."""
     from experiments.testbed.linkprobe import measure_mbit

@@ -18,10 +18,13 @@ def common(spec: TestbedSpec, java_opts: str) -> dict:
 def jobmanager(spec: TestbedSpec, java_opts: str, tmp_dir: str) -> dict:
     return {
         **common(spec, java_opts),
-        "jobmanager.bind-host": "0.0.0.0" if spec.isolate else "127.0.0.1",
+        # RPC and blob server on the testbed's own bridge address only (the edge namespaces reach it there);
+        # REST, which accepts jobs without authentication, on loopback only: edgeplace is its only client
+        "jobmanager.bind-host": gateway(spec),
         "jobmanager.memory.process.size": "1024m",
         "jobmanager.execution.failover-strategy": "region",
-        "rest.bind-address": "0.0.0.0" if spec.isolate else "127.0.0.1",
+        "rest.bind-address": "127.0.0.1",
+        "web.submit.enable": False,  # no jar upload through the web UI: `flink run` submits through /jobs
         # flink-python is in its lib too: Flink 2 builds the job graph here, from PyFlink's operators
         "classloader.parent-first-patterns.additional": PYTHON_PARENT_FIRST,
         "web.tmpdir": tmp_dir,

@@ -33,8 +33,9 @@ def start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
                       "slots": spec.cloud_slots if not hosts else m.slots})  # the first is the cloud host
     state.ssh_hosts = hosts
     inv = Path(state.workdir) / "inventory.yml"
+    known = sshhosts.known_hosts(d, [h["addr"] for h in hosts])
     sshhosts.write_inventory(inv, sshhosts.inventory(hosts, key, Path(state.workdir) / "hosts",
-                                                     spec.rest_port, spec.rpc_port))
+                                                     spec.rest_port, spec.rpc_port, known=known))
     deadline = time.monotonic() + 15
     pending = list(hosts)
     while pending and time.monotonic() < deadline:

@@ -59,8 +59,17 @@ def sshd_argv(conf: Path) -> list[str]:
     return [require_sshd(), "-D", "-e", "-f", str(conf)]
 
 
+def known_hosts(d: Path, addrs: list[str]) -> Path:
+    """A known_hosts file naming the testbed's own host key for each host address: hosts are checked, as
+    on a real cluster, without a first-contact step (this machine made the key)."""
+    key = (d / "host_ed25519.pub").read_text().split()
+    path = d / "known_hosts"
+    path.write_text("".join(f"{a} {key[0]} {key[1]}\n" for a in addrs))
+    return path
+
+
 def inventory(hosts: list[dict], key: Path, root: Path, rest_port: int, rpc_port: int,
-              python: str = "/usr/bin/python3") -> dict:
+              python: str = "/usr/bin/python3", known: Path | None = None) -> dict:
     """Ansible inventory: the first host forms group `cloud` (JobManager + a TaskManager), the rest `edge`.
     Each host gets its own directory under `root` (the hosts share this machine's file system)."""
     def entry(h: dict, name: str, site: str) -> dict:
@@ -68,7 +77,8 @@ def inventory(hosts: list[dict], key: Path, root: Path, rest_port: int, rpc_port
                 "flink_root": str(root / name)}
     common = {"ansible_user": "root", "ansible_python_interpreter": python,
               "ansible_ssh_private_key_file": str(key),
-              "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+              **({"ansible_ssh_common_args": f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known}",
+                  "known_hosts_file": str(known)} if known else {}),
               "flink_rest_port": rest_port, "flink_rpc_port": rpc_port,
               # the hosts share this machine's interpreters: the venv is made from the one running edgeplace,
               # so that a wheelhouse downloaded here (`cluster provision --wheelhouse`) fits it exactly

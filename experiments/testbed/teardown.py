@@ -3,6 +3,7 @@ cgroup members), then remove the recorded cgroups, namespaces, links and folders
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -15,9 +16,35 @@ from experiments.testbed import cgroups, network, state as st
 from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
 
 
+NETNS = re.compile(r"^ep\d{1,3}-edge-\d{1,3}$")             # spec._netns
+LINK = re.compile(r"^(epbr\d{1,3}|ep\d{1,3}e\d{1,3}[hn])$")  # spec.bridge_name, spec.site_links
+
+
+def owned(r: dict) -> bool:
+    """Whether a recorded resource is one the testbed can have made: its folders under edgeplace's home,
+    its cgroups under edgeplace/, interfaces and namespaces by its naming. A state file that lists anything
+    else (damaged, or planted) does not make `down` remove it."""
+    if r["kind"] == "dir":
+        return Path(r["path"]).resolve().is_relative_to((st.home() / "testbed" / "run").resolve())
+    if r["kind"] == "cgroup":
+        rel = Path(r["path"]).resolve()
+        return any(rel.is_relative_to(base / "edgeplace") and rel != base / "edgeplace"
+                   for base in (cgroups.ROOT, cgroups.ROOT / "cpu"))
+    if r["kind"] == "netns":
+        return bool(NETNS.match(r["name"]))
+    if r["kind"] == "link":
+        return bool(LINK.match(r["name"]))
+    return r["kind"] == "process"
+
+
 def teardown(state: st.State, say: Say) -> None:
     t0 = time.monotonic()
     errors: list[str] = []
+    foreign = [r for r in state.resources if not owned(r)]
+    for r in foreign:
+        say(f"WARNING: the state file lists {r['kind']} {r.get('path') or r.get('name')!r}, which is not the "
+            "testbed's own; left alone")
+    state.resources = [r for r in state.resources if owned(r)]
     procs = testbed_processes(state)
     if procs:
         terminate(procs)

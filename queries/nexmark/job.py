@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from queries.options import JobOptions, parse
+from queries.options import JobOptions, OptionsError, parse
 from queries.topology import OpSpec, sink_op, source_op
 
 DESCRIPTION = "Nexmark q0 q1 q2 q3 q5 q7 q8 q11 q14 (--opt query=qN)"
@@ -24,14 +24,14 @@ DEFAULTS_MS = {"window_ms": 10_000, "slide_ms": 2_000, "gap_ms": 10_000}
 def window_ms(opts: JobOptions, key: str) -> int:
     v = int(opts.extra.get(key, DEFAULTS_MS[key]))
     if v <= 0:
-        raise SystemExit(f"--opt {key} must be > 0")
+        raise OptionsError(f"--opt {key} must be > 0")
     return v
 
 
 def query(opts: JobOptions) -> str:
     q = opts.extra.get("query", "q2")
     if q not in QUERIES:
-        raise SystemExit(f"unknown Nexmark query {q!r}; known: {', '.join(QUERIES)}")
+        raise OptionsError(f"unknown Nexmark query {q!r}; known: {', '.join(QUERIES)}")
     return q
 
 
