@@ -42,6 +42,11 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: floa
     """The planning problem of a job from what profiling measured (`measured.owners`: vertex id → op uid;
     `measured.where`: op uid → node id during profiling)."""
     profiles, owners, where = measured.profiles, measured.owners, measured.where
+    uids = {o.uid for o in ops}
+    strays = sorted({owners[p.vertex] for p in profiles if p.vertex in owners and owners[p.vertex] not in uids})
+    if strays:
+        raise EdgeplaceError(f"Flink vertex {', '.join(map(repr, strays))} belongs to no operator of the job "
+                             f"({', '.join(sorted(uids))}); its topology does not list every Flink task it runs")
     by_op: dict[str, list[OperatorProfile]] = {}
     for p in profiles:
         if p.vertex in owners:

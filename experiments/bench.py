@@ -34,8 +34,9 @@ class BenchResult:
     @property
     def slowest(self) -> tuple[str, float]:
         """The operator with the lowest true processing rate (sources, sinks and their helpers left out)."""
+        helpers = (" gen", " end", " watermarks", " timestamps", " watermark assigner")
         finite = {k: v for k, v in self.per_operator.items() if v == v and 0 < v != float("inf") and
-                  not k.startswith(("Source:", "Sink:")) and not k.endswith((" gen", " end", " watermarks"))}
+                  not k.startswith(("Source:", "Sink:")) and not k.endswith(helpers)}
         return min(finite.items(), key=lambda kv: kv[1]) if finite else ("-", float("nan"))
 
 

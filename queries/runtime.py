@@ -75,13 +75,18 @@ class JobContext:
         which has no single group). Unpinned, Flink puts them in the default group, anywhere. Returns `keyed`."""
         streams = (keyed.stream1, keyed.stream2) if hasattr(keyed, "stream1") else (keyed,)
         for ks, owner in zip(streams, self.ops[consumer].key_helper_owners, strict=True):
-            helper = ks._j_data_stream.getTransformation().getInputs().get(0)
-            helper.setUid(f"{owner}.keyby-{consumer}")
-            helper.setParallelism(self.ops[owner].parallelism)
-            group = self._group(owner)
-            if group is not None:
-                helper.setSlotSharingGroup(group.get_java_slot_sharing_group())
+            self._pin_java(ks._j_data_stream.getTransformation().getInputs().get(0), owner, f"keyby-{consumer}")
         return keyed
+
+    def _pin_java(self, transformation, owner: str, suffix: str, name: str | None = None) -> None:
+        """uid, parallelism, group (and name) of an operator PyFlink adds behind the job's back."""
+        transformation.setUid(f"{owner}.{suffix}")
+        transformation.setParallelism(self.ops[owner].parallelism)
+        if name is not None:
+            transformation.setName(name)
+        group = self._group(owner)
+        if group is not None:
+            transformation.setSlotSharingGroup(group.get_java_slot_sharing_group())
 
     def source(self, uid: str, generate: Callable[[int, int], tuple], output_type,
                event_time_field: int | None = None) -> "DataStream":
@@ -99,7 +104,14 @@ class JobContext:
             return gen
         strategy = (WatermarkStrategy.for_monotonous_timestamps()
                     .with_timestamp_assigner(FieldTimestamp(event_time_field)))
-        return self.pin(gen.assign_timestamps_and_watermarks(strategy), uid, "wm")
+        stamped = self.pin(gen.assign_timestamps_and_watermarks(strategy), uid, "wm")
+        # PyFlink adds two operators in front (a Python one that extracts the timestamp, Flink's assigner):
+        # pinned and named like the parts `source_op` lists, or they would land anywhere, unnamed
+        assigner = stamped._j_data_stream.getTransformation().getInputs().get(0)
+        extract = assigner.getInputs().get(0)
+        for tr, part in ((assigner, "wm-assign"), (extract, "wm-extract")):
+            self._pin_java(tr, uid, part, next(p.name for p in self.ops[uid].parts if p.suffix == part))
+        return stamped
 
     def sink(self, stream, uid: str, to_json: Callable[[tuple], dict]) -> None:
         """JSON lines (when --out is set) and latency percentiles per subtask; then Flink's terminal sink."""

@@ -68,8 +68,10 @@ def source_op(uid: str, name: str, site: str, parallelism: int = 1, watermarks: 
     """A generated source at an edge site: Flink's sequence source + the Python event generator (+ the
     event-time timestamp/watermark assigner, for jobs with event-time windows)."""
     parts = (Part("", "source", name), Part("gen", "operator", f"{name} gen"))
-    if watermarks:
-        parts += (Part("wm", "operator", f"{name} watermarks"),)
+    if watermarks:  # PyFlink's timestamp extraction (Python), Flink's assigner, and the record restored
+        parts += (Part("wm-extract", "operator", f"{name} timestamps"),
+                  Part("wm-assign", "operator", f"{name} watermark assigner"),
+                  Part("wm", "operator", f"{name} watermarks"))
     return OpSpec(uid, name, parallelism, site=site, parts=parts)
 
 

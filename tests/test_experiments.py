@@ -162,3 +162,28 @@ def test_measured_costs_are_normalised_by_the_speed_of_the_node_they_ran_on(tmp_
     (tmp_path / "bad.json").write_text('{"edge-1": 3}')
     with pytest.raises(EdgeplaceError, match="not what `edgeplace calibrate --out` writes"):
         read_speeds(tmp_path / "bad.json")
+
+
+def test_a_flink_vertex_of_no_operator_is_named_not_a_key_error():
+    from collectors.profiles import JobProfile, OperatorProfile
+    from costmodel.pricing import price
+    from costmodel.problem import Node
+    from queries import options
+    from queries.calibrate import job as calibrate
+    ops = calibrate.topology(options.parse([]))
+    prof = [OperatorProfile(v, n, 1, 0, 0, 0, 100, 100, 1000, 1, 10, 0.1, 0, 0, 5, 0)
+            for v, n in (("v1", "Events edge-1 gen"), ("v2", "Work"), ("v3", "Work Sink"), ("v4", "Extract-Timestamp"))]
+    owners = {"v1": "src-edge-1", "v2": "work", "v3": "sink", "v4": "Extract-Timestamp"}
+    where = {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}
+    with pytest.raises(EdgeplaceError, match="Flink vertex 'Extract-Timestamp' belongs to no operator"):
+        price(ops, JobProfile(prof, owners, where), [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 2)], 1)
+
+
+def test_event_time_sources_list_the_operators_pyflink_adds_for_watermarks():
+    from queries import options
+    from queries.nexmark import job as nexmark
+    from queries.topology import all_tasks
+    names = [t.task_name for t in all_tasks(nexmark.topology(options.parse(["--opt", "query=q5"])))]
+    assert {"Nexmark edge-1 timestamps", "Nexmark edge-1 watermark assigner", "Nexmark edge-1 watermarks"} <= set(names)
+    named = [n for n in names if n != "_stream_key_by_map_operator"]  # PyFlink's one shared helper name
+    assert len(named) == len(set(named))  # every other task can be told apart by its name
