@@ -77,7 +77,8 @@ def test_tc_module_uses_the_testbed_queue_and_parses_rates():
         sys.path.pop(0)
     assert tc.rate_bit("class htb 1:10 root leaf 10: prio 0 rate 250Kbit ceil 250Kbit") == 250e3
     assert tc.rate_bit("class htb 1:10 rate 8Mbit ceil 8Mbit") == 8e6
-    assert tc.leaf_limit_bytes(0.25) == 30 * 1514
+    for mbit in (0.1, 0.25, 1, 3.6, 8, 20, 100):  # the same queue as the local testbed's links
+        assert tc.leaf_limit_bytes(mbit) == network.leaf_limit_bytes(mbit), mbit
     assert tc.leaf_limit_bytes(100) == 1_250_000
 
 
@@ -151,7 +152,8 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         assert cells.measured_rate[0] * cells.wan_bytes_per_event[0] * 8 < 2.0e6 * 1.1
 
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)
-        assert res.returncode == 0 and all("changed=0" in l for l in res.stderr.splitlines() if "ok=" in l), res.stderr
+        recaps = [l for l in res.stderr.splitlines() if "ok=" in l]
+        assert res.returncode == 0 and len(recaps) == 2 and all("changed=0" in l for l in recaps), res.stderr
 
         edge = state.ssh_hosts[1]
         res = edgeplace("cluster", "wan", "-i", inv, "--mbit", "4", timeout=300)

@@ -116,5 +116,9 @@ def test_check_requires_the_taskmanager_resource():
         check(PLACED, OPS, {**CLUSTER, "edge-1": TaskManagerInfo("edge-1", "h", 2, {})})
 
 
-def test_check_accepts_a_valid_placement():
-    check(PLACED, OPS, CLUSTER)
+def test_check_accepts_a_placement_that_fits_exactly_and_refuses_one_subtask_more():
+    used = sum(o.parallelism for o in OPS if PLACED.assignments[o.uid] == "edge-1")
+    exact = {**CLUSTER, "edge-1": TaskManagerInfo("edge-1", "h", used, {"edge1": float(used)})}
+    assert check(PLACED, OPS, exact) is None
+    with pytest.raises(EdgeplaceError, match=f"has {used - 1} slots"):
+        check(PLACED, OPS, {**exact, "edge-1": TaskManagerInfo("edge-1", "h", used - 1, {"edge1": float(used)})})

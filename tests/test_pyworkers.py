@@ -104,10 +104,22 @@ def test_the_server_ends_when_its_taskmanager_does(tmp_path):
     assert gone, "the server outlived its parent"
 
 
-def test_the_launcher_script_runs_the_launcher_with_the_real_interpreter():
-    script = pyworkers.launcher_script("/opt/py/bin/python3")
-    assert script.startswith("#!/bin/sh\n")
-    assert f"exec /opt/py/bin/python3 -I -S {pyworkers.__file__} launch /opt/py/bin/python3 \"$@\"" in script
+def test_the_launcher_script_runs_as_python_executable(server, probe, tmp_path):
+    """The script Flink runs as `python.executable`: a routed module goes to the server, anything else to
+    the real interpreter, with its arguments and exit status."""
+    script = tmp_path / "python-worker"
+    script.write_text(pyworkers.launcher_script(sys.executable))
+    script.chmod(0o755)
+    name, srv = server
+    env = {**os.environ, pyworkers.ENV_SOCKET: name}
+    plain = subprocess.run([str(script), "-c", "import sys; print(sys.argv[1:]); sys.exit(5)", "a b"], env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert plain.returncode == 5 and plain.stdout.strip() == "['a b']"
+    boot = subprocess.run([str(script), "-m", pyworkers.BOOT_MODULE, "--help"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    srv.kill()
+    assert "not one this server starts" in srv.communicate()[0]  # the boot module was asked of the server
+    assert boot.returncode != 0  # this test's server forks only the probe module, so it refused
 
 
 

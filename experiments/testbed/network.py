@@ -56,6 +56,12 @@ def delete_netns(name: str) -> None:
         ok("ip", "netns", "del", name)
 
 
+def leaf_limit_bytes(mbit: float) -> int:
+    """Queue of a shaped link: 100 ms of its rate, at least 30 full Ethernet frames (the Ansible role's tc
+    module, which runs on hosts without edgeplace, has the same rule)."""
+    return max(30 * 1514, int(mbit * 1e6 / 8 * 0.1))
+
+
 def shape(dev: str, mbit: float, ns: str | None = None) -> None:
     """Egress of `dev` limited to `mbit` with one htb class (replaces any previous shaping)."""
     unshape(dev, ns)
@@ -65,7 +71,7 @@ def shape(dev: str, mbit: float, ns: str | None = None) -> None:
         "rate", rate, "ceil", rate, ns=ns)
     # a bounded queue (100 ms of the rate, at least 30 full frames), as a real link has: htb's default
     # leaf queues 1000 packets, 48 s at 0.25 Mbit/s, and that bufferbloat hides backpressure from Flink
-    limit = max(30 * 1514, int(mbit * 1e6 / 8 * 0.1))
+    limit = leaf_limit_bytes(mbit)
     run("tc", "qdisc", "add", "dev", dev, "parent", HTB_CLASS, "handle", "10:", "bfifo", "limit", str(limit), ns=ns)
 
 
