@@ -137,6 +137,12 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         assert {t["id"]: t["totalResource"]["extendedResources"] for t in tms} == \
             {"cloud-1": {"cloud1": 4.0}, "edge-1": {"edge1": 2.0}}
         assert {t["id"]: t["slotsNumber"] for t in tms} == {"cloud-1": 4, "edge-1": 2}
+        # facts see the CPU quota each host runs under (--edge-cpu 1.0 of this machine's CPUs), not its CPUs
+        res = edgeplace("cluster", "facts", "-i", inv, "--out", str(tmp_path / "cluster.json"), timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        nodes = json.loads((tmp_path / "cluster.json").read_text())["nodes"]
+        assert {n["id"]: float(n["cores"]) for n in nodes} == {"cloud-1": 1.0, "edge-1": 1.0}
+        assert all(int(n["cpus"]) == len(os.sched_getaffinity(0)) for n in nodes)
 
         # an experiment targets the cluster through its inventory: deploy, shape with wan.yml, WAN over SSH
         cfg = tmp_path / "real.toml"
