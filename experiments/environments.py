@@ -37,6 +37,9 @@ class Environment(Protocol):
     @property
     def sites(self) -> list[str]: ...
 
+    @property
+    def link_mbit(self) -> float | None: ...
+
     def set_wan(self, mbit: float | None) -> None: ...
 
     def before_deploy(self, mbit: float | None) -> None: ...
@@ -48,6 +51,11 @@ class Environment(Protocol):
     def heal(self, say: Say) -> None: ...
 
     def close(self) -> None: ...
+
+
+def environment(inventory: str | None, say: Say = quiet) -> Environment:
+    """The cluster a command works on: the Ansible cluster of `inventory`, else the local testbed."""
+    return AnsibleCluster(inventory, say) if inventory else LocalTestbed()
 
 
 def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float) -> list[Node]:
@@ -84,6 +92,12 @@ class LocalTestbed:
     @property
     def sites(self) -> list[str]:
         return [t["site"] for t in self.state.taskmanagers if t["site"] != CLOUD]
+
+    @property
+    def link_mbit(self) -> float | None:
+        """The thinnest shaped link now (None: unshaped)."""
+        rates = [l["mbit"] for l in self.state.links if l["mbit"]]
+        return min(rates) if rates else None
 
     def set_wan(self, mbit: float | None) -> None:
         from experiments.testbed.testbed import set_wan
@@ -162,6 +176,12 @@ class AnsibleCluster:
     @property
     def sites(self) -> list[str]:
         return [n["site"] for n in self.facts["nodes"] if n["site"] != CLOUD]
+
+    @property
+    def link_mbit(self) -> float | None:
+        """The thinnest edge uplink the inventory's wan_sites shape (None: not shaped by edgeplace)."""
+        rates = [float(s["rate_mbit"]) for s in (self.facts.get("wan_sites") or {}).values() if s.get("rate_mbit")]
+        return min(rates) if rates else None
 
     def set_wan(self, mbit: float | None) -> None:
         ansible_cluster.wan(self.inventory, mbit, say=quiet)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jinja2
@@ -116,6 +117,53 @@ def _flink_in(netns: str) -> list[int]:
 @pytest.mark.live
 @pytest.mark.slow
 @pytest.mark.lifecycle
+def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
+    """The job commands on the cluster of an inventory: deploy, where, redeploy (state kept), end."""
+    from placement.model import Placement
+    a = {"src-edge-1": "edge-1", "parse": "edge-1", "count": "cloud-1", "sink": "cloud-1"}
+    b = {**a, "parse": "cloud-1", "count": "edge-1"}
+    for name, asg in (("a", a), ("b", b)):
+        Placement(asg).write(tmp_path / f"{name}.json")
+    out = tmp_path / "counts-out"  # the hosts share this machine's file system: the sink's files are readable here
+    res = edgeplace("deploy", "-i", inv, "--query", "counts", "--placement", str(tmp_path / "a.json"),
+                    "--rate", "100", "--out", str(out), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    job = res.stdout.strip().splitlines()[-1]
+    res = edgeplace("where", "-i", inv, "--job", job, "--out", str(tmp_path / "where.json"), timeout=300)
+    assert res.returncode == 0 and Placement.read(tmp_path / "where.json").assignments == a, res.stderr
+    _wait_rows(out, 200)
+    res = edgeplace("redeploy", "-i", inv, "--job", job, "--placement", str(tmp_path / "b.json"), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    new = res.stdout.strip().splitlines()[-1]
+    res = edgeplace("where", "-i", inv, "--job", new, "--out", str(tmp_path / "where.json"), timeout=300)
+    assert res.returncode == 0 and Placement.read(tmp_path / "where.json").assignments == b, res.stderr
+    _wait_rows(out, len(_rows(out)) + 200)
+    res = edgeplace("redeploy", "-i", inv, "--job", new, "--placement", str(tmp_path / "a.json"), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from collectors.rest import FlinkRest
+    from placement.flink import stop_with_savepoint
+    host = yaml.safe_load(Path(inv).read_text())["all"]["children"]["cloud"]["hosts"]["cloud-1"]["ansible_host"]
+    stop_with_savepoint(FlinkRest(f"http://{host}:18091"), res.stdout.strip().splitlines()[-1], tmp_path / "sp")
+    rows = _rows(out)
+    seqs = sorted(r["seq"] for r in rows)
+    assert seqs == list(range(len(seqs))), "events lost or doubled across the redeploys"
+    per_key: dict = {}
+    for r in rows:
+        per_key.setdefault(r["key"], []).append(r["count"])
+    assert all(sorted(c) == list(range(1, len(c) + 1)) for c in per_key.values()), "keyed counts did not continue"
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(out.glob("sink-*.jsonl")) for line in f.read_text().splitlines()]
+
+
+def _wait_rows(out: Path, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_rows(out)) < n:
+        assert time.monotonic() < deadline, f"the sink never reached {n} rows"
+        time.sleep(1)
+
+
 def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
     """Two hosts = two namespaces with sshd; provision (offline wheelhouse), start, see both TaskManagers
     registered with their resources, shape and clear the WAN, re-provision with changed=0, stop."""
@@ -156,6 +204,8 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         # 2 Mbit/s carried the events across the shaped uplink: ≈ payload bytes per event crossed it
         assert 50 < cells.wan_bytes_per_event[0] < 400
         assert cells.measured_rate[0] * cells.wan_bytes_per_event[0] * 8 < 2.0e6 * 1.1
+
+        _deploy_where_redeploy_keep_state(inv, tmp_path)
 
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)
         recaps = [l for l in res.stderr.splitlines() if "ok=" in l]

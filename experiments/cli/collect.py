@@ -17,9 +17,10 @@ from experiments.cli.output import NON_NEGATIVE, POSITIVE, console, err_console,
 @click.option("--duration", type=POSITIVE, default=60.0, show_default=True, help="seconds of samples to keep")
 @click.option("--interval", type=POSITIVE, default=5.0, show_default=True, help="seconds between polls")
 @click.option("--warmup", type=NON_NEGATIVE, default=0.0, show_default=True, help="seconds to sample and discard first")
-@click.option("--rest", "rest_url", help="JobManager REST URL (default: the local testbed)")
+@click.option("--rest", "rest_url", help="JobManager REST URL (no WAN counters; default: the local testbed)")
 @click.option("--out", required=True, help="Parquet file for the tidy samples")
-def collect_cmd(job_id, duration, interval, warmup, rest_url, out) -> None:
+@click.option("--inventory", "-i", help="an Ansible cluster's inventory (default: the local testbed)")
+def collect_cmd(job_id, duration, interval, warmup, rest_url, out, inventory) -> None:
     """Sample a running job's per-subtask metrics (and WAN bytes on the testbed) into Parquet."""
     from rich.progress import Progress
     from collectors.rest import FlinkRest
@@ -29,9 +30,9 @@ def collect_cmd(job_id, duration, interval, warmup, rest_url, out) -> None:
     if rest_url:
         rest = FlinkRest(rest_url)
     else:
-        from experiments.testbed.testbed import require, rest_of, wan_counters
-        state = require()
-        rest, wan = rest_of(state), (lambda: wan_counters(state))
+        from experiments.environments import environment
+        env = environment(inventory, say)
+        rest, wan = env.target.rest, env.wan_counters
     rest.running_job(job_id)
     meta = {"job": job_id, "interval": interval, "warmup": warmup}
     kept = [save_samples(SampleRun(), out, meta)]  # --out is writable before sampling starts

@@ -23,12 +23,13 @@ def _print_where(where: dict, placement=None) -> None:
 @click.option("--placement", "placement_file", help="placement JSON")
 @click.option("--schedulercfg", "scfg_file", help="schedulercfg file (one line per subtask)")
 @click.option("--timeout", type=POSITIVE, default=90.0, show_default=True, help="seconds to wait for the placement")
+@click.option("--inventory", "-i", help="an Ansible cluster's inventory (default: the local testbed)")
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
-def deploy_cmd(query, placement_file, scfg_file, timeout, job_args) -> None:
-    """Submit QUERY to the testbed with a placement and verify every subtask runs where planned."""
-    from experiments.environments import LocalTestbed
+def deploy_cmd(query, placement_file, scfg_file, timeout, inventory, job_args) -> None:
+    """Submit QUERY with a placement and verify every subtask runs where planned."""
+    from experiments.environments import environment
     from placement.realize import Realizer, load_placement, operators
-    target = LocalTestbed().target
+    target = environment(inventory, say).target
     placement = load_placement(placement_file, scfg_file, operators(query, list(job_args)), target.rest)
     d = Realizer(target, say).deploy(query, list(job_args), placement, timeout)
     _print_where(d.where, placement)
@@ -40,16 +41,17 @@ def deploy_cmd(query, placement_file, scfg_file, timeout, job_args) -> None:
 @click.option("--job", "job_id", required=True)
 @click.option("--out", help="write the actual placement as placement JSON")
 @click.option("--schedulercfg", "scfg_out", help="write it as schedulercfg")
-def where_cmd(job_id, out, scfg_out) -> None:
+@click.option("--inventory", "-i", help="an Ansible cluster's inventory (default: the local testbed)")
+def where_cmd(job_id, out, scfg_out, inventory) -> None:
     """Where each operator of a running job actually runs."""
     from collectors.attribution import actual as actual_where
     from common import paths
-    from experiments.environments import LocalTestbed
+    from experiments.environments import environment
     from placement import records, schedulercfg
     from placement.checks import cluster_view
     from placement.realize import operators
     from queries.topology import all_tasks
-    target = LocalTestbed().target
+    target = environment(inventory, say).target
     rec = records.load_record(paths.home(), job_id)
     ops = operators(rec["query"], rec["args"]) if rec else None
     where = actual_where(target.rest, job_id, ops)
@@ -70,12 +72,13 @@ def where_cmd(job_id, out, scfg_out) -> None:
 @click.option("--job", "job_id", required=True)
 @click.option("--placement", "placement_file", required=True)
 @click.option("--timeout", type=POSITIVE, default=90.0, show_default=True)
-def redeploy_cmd(job_id, placement_file, timeout) -> None:
+@click.option("--inventory", "-i", help="an Ansible cluster's inventory (default: the local testbed)")
+def redeploy_cmd(job_id, placement_file, timeout, inventory) -> None:
     """Stop with savepoint, resubmit with a new placement, verify; roll back if that fails."""
-    from experiments.environments import LocalTestbed
+    from experiments.environments import environment
     from placement.model import Placement
     from placement.realize import Realizer
-    d = Realizer(LocalTestbed().target, say).redeploy(job_id, Placement.read(placement_file), timeout)
+    d = Realizer(environment(inventory, say).target, say).redeploy(job_id, Placement.read(placement_file), timeout)
     _print_where(d.where)
     say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in d.phases.items())
         + " (the new job is built while the old one stops: submit counts from the same start as savepoint)")

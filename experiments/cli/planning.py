@@ -24,8 +24,9 @@ from experiments.cli.output import NON_NEGATIVE, POSITIVE, console, dumps, say, 
 @click.option("--mbit", type=POSITIVE, help="with --job: plan for this link rate (default: the testbed's current)")
 @click.option("--write-problem", help="with --job: also write the planning problem JSON here")
 @click.option("--speeds", help="with --job: node speed factors measured by `edgeplace calibrate --out`")
+@click.option("--inventory", "-i", help="with --job: an Ansible cluster's inventory (default: the local testbed)")
 def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warmup, mbit, write_problem,
-             speeds) -> None:
+             speeds, inventory) -> None:
     """Search a placement for a planning problem (--problem FILE, or --job ID profiled live) and write it as
     placement JSON that `deploy`/`redeploy` accept."""
     from costmodel import problem as pb
@@ -36,7 +37,7 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warm
     if bool(problem_file) == bool(job_id):
         raise EdgeplaceError("give either --problem FILE or --job ID")
     if job_id:
-        step = _plan_job(job_id, policy, target_rate, seconds, warmup, mbit, speeds)
+        step = _plan_job(job_id, policy, target_rate, seconds, warmup, mbit, speeds, inventory)
         p, placement, pred = step.problem, step.placement, step.prediction
         if write_problem:
             write_atomic(write_problem, dumps(pb.to_json(p)), "problem")
@@ -56,22 +57,21 @@ def plan_cmd(problem_file, policy, target_rate, out, rank, job_id, seconds, warm
 
 
 def _plan_job(job_id: str, policy: str, target_rate: float | None, seconds: float, warmup: float,
-              mbit: float | None, speeds: str | None):
-    """The spine without realize, for a job edgeplace deployed on the testbed, priced on the testbed's nodes."""
+              mbit: float | None, speeds: str | None, inventory: str | None):
+    """The spine without realize, for a job edgeplace deployed, priced on the nodes of its cluster."""
     from collectors.profiling import MIN_PROFILE_S
     from common import paths
     from costmodel.pricing import with_speeds
     from experiments.calibration import read_speeds
-    from experiments.environments import LocalTestbed
+    from experiments.environments import environment
     from experiments.spine import step
     from placement import records
     from placement.realize import operators
     rec = records.load_record(paths.home(), job_id)
     if rec is None:
         raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record of its query)")
-    env = LocalTestbed()
-    rates = [l["mbit"] for l in env.state.links if l["mbit"]]
-    mbit = mbit if mbit is not None else (min(rates) if rates else None)
+    env = environment(inventory, say)
+    mbit = mbit if mbit is not None else env.link_mbit
     nodes = with_speeds(env.nodes, read_speeds(speeds)) if speeds else env.nodes
     say(f"profiling job {job_id} ({rec['query']}) for {warmup:.0f} s warm-up + {max(MIN_PROFILE_S, seconds):.0f} s")
     return step(env, job_id, operators(rec["query"], rec["args"]), policy, mbit, seconds, warmup, nodes, target_rate)
@@ -83,14 +83,15 @@ def _plan_job(job_id: str, policy: str, target_rate: float | None, seconds: floa
 @click.option("--rate", default=40.0, show_default=True, type=POSITIVE, help="records/s (keep every node far from busy)")
 @click.option("--seconds", default=25.0, show_default=True, type=POSITIVE, help="profiling window per node")
 @click.option("--node", "only", multiple=True, help="measure only this node (and the reference); repeatable")
-def calibrate_cmd(out, loops, rate, seconds, only) -> None:
+@click.option("--inventory", "-i", help="an Ansible cluster's inventory (default: the local testbed)")
+def calibrate_cmd(out, loops, rate, seconds, only, inventory) -> None:
     """Measure each testbed node's speed: the same fixed work per record on each TaskManager in turn,
     relative to the first cloud node. `plan --job --speeds FILE` and `calibrate_speeds = true` use it."""
     from experiments.calibration import measure_speeds, write_speeds
-    from experiments.environments import LocalTestbed
-    if loops < 1 or rate <= 0:
-        raise EdgeplaceError("--loops must be >= 1 and --rate > 0")
-    env = LocalTestbed()
+    from experiments.environments import environment
+    if loops < 1:
+        raise EdgeplaceError("--loops must be >= 1")
+    env = environment(inventory, say)
     ms = measure_speeds(env, say, loops=loops, rate=rate, seconds=seconds, only=list(only))
     t = Table("node", "CPU s per record", "speed")
     for m in ms:
