@@ -23,6 +23,7 @@ from queries import options, registry
 from queries.topology import OpSpec, all_tasks
 
 JOB_PLACEMENT_ARGS = ("--pins", "--placement")
+KEEP_SAVEPOINTS = 10  # redeploy savepoints kept under edgeplace's home (the newest; older ones are removed)
 
 
 @dataclass
@@ -83,12 +84,13 @@ class Realizer:
         if placement is not None:
             check(placement, ops, cluster_view(self.rest))
         home = paths.home()
-        args = list(job_args)
+        args, pins = list(job_args), None
         if placement is not None:
             pdir = home / "placements"
             pdir.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=pdir, suffix=".json", delete=False) as fh:
                 json.dump(placement.pins(), fh)
+            pins = Path(fh.name)
             args = ["--pins", fh.name, *args]
         phases = {"check": time.monotonic() - t0}
         t1 = time.monotonic()
@@ -109,6 +111,9 @@ class Realizer:
         except BaseException:
             sub.kill()  # Ctrl-C: the client must not go on to submit a job nobody waits for
             raise
+        finally:  # the client has read it: the job graph holds the pins now
+            if pins is not None:
+                pins.unlink(missing_ok=True)
         phases["submit"] = time.monotonic() - t1
         self.say(f"submitted {query} as job {job_id}; verifying placement")
         t2 = time.monotonic()
@@ -154,6 +159,7 @@ class Realizer:
             raise EdgeplaceError(f"redeploy failed and was rolled back: job {back.job_id} runs the previous "
                                  f"placement from savepoint {stopped[0]}. Cause: {exc}") from exc
         new.phases = {**new.phases, "total": time.monotonic() - t0}
+        records.prune(paths.home() / "savepoints", KEEP_SAVEPOINTS)
         return new
 
     def _roll_back(self, rec: dict, old: Placement | None, savepoint: str, since: float, timeout: float,

@@ -17,6 +17,20 @@ def save_record(home: Path, job_id: str, query: str, args: list[str], placement:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"job": job_id, "query": query, "args": args,
                                 "placement": placement.to_json() if placement else None}, indent=2))
+    prune(path.parent, KEEP_RECORDS)
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Keep the `keep` newest entries of `folder` (files or folders), remove the others."""
+    import shutil
+    if not folder.is_dir():
+        return
+    entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+KEEP_RECORDS = 500  # deployment records: enough for long experiments, bounded
 
 
 def load_record(home: Path, job_id: str) -> dict | None:

@@ -122,3 +122,13 @@ def test_check_accepts_a_placement_that_fits_exactly_and_refuses_one_subtask_mor
     assert check(PLACED, OPS, exact) is None
     with pytest.raises(EdgeplaceError, match=f"has {used - 1} slots"):
         check(PLACED, OPS, {**exact, "edge-1": TaskManagerInfo("edge-1", "h", used - 1, {"edge1": float(used)})})
+
+
+def test_prune_keeps_the_newest_entries(tmp_path):
+    import os
+    from placement.records import prune
+    for i in range(5):
+        (tmp_path / f"f{i}").write_text("x") if i % 2 else (tmp_path / f"f{i}").mkdir()
+        os.utime(tmp_path / f"f{i}", (1000 + i, 1000 + i))
+    prune(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f3", "f4"]
