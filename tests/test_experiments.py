@@ -61,7 +61,9 @@ def test_shipped_configs_are_valid():
     assert {"demo", "qa-sweep", "nexmark-sweep"} <= names
     for p in root.glob("*.toml"):
         c = cfg.load(p)
-        assert c.cells()
+        cells = c.cells()
+        assert len(cells) == len(c.queries) * len(c.bandwidths_mbit) * len(c.policies) * c.repetitions
+        assert len({(x["query"], x["bandwidth_mbit"], x["policy"], x["repetition"]) for x in cells}) == len(cells)
 
 
 TINY = """
@@ -187,3 +189,38 @@ def test_event_time_sources_list_the_operators_pyflink_adds_for_watermarks():
     assert {"Nexmark edge-1 timestamps", "Nexmark edge-1 watermark assigner", "Nexmark edge-1 watermarks"} <= set(names)
     named = [n for n in names if n != "_stream_key_by_map_operator"]  # PyFlink's one shared helper name
     assert len(named) == len(set(named))  # every other task can be told apart by its name
+
+
+def _synthetic_results(root: Path) -> None:
+    """A results folder as `edgeplace run` writes it, with known numbers."""
+    from experiments.runner import CELL_COLUMNS
+    rows = []
+    for bw, co, opt in ((0.25, 200.0, 5000.0), (20.0, 6000.0, 6000.0)):
+        for pol, rate, wan, pred in (("cloud-only", co, 110.0, co * 1.1), ("optimal", opt, 1.5 if bw < 1 else 110.0,
+                                                                             opt * 0.8)):
+            rows.append({c: None for c in CELL_COLUMNS} | {
+                "cell": f"q2|{bw:g}|{pol}|0", "query": "q2", "bandwidth_mbit": bw, "policy": pol, "repetition": 0,
+                "placement": '{"version": 1, "assignments": {"src": "edge-1"}}', "predicted_rate": pred,
+                "predicted_bottleneck": "node:edge-1", "predicted_wan_bytes_per_event": wan, "measured_rate": rate,
+                "wan_bytes_per_event": wan, "wan_up_bytes_per_s": rate * wan, "latency_p50": 0.1, "latency_p95": 0.2,
+                "latency_p99": 0.3, "cpu_cores": '{"edge-1": 0.5, "cloud-1": 1.0}', "job": "j", "started": 0.0,
+                "finished": 1.0, "note": ""})
+    rows.append(dict(rows[-1], cell="q2|20|optimal|1", repetition=1, measured_rate=float("nan"),
+                     note="failed: the cluster could not realise the placement"))
+    root.mkdir()
+    pd.DataFrame(rows, columns=CELL_COLUMNS).to_parquet(root / "cells.parquet")
+
+
+def test_report_and_figures_of_a_results_folder(tmp_path):
+    from experiments.report import headline, model_error, write_report
+    root = tmp_path / "demo-abc"
+    _synthetic_results(root)
+    text = write_report(root).read_text()
+    assert "q2 at 0.25 Mbit/s: optimal 5,000 events/s vs cloud-only 200 → 25.00× throughput, 73.3× fewer WAN" in text
+    assert "q2 at 20 Mbit/s: optimal 6,000 events/s vs cloud-only 6,000 → 1.00× throughput" in text
+    assert "q2|20|optimal|1: the cluster could not realise the placement" in text  # failed cells are listed
+    figures = sorted(p.name for p in (root / "figures").glob("*.png"))
+    assert len(figures) == 5 and all((root / "figures" / f).stat().st_size > 5000 for f in figures)
+    df = pd.read_parquet(root / "cells.parquet")
+    assert model_error(df) == pytest.approx(0.15)  # |1.1 − 1| = 0.1 twice, |0.8 − 1| = 0.2 twice: median 0.15
+    assert headline(df)[-1].startswith("cost model: median |predicted − measured| / measured λ* = 15%")

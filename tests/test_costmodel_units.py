@@ -1,0 +1,78 @@
+"""The cost model's smaller parts on problems whose answers follow from the problem-file semantics by hand:
+offload ranking, edge-max, latency."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from costmodel.predict import latency_s, predict
+from costmodel.problem import from_json
+from costmodel.ranking import STATE_PENALTY, offload_ranking
+from placement.heuristics import cloud_only, edge_max
+
+
+def chain(*ops, edge_slots=4, link=125_000.0, rtt_ms=0.0, two_sites=False):
+    """src at edge-1 → ops…; cloud-1 has 4 cores. `ops`: (id, cost, selectivity, bytes out, stateful)."""
+    operators = [{"id": "src", "cost_s_per_record": 1e-4, "bytes_out_per_record": 100, "pin": "site-1"}]
+    edges, prev = [], "src"
+    for i, c, sel, b, st in ops:
+        operators.append({"id": i, "cost_s_per_record": c, "selectivity": sel, "bytes_out_per_record": b,
+                          "stateful": st})
+        edges.append({"from": prev, "to": i})
+        prev = i
+    nodes = [{"id": "edge-1", "site": "site-1", "slots": edge_slots, "cores": 0.5},
+             {"id": "cloud-1", "site": "cloud", "slots": 8, "cores": 4.0}]
+    links = [{"site": "site-1", "up_bytes_per_s": link, "down_bytes_per_s": link, "rtt_ms": rtt_ms}]
+    rates = {"src": 1.0}
+    if two_sites:
+        operators.append({"id": "src2", "cost_s_per_record": 1e-4, "bytes_out_per_record": 100, "pin": "site-2"})
+        edges.append({"from": "src2", "to": ops[0][0]})
+        nodes.append({"id": "edge-2", "site": "site-2", "slots": 4, "cores": 0.5})
+        links.append({"site": "site-2", "up_bytes_per_s": link, "down_bytes_per_s": link})
+        rates["src2"] = 1.0
+    return from_json({"operators": operators, "edges": edges, "source_rates": rates, "nodes": nodes, "links": links})
+
+
+def test_ranking_puts_the_filter_first_and_says_why():
+    p = chain(("map", 1e-4, 1.0, 100, False), ("filter", 1e-4, 0.01, 100, False))
+    ranked = offload_ranking(p, cloud_only(p))
+    assert [e.op for e in ranked] == ["map", "filter"]  # only map reads from the edge now; filter does not
+    assert ranked[0].eligible and not ranked[1].eligible
+    assert ranked[0].score == 0.0  # a map saves no bytes: 100 in, 100 out
+    moved = {**cloud_only(p), "map": "edge-1"}
+    top = offload_ranking(p, moved)[0]
+    # 100 bytes in, 1 out per unit rate, for 1e-4 CPU-s: 990 000 bytes saved per CPU-second
+    assert top.op == "filter" and top.eligible and top.score == pytest.approx(99 / 1e-4)
+    assert "reduces WAN bytes by 99" in top.reason
+
+
+def test_ranking_penalises_state_and_refuses_inputs_from_two_sites():
+    stateful = chain(("agg", 1e-4, 0.01, 100, True))
+    stateless = chain(("agg", 1e-4, 0.01, 100, False))
+    s, f = offload_ranking(stateful, cloud_only(stateful))[0], offload_ranking(stateless, cloud_only(stateless))[0]
+    assert s.score == pytest.approx(f.score * STATE_PENALTY) and "stateful" in s.reason
+    union = chain(("agg", 1e-4, 0.01, 100, False), two_sites=True)
+    entry = offload_ranking(union, cloud_only(union))[0]
+    assert not entry.eligible and "not all at one edge site" in entry.reason
+
+
+def test_edge_max_follows_the_sources_as_far_as_slots_allow():
+    p = chain(("a", 1e-5, 1.0, 100, False), ("b", 1e-5, 1.0, 100, False), ("c", 1e-5, 1.0, 100, False),
+              edge_slots=3)
+    asg = edge_max(p)
+    assert [asg[v] for v in ("src", "a", "b", "c")] == ["edge-1", "edge-1", "edge-1", "cloud-1"]  # 3 slots
+    union = chain(("a", 1e-5, 1.0, 100, False), two_sites=True)
+    assert edge_max(union)["a"] == "cloud-1"  # reads from two sites: only the cloud joins them
+
+
+def test_latency_grows_with_load_and_counts_each_wan_crossing():
+    p = chain(("sink", 1e-4, 1.0, 0, False), rtt_ms=40)
+    asg = cloud_only(p)  # src at the edge, sink in the cloud: one crossing of 100 bytes
+    lam = predict(p, asg).max_rate
+    idle = latency_s(p, asg, lam * 1e-6)
+    # service times (src on 0.5 core at speed 1, sink in the cloud) + transfer + half the RTT
+    assert idle == pytest.approx(1e-4 + 100 / 125_000 + 0.020 + 1e-4, rel=1e-3)
+    half, most = latency_s(p, asg, lam * 0.5), latency_s(p, asg, lam * 0.9)
+    assert idle < half < most
+    assert math.isinf(latency_s(p, asg, lam))
