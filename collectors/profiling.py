@@ -11,9 +11,15 @@ from queries.topology import OpSpec
 MIN_PROFILE_S = 25.0  # the JobManager refreshes metrics every 10 s: a profile needs two fresh snapshots
 
 
+def attribution(rest: FlinkRest, job_id: str, ops: list[OpSpec]) -> tuple[dict[str, str], dict[str, str]]:
+    """(vertex id → operator uid, operator uid → the TaskManager it runs on) of a running job."""
+    uids = {o.uid for o in ops}
+    where = {uid: sorted(tms)[0] for uid, tms in actual(rest, job_id, ops).items() if tms and uid in uids}
+    return vertex_owners(rest, job_id, ops), where
+
+
 def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float, warmup: float = 0.0) -> JobProfile:
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it."""
     run = sample(rest, job_id, max(MIN_PROFILE_S, seconds), interval=2.5, warmup=warmup)
-    uids = {o.uid for o in ops}
-    where = {uid: sorted(tms)[0] for uid, tms in actual(rest, job_id, ops).items() if tms and uid in uids}
-    return JobProfile(profiles(run.frame()), vertex_owners(rest, job_id, ops), where)
+    owners, where = attribution(rest, job_id, ops)
+    return JobProfile(profiles(run.frame()), owners, where)

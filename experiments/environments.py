@@ -96,7 +96,8 @@ class LocalTestbed:
     @property
     def link_mbit(self) -> float | None:
         """The thinnest shaped link now (None: unshaped)."""
-        rates = [l["mbit"] for l in self.state.links if l["mbit"]]
+        links = (st.load() or self.state).links  # shaping may have changed since (`testbed wan`)
+        rates = [l["mbit"] for l in links if l["mbit"]]
         return min(rates) if rates else None
 
     def set_wan(self, mbit: float | None) -> None:

@@ -20,6 +20,7 @@ from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
 from common.files import write_atomic
 from common.say import Say
+from common.signals import sigterm_interrupts
 from costmodel.predict import predict
 from costmodel.pricing import structure_problem, with_bandwidth
 from costmodel.problem import Problem, from_json, to_json
@@ -115,27 +116,21 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
     say(f"experiment {conf.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, results in {res.root}")
     if not todo:
         return res.root
-    import signal
-
-    def _interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    started_testbed = _ensure_testbed(conf, say) if conf.cluster.kind == "local" else False
-    env = None
-    try:
-        env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
-               else AnsibleCluster(conf.cluster.inventory, say))
-        _run_cells(conf, res, todo, env, say, progress)
-    finally:
-        if env is not None:
-            env.close()
-        meta = json.loads(meta_file.read_text())
-        meta["runs"][-1]["end"] = time.time()
-        write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
-        if started_testbed:
-            tb.down(say=say)
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_interrupts():
+        started_testbed = _ensure_testbed(conf, say) if conf.cluster.kind == "local" else False
+        env = None
+        try:
+            env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
+                   else AnsibleCluster(conf.cluster.inventory, say))
+            _run_cells(conf, res, todo, env, say, progress)
+        finally:
+            if env is not None:
+                env.close()
+            meta = json.loads(meta_file.read_text())
+            meta["runs"][-1]["end"] = time.time()
+            write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
+            if started_testbed:
+                tb.down(say=say)
     return res.root
 
 

@@ -8,7 +8,7 @@ import click
 
 from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
-from experiments.cli import cluster, collect, experiments, jobs, planning, testbed
+from experiments.cli import adapt, cluster, collect, experiments, jobs, planning, testbed
 from experiments.cli.output import err_console
 
 
@@ -50,5 +50,5 @@ def main() -> None:
 for command in (testbed.testbed, jobs.deploy_cmd, jobs.where_cmd, jobs.redeploy_cmd, jobs.queries_cmd,
                 planning.plan_cmd, planning.predict_cmd, planning.calibrate_cmd, planning.bench,
                 cluster.cluster, collect.collect_cmd, collect.profile_cmd, experiments.run_cmd,
-                experiments.demo_cmd, experiments.plot_cmd, experiments.report_cmd):
+                experiments.demo_cmd, experiments.plot_cmd, experiments.report_cmd, adapt.adapt_cmd):
     main.add_command(command)

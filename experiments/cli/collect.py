@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
 import click
 from rich.table import Table
 
 from common.errors import EdgeplaceError
+from common.signals import sigterm_interrupts
 from experiments.cli.output import NON_NEGATIVE, POSITIVE, console, err_console, num, pct, say
 
 
@@ -40,25 +40,18 @@ def collect_cmd(job_id, duration, interval, warmup, rest_url, out, inventory) ->
     def write(run: SampleRun) -> None:  # after every poll: Ctrl-C or SIGTERM loses nothing
         kept[0] = save_samples(run, out, meta)
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with Progress(console=err_console, transient=True) as bar:
+        with sigterm_interrupts(), Progress(console=err_console, transient=True) as bar:
             task = bar.add_task(f"collecting {job_id[:8]}", total=warmup + duration)
             run = sample(rest, job_id, duration, interval, wan, progress=lambda t: bar.update(task, completed=t),
                          warmup=warmup, on_poll=write)
     except KeyboardInterrupt:
         say(f"interrupted: the {kept[0]} samples taken so far are in {out}")
         sys.exit(130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     write(run)
     say(f"{kept[0]} samples written to {out}" + (f"; {len(run.gaps)} gap(s) without answers" if run.gaps else ""))
     if run.stopped_because:
         raise EdgeplaceError(f"collection stopped early: {run.stopped_because}; the {kept[0]} samples taken are in {out}")
-
-
-def _interrupt(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @click.command("profile")

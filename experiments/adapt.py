@@ -1,0 +1,169 @@
+"""The closed loop: the spine run again and again on a running job — collect a rolling window, price it
+on the conditions now, plan the best placement, and realise it only when a decision rule agrees.
+
+The rule (pure, `decide`) follows DS2 and the Flink autoscaler: act only on a predicted gain of at least
+`min_gain`, for the same best placement `stable` decisions in a row, and not within `cooldown` seconds of
+the last redeploy. Every decision is one JSON line in the log, with the conditions it saw and why."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from collectors.profiles import JobProfile, profiles, wan_rates
+from collectors.profiling import MIN_PROFILE_S, attribution
+from collectors.sampler import COLUMNS, sample
+from common import paths
+from common.errors import EdgeplaceError
+from common.say import Say
+from costmodel.predict import Prediction, predict
+from costmodel.pricing import price
+from experiments.environments import Environment
+from placement import records
+from placement.model import Placement
+from placement.policies import plan
+from placement.realize import Realizer, operators
+
+OBJECTIVES = ("throughput", "wan")
+WAN_HEADROOM = 1.1  # objective wan: the placement must sustain 10 % more than the rate offered now
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    interval: float = 10.0        # seconds between decisions
+    window: float = 30.0          # seconds of metrics each decision prices (at least MIN_PROFILE_S)
+    min_gain: float = 0.20        # predicted gain that justifies a redeploy
+    stable: int = 3               # decisions in a row that must agree on the same better placement
+    cooldown: float = 60.0        # seconds after a redeploy before the next one
+    objective: str = "throughput"  # throughput (max sustainable rate) | wan (fewest WAN bytes at the offered rate)
+
+
+@dataclass
+class RuleState:
+    best: str | None = None       # the better placement the last decisions agreed on (its key)
+    streak: int = 0
+    last_redeploy: float = -math.inf
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                   # stay | wait | redeploy
+    why: str
+    gain: float
+
+
+def gain(objective: str, current: Prediction, best: Prediction, offered: float) -> float:
+    """Predicted gain of `best` over `current`: relative λ* (throughput), or the share of WAN bytes saved
+    while sustaining the offered rate (wan; infinite when only `best` sustains it)."""
+    if objective == "throughput":
+        if math.isinf(current.max_rate):
+            return 0.0
+        return math.inf if math.isinf(best.max_rate) else best.max_rate / current.max_rate - 1
+    if current.max_rate < offered * WAN_HEADROOM:
+        return math.inf if best.max_rate >= offered * WAN_HEADROOM else 0.0
+    if current.wan_bytes_per_unit_rate <= 0:
+        return 0.0
+    return 1 - best.wan_bytes_per_unit_rate / current.wan_bytes_per_unit_rate
+
+
+def decide(opts: AdaptOptions, state: RuleState, now: float, current: str, best: str, g: float) -> Decision:
+    """Stay, wait or redeploy (and update `state`): `current`/`best` are placement keys, `g` the gain."""
+    if best == current or g < opts.min_gain:
+        state.best, state.streak = None, 0
+        why = "the current placement is the best" if best == current else \
+            f"predicted gain {g:.0%} < {opts.min_gain:.0%}"
+        return Decision("stay", why, g)
+    state.streak = state.streak + 1 if state.best == best else 1
+    state.best = best
+    if state.streak < opts.stable:
+        return Decision("wait", f"gain {g:.0%}, {state.streak} of {opts.stable} decisions agree", g)
+    if now - state.last_redeploy < opts.cooldown:
+        return Decision("wait", f"gain {g:.0%}, but {now - state.last_redeploy:.0f} s since the last redeploy "
+                        f"(cooldown {opts.cooldown:g} s)", g)
+    return Decision("redeploy", f"gain {g:.0%}, {state.streak} decisions agree", g)
+
+
+def key(assignment: dict[str, str]) -> str:
+    return json.dumps(assignment, sort_keys=True)
+
+
+def adapt(env: Environment, job_id: str, opts: AdaptOptions, log: Path, say: Say, dry_run: bool = False,
+          rounds: int | None = None) -> str:
+    """Run the loop on `job_id` until Ctrl-C/SIGTERM (or `rounds` decisions); returns the id of the job
+    that runs at the end (a redeploy gives the job a new id)."""
+    if opts.objective not in OBJECTIVES:
+        raise EdgeplaceError(f"unknown objective {opts.objective!r}; known: {', '.join(OBJECTIVES)}")
+    rec = records.load_record(paths.home(), job_id)
+    if rec is None:
+        raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record); cannot adapt it")
+    ops = operators(rec["query"], rec["args"])
+    rest, realizer, state = env.target.rest, Realizer(env.target, say), RuleState()
+    rest.running_job(job_id)
+    window = max(opts.window, MIN_PROFILE_S)
+    rows: list[dict] = []
+    owners, where = attribution(rest, job_id, ops)
+    n = 0
+    try:
+        while rounds is None or n < rounds:
+            run = sample(rest, job_id, opts.interval, interval=2.5, wan=env.wan_counters)
+            if run.stopped_because:
+                raise EdgeplaceError(f"stopped adapting: {run.stopped_because}")
+            rows = [r for r in rows + run.rows if r["time"] >= time.time() - window]
+            n += 1
+            entry = _round(env, job_id, ops, rows, owners, where, window, opts, state)
+            if entry["action"] == "redeploy" and not dry_run:
+                new = realizer.redeploy(job_id, Placement(json.loads(entry["best"]["placement"])))
+                state.last_redeploy, state.best, state.streak = time.monotonic(), None, 0
+                entry["redeployed_to"], entry["redeploy_s"] = new.job_id, round(new.phases.get("total", 0), 1)
+                job_id, rows = new.job_id, []
+                owners, where = attribution(rest, job_id, ops)
+            _log(log, entry)
+            say(_line(entry, dry_run))
+    except KeyboardInterrupt:
+        say(f"stopped; job {job_id} runs on its last verified placement")
+    return job_id
+
+
+def _round(env: Environment, job_id: str, ops, rows: list[dict], owners: dict, where: dict, window: float,
+           opts: AdaptOptions, state: RuleState) -> dict:
+    """collect (the rows so far) → price → plan → decide, as one log entry."""
+    import pandas as pd
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    span = (df["time"].max() - df["time"].min()) if len(df) else 0.0
+    entry = {"time": time.time(), "job": job_id, "link_mbit": env.link_mbit, "wan_bytes_per_s": wan_rates(df)}
+    if span < MIN_PROFILE_S:
+        return {**entry, "action": "wait", "why": f"collecting: {span:.0f} of {MIN_PROFILE_S:.0f} s of metrics"}
+    problem = price(ops, JobProfile(profiles(df), owners, where), env.nodes, env.link_mbit)
+    offered = sum(p.observed_out_rate for p in profiles(df) if p.name.endswith(" gen"))
+    current = {o.uid: where[o.uid] for o in ops}
+    target = offered * WAN_HEADROOM if opts.objective == "wan" else None
+    try:
+        best = plan(problem, "optimal", target)
+    except EdgeplaceError:  # nothing sustains the offered rate: the fastest placement
+        best = plan(problem, "optimal")
+    cur_pred, best_pred = predict(problem, current), predict(problem, best)
+    g = gain(opts.objective, cur_pred, best_pred, offered)
+    d = decide(opts, state, time.monotonic(), key(current), key(best), g)
+    return {**entry, "offered_rate": offered, "window_s": round(span, 1),
+            "current": {"placement": key(current), **cur_pred.to_json()},
+            "best": {"placement": key(best), **best_pred.to_json()},
+            "gain": None if math.isinf(d.gain) else round(d.gain, 4), "action": d.action, "why": d.why}
+
+
+def _log(path: Path, entry: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry, allow_nan=False, default=str) + "\n")
+
+
+def _line(entry: dict, dry_run: bool) -> str:
+    link = f"{entry['link_mbit']:g} Mbit/s" if entry.get("link_mbit") else "unshaped"
+    head = f"[{time.strftime('%H:%M:%S')}] {link}"
+    if "current" in entry:
+        cur, best = entry["current"]["max_rate"], entry["best"]["max_rate"]
+        head += (f", offered {entry['offered_rate']:,.0f}/s, λ* now {cur or float('inf'):,.0f} → best "
+                 f"{best or float('inf'):,.0f}")
+    act = entry["action"] + (" (dry run)" if dry_run and entry["action"] == "redeploy" else "")
+    return f"{head}: {act}: {entry['why']}" + (f" → job {entry['redeployed_to']}" if "redeployed_to" in entry else "")
+
