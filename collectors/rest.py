@@ -67,6 +67,10 @@ class FlinkRest:
     def patch(self, path: str, **params) -> dict | list:
         return self.request("PATCH", path, params=params or None)
 
+    def quick(self) -> "FlinkRest":
+        """The same API with a short timeout and no retries (for polls that must not stall)."""
+        return FlinkRest(self.base_url, timeout=2.0, retries=0)
+
     def reachable(self) -> bool:
         try:
             self.request("GET", "/config")

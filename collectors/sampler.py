@@ -77,7 +77,7 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
     run = SampleRun()
     g = job_graph(rest, job_id)
     vertices = {v: g.nodes[v] for v in g}
-    quick = FlinkRest(rest.base_url, timeout=2.0, retries=0)
+    quick = rest.quick()
     start = time.monotonic()
     gap_start: float | None = None
     next_t = start
