@@ -43,6 +43,8 @@ class JobProfile:
     profiles: list[OperatorProfile]
     owners: dict[str, str]
     where: dict[str, str]
+    cpu: dict[str, float] = field(default_factory=dict)  # TaskManager id → cores its process tree used (procfs)
+    edges: list[tuple[str, str]] = field(default_factory=list)  # the job graph's vertex → vertex edges
 
 
 BUSY_EPS = 0.005  # below 0.5 % busy the division is meaningless: rate = inf, flagged

@@ -69,13 +69,35 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: floa
                                  f"({'no samples' if main is None else ', '.join(main.flags) or 'no records'}); "
                                  "profile longer (profile_s) or check that the job runs")
         node = node_of[where[op.uid]]
-        cpu = sum(busy(p) for p in ps) * min(1.0, node.cores / max(1e-9, load[node.id]))
+        own = sum(busy(p) for p in ps)
+        if measured.cpu.get(node.id, 0) > 0 and load[node.id] > 0:  # what the TaskManager really used, by busy share
+            cpu = own / load[node.id] * measured.cpu[node.id]
+        else:  # busy time, capped at the node's cores (on a quota-starved node it includes waiting for the quota)
+            cpu = own * min(1.0, node.cores / max(1e-9, load[node.id]))
         rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate
         cost = cpu / rate_in * node.speed if rate_in > 0 else 0.0
         sel = 1.0 if op.is_source else (main.observed_out_rate / rate_in if rate_in > 0 else 1.0)
-        size = main.bytes_out_per_record if main.bytes_out_per_record == main.bytes_out_per_record else 0.0
-        stats[op.uid] = (cost, sel, size)
+        stats[op.uid] = (cost, sel, _bytes_per_record(op, main, ps, measured))
     return _problem(ops, stats, nodes, mbit)
+
+
+def _bytes_per_record(op: OpSpec, main: OperatorProfile, ps: list[OperatorProfile], measured: JobProfile) -> float:
+    """Bytes one output record of `op` puts on one edge to a consumer: measured on the vertices whose output
+    leaves the operator, per output edge (Flink serialises a record once for each edge it goes out on, and
+    counts all of them in numBytesOut)."""
+    if not measured.edges:
+        return main.bytes_out_per_record if main.bytes_out_per_record == main.bytes_out_per_record else 0.0
+    owner = measured.owners
+    out_deg: dict[str, int] = {}
+    for a, _ in measured.edges:
+        out_deg[a] = out_deg.get(a, 0) + 1
+    by_vertex = {p.vertex: p for p in ps}
+    leaving = [a for a, b in measured.edges if owner.get(a) == op.uid and owner.get(b) != op.uid and a in by_vertex]
+    records = main.observed_out_rate
+    if not leaving or records <= 0:
+        return 0.0
+    per_edge = [by_vertex[a].bytes_out_rate / out_deg[a] for a in leaving]
+    return float(sum(per_edge) / len(per_edge) / records)
 
 
 def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | None:

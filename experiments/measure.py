@@ -37,7 +37,8 @@ def tm_processes(state: st.State) -> dict[str, psutil.Process]:
     return out
 
 
-def _tree_cpu(p: psutil.Process) -> float:
+def tree_cpu(p: psutil.Process) -> float:
+    """CPU seconds (user + system) of a process and all its descendants so far."""
     total = 0.0
     for q in [p, *p.children(recursive=True)]:
         try:
@@ -58,13 +59,13 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, ps
 
     def at(elapsed: float) -> None:
         if elapsed >= warmup and not cpu0:
-            cpu0.update({k: _tree_cpu(p) for k, p in procs.items()})
+            cpu0.update({k: tree_cpu(p) for k, p in procs.items()})
             progress0.update(source_progress(out_dir))
             t0[0] = time.monotonic()
 
     run = sample(rest, job_id, duration, interval=2.5, wan=wan, warmup=warmup, progress=at)
     elapsed = time.monotonic() - t0[0] if cpu0 else float("nan")
-    cpu = {k: (_tree_cpu(p) - cpu0[k]) / elapsed for k, p in procs.items()} if cpu0 else {}
+    cpu = {k: (tree_cpu(p) - cpu0[k]) / elapsed for k, p in procs.items()} if cpu0 else {}
     df = run.frame()
     profs = profiles(df)
     rate = progress_rate(progress0, source_progress(out_dir))

@@ -309,6 +309,7 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
         problem, measured = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes)
     write_atomic(path, json.dumps(to_json(problem), indent=2), "problem")
-    write_atomic(res.root / f"profile-{q.label}.json", json.dumps([p.to_json() for p in measured.profiles],
-                                                                 indent=2, default=str))
+    write_atomic(res.root / f"profile-{q.label}.json", json.dumps(
+        {"operators": [p.to_json() for p in measured.profiles], "owners": measured.owners, "where": measured.where,
+         "cpu_cores": measured.cpu, "edges": measured.edges}, indent=2, default=str), "profile")
     return problem

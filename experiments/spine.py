@@ -16,6 +16,7 @@ from costmodel.predict import Prediction, predict
 from costmodel.pricing import price
 from costmodel.problem import Node, Problem
 from experiments.environments import Environment
+from experiments.measure import tree_cpu
 from placement.model import Placement
 from placement.policies import plan
 from placement.realize import Deployed, Realizer
@@ -32,8 +33,11 @@ class Step:
 
 def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: float | None, seconds: float,
             warmup: float, nodes: list[Node] | None = None) -> tuple[Problem, JobProfile]:
-    """collect → price: a running job's planning problem on `nodes` (default: the environment's)."""
-    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup)
+    """collect → price: a running job's planning problem on `nodes` (default: the environment's). Where the
+    environment can see its TaskManagers' processes, their CPU over the window is measured too."""
+    procs = env.tm_processes()
+    meter = (lambda: {tm: tree_cpu(p) for tm, p in procs.items()}) if procs else None
+    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, meter)
     return price(ops, measured, nodes if nodes is not None else env.nodes, mbit), measured
 
 

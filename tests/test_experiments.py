@@ -224,3 +224,32 @@ def test_report_and_figures_of_a_results_folder(tmp_path):
     df = pd.read_parquet(root / "cells.parquet")
     assert model_error(df) == pytest.approx(0.15)  # |1.1 − 1| = 0.1 twice, |0.8 − 1| = 0.2 twice: median 0.15
     assert headline(df)[-1].startswith("cost model: median |predicted − measured| / measured λ* = 15%")
+
+
+def _prof(vertex, name, busy, rate_in, rate_out, bytes_out_rate):
+    from collectors.profiles import OperatorProfile
+    return OperatorProfile(vertex, name, 1, 0, 0, 0, rate_in, rate_out, bytes_out_rate, 1, 0, busy, 0, 0, 5, 0)
+
+
+def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edge():
+    """A source sending each record to two consumers: Flink counts the bytes of both copies in numBytesOut
+    (200 B/record here), one edge carries 100. CPU: the TaskManager's process tree used 0.3 cores while its
+    operators were busy 0.6 s/s, so each operator costs half its busy time."""
+    from collectors.profiles import JobProfile
+    from costmodel.pricing import price
+    from costmodel.problem import Node
+    from queries.topology import OpSpec, sink_op, source_op
+    ops = [source_op("src", "Src", "edge-1"), OpSpec("a", "A", inputs=("src",)), OpSpec("b", "B", inputs=("src",)),
+           sink_op("sink", "Out", ("a", "b"))]
+    profs = [_prof("v0", "Src", 0.0, 0, 100, 0), _prof("v1", "Src gen", 0.2, 100, 100, 20_000),
+             _prof("v2", "A", 0.2, 100, 100, 5_000), _prof("v3", "B", 0.2, 100, 10, 500),
+             _prof("v4", "Out", 0.1, 110, 0, 0), _prof("v5", "Sink: Out end", 0.0, 0, 0, 0)]
+    owners = {"v0": "src", "v1": "src", "v2": "a", "v3": "b", "v4": "sink", "v5": "sink"}
+    edges = [("v0", "v1"), ("v1", "v2"), ("v1", "v3"), ("v2", "v4"), ("v3", "v4"), ("v4", "v5")]
+    where = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
+    nodes = [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 2.0)]
+    p = price(ops, JobProfile(profs, owners, where, {"cloud-1": 0.25}, edges), nodes, 1)
+    assert p.op["src"].bytes_out_per_record == pytest.approx(100)  # 20 000 B/s over 2 edges, 100 records/s
+    assert p.op["a"].bytes_out_per_record == pytest.approx(50) and p.op["b"].bytes_out_per_record == pytest.approx(50)
+    assert p.op["a"].cost_s_per_record == pytest.approx(0.25 * 0.2 / 0.5 / 100)  # a's share of the measured CPU
+    assert p.op["src"].cost_s_per_record == pytest.approx(0.2 / 100)  # edge-1 not measured: busy time
