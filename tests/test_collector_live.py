@@ -109,15 +109,27 @@ def _collect_in_background(job: str, out: Path, duration: float) -> subprocess.P
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_for_samples(out: Path, polls: int, timeout: float = 60) -> None:
+    """Until `collect` (which writes as it goes) has stored `polls` polls with records counted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists():
+            df, _ = load_samples(out)
+            if df[df["metric"] == "numRecordsOut"]["time"].nunique() >= polls:
+                return
+        time.sleep(0.5)
+    pytest.fail(f"collect stored fewer than {polls} polls in {timeout:.0f} s")
+
+
 def test_paused_jobmanager_leaves_a_marked_gap(shared_testbed, tmp_path):
     job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", "50",
                  "--opt", "cost_ms=1")
     out = tmp_path / "g.parquet"
     coll = _collect_in_background(job, out, 25)
-    time.sleep(8)
+    _wait_for_samples(out, 2)
     jm = _jobmanager_pid()
     os.kill(jm, signal.SIGSTOP)
-    time.sleep(6)
+    time.sleep(6)  # the pause itself: 6 s without answers
     os.kill(jm, signal.SIGCONT)
     _, err = coll.communicate(timeout=120)
     assert coll.returncode == 0, err
@@ -125,7 +137,23 @@ def test_paused_jobmanager_leaves_a_marked_gap(shared_testbed, tmp_path):
     gaps = df[df["metric"] == "gap"]
     assert len(gaps) >= 1 and gaps["value"].max() >= 3
     assert len(meta["gaps"]) >= 1
-    assert df[df["metric"] == "numRecordsOut"]["time"].max() > gaps["time"].max() - 0.001  # went on afterwards
+    after = df[(df["metric"] == "numRecordsOut") & (df["time"] > gaps["time"].max() + 0.5)]["time"].nunique()
+    assert after >= 3, "sampling did not go on after the gap"  # polls after the one that closed the gap
+    stop_with_savepoint(REST, job, tmp_path / "sp")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_collect_keeps_what_it_sampled(shared_testbed, tmp_path, sig):
+    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", "50",
+                 "--opt", "cost_ms=1")
+    out = tmp_path / "i.parquet"
+    coll = _collect_in_background(job, out, 120)
+    _wait_for_samples(out, 3)
+    coll.send_signal(sig)
+    _, err = coll.communicate(timeout=60)
+    assert coll.returncode == 130 and "samples taken so far are in" in err, err
+    df, meta = load_samples(out)
+    assert df[df["metric"] == "numRecordsOut"]["time"].nunique() >= 3 and meta["job"] == job
     stop_with_savepoint(REST, job, tmp_path / "sp")
 
 
@@ -135,7 +163,7 @@ def test_killed_jobmanager_ends_collect_and_keeps_samples(shared_testbed, tmp_pa
                  "--opt", "cost_ms=1")
     out = tmp_path / "k.parquet"
     coll = _collect_in_background(job, out, 120)
-    time.sleep(8)
+    _wait_for_samples(out, 2)
     os.kill(_jobmanager_pid(), signal.SIGKILL)
     _, err = coll.communicate(timeout=120)
     assert coll.returncode == 1
