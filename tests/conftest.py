@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 
 # every session its own private home (mode 0700), never a fixed shared path: two runs never see each other's
-# testbed records, and the unit tests touch nothing outside it
-TEST_HOME = Path(os.environ.get("EDGEPLACE_TEST_HOME") or tempfile.mkdtemp(prefix="edgeplace-test-home-"))
+# testbed records, and the unit tests touch nothing outside it. Made once per session and kept in the
+# environment: this module is imported twice (as pytest's conftest and as tests.conftest) and by subprocesses.
+if not os.environ.get("EDGEPLACE_TEST_HOME"):
+    os.environ["EDGEPLACE_TEST_HOME"] = tempfile.mkdtemp(prefix="edgeplace-test-home-")
+    os.environ["EDGEPLACE_TEST_HOME_MADE"] = os.environ["EDGEPLACE_TEST_HOME"]
+TEST_HOME = Path(os.environ["EDGEPLACE_TEST_HOME"])
 # ports and subnet distinct from a user's default testbed, so tests never touch it
 TEST_ENV = {"EDGEPLACE_HOME": str(TEST_HOME)}
 TEST_ARGS = ["--rest-port", "18081", "--rpc-port", "16123", "--subnet", "10.213.7.0/24"]
@@ -31,6 +35,13 @@ def pytest_collection_modifyitems(items):
     def order(it):
         return 0 if it.get_closest_marker("lifecycle") else 2 if it.get_closest_marker("destructive") else 1
     items.sort(key=order)
+
+
+def pytest_unconfigure(config):
+    """Remove the session's own home when it made one and no testbed is recorded in it any more."""
+    import shutil
+    if os.environ.get("EDGEPLACE_TEST_HOME_MADE") == str(TEST_HOME) and not (TEST_HOME / "testbed" / "state.json").exists():
+        shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
 def pytest_configure(config):
