@@ -57,6 +57,20 @@ def _metadata(results: Path) -> dict:
         raise EdgeplaceError(f"{f} is damaged ({exc}); restore it or re-run the experiment") from None
 
 
+def _crossover_lines(results: Path) -> list[str]:
+    """Per profiled query: the link bandwidths at which the cost model's best layout changes."""
+    from costmodel.problem import load
+    from placement.crossover import crossovers, describe
+    lines = []
+    for f in sorted(results.glob("problem-*.json")):
+        p = load(f)
+        found = crossovers(p)
+        what = "; ".join(f"at {c.mbit:.3g} Mbit/s from {describe(p, c.below)} to {describe(p, c.above)}"
+                         for c in found) or "none between 0.05 and 1000 Mbit/s"
+        lines.append(f"- {f.stem.removeprefix('problem-')}: {what}")
+    return ["", "## Predicted crossovers (where the best layout changes with the link)", "", *lines] if lines else []
+
+
 def write_report(results: Path) -> Path:
     results = Path(results)
     df = load_cells(results)
@@ -88,6 +102,7 @@ def write_report(results: Path) -> Path:
         lines.append(f"- {r['query']} @ {r['bandwidth_mbit']:g} Mbit/s, {r['policy']}: "
                      + ", ".join(f"{k}→{v}" for k, v in asg.items())
                      + (" (others: Flink decides)" if json.loads(r["placement"]).get("meta", {}).get("partial") else ""))
+    lines += _crossover_lines(results)
     failed = df[df["note"].astype(str).str.startswith("failed: ")] if "note" in df.columns else df.iloc[:0]
     if not failed.empty:
         lines += ["", "## Cells that failed (a re-run tries them again)", ""]

@@ -76,3 +76,17 @@ def test_latency_grows_with_load_and_counts_each_wan_crossing():
     half, most = latency_s(p, asg, lam * 0.5), latency_s(p, asg, lam * 0.9)
     assert idle < half < most
     assert math.isinf(latency_s(p, asg, lam))
+
+
+def test_the_crossover_is_where_edge_cpu_and_link_bind_equally():
+    """src (1e-4 s, 100 B) → filter (2e-4 s, keeps 1 %) on a 0.5-core edge: with the filter at the edge λ* is
+    0.5 / 3e-4 = 1 667/s whatever the link; in the cloud the link binds at bandwidth / 100 B (the edge
+    still runs the source, 5 000/s). They are equal at 1 667 × 100 B = 166 700 B/s of payload."""
+    from costmodel.pricing import link_bytes_per_s
+    from placement.crossover import crossovers
+    p = chain(("filter", 2e-4, 0.01, 100, False), ("sink", 1e-6, 1.0, 0, False))
+    found = crossovers(p)
+    assert len(found) == 1
+    c = found[0]
+    assert c.below["filter"] == "edge-1" and c.above["filter"] == "cloud-1"
+    assert link_bytes_per_s(c.mbit) == pytest.approx(0.5 / 3e-4 * 100, rel=0.03)

@@ -130,15 +130,21 @@ def bench_query(name, opts, seconds, warmup) -> None:
 
 @click.command("predict")
 @click.option("--problem", "problem_file", required=True)
-@click.option("--placement", "placement_file", required=True)
+@click.option("--placement", "placement_file")
 @click.option("--rate", type=POSITIVE, help="also estimate latency at this source rate")
 @click.option("--json", "as_json", is_flag=True)
-def predict_cmd(problem_file, placement_file, rate, as_json) -> None:
-    """Predict λ*, bottleneck, WAN bytes and utilisation of a placement."""
+@click.option("--crossovers", is_flag=True, help="instead: the link bandwidths at which the best layout changes")
+def predict_cmd(problem_file, placement_file, rate, as_json, crossovers) -> None:
+    """Predict λ*, bottleneck, WAN bytes and utilisation of a placement (or, with --crossovers, where the
+    best layout of the problem changes with the link)."""
     from costmodel import problem as pb
     from costmodel.predict import latency_s, predict
     from placement.model import Placement
     p = pb.load(problem_file)
+    if crossovers:
+        return _crossovers(p, as_json)
+    if not placement_file:
+        raise EdgeplaceError("give --placement FILE (or --crossovers)")
     asg = Placement.read(placement_file).assignments
     pred = predict(p, asg)
     out = pred.to_json()
@@ -155,3 +161,17 @@ def predict_cmd(problem_file, placement_file, rate, as_json) -> None:
     if rate is not None:
         console.print(f"latency at {rate:g}: " + (f"{latency * 1000:.1f} ms" if math.isfinite(latency)
                                                    else f"unbounded (λ* is {pred.max_rate:.6g})"))
+
+
+def _crossovers(p, as_json: bool) -> None:
+    from placement.crossover import crossovers, describe
+    found = crossovers(p)
+    if as_json:
+        click.echo(dumps([{"mbit": c.mbit, "below": c.below, "above": c.above, "rate_below": c.rate_below,
+                           "rate_above": c.rate_above} for c in found]))
+        return
+    if not found:
+        console.print("the best layout is the same from 0.05 to 1000 Mbit/s")
+    for c in found:
+        console.print(f"at {c.mbit:.3g} Mbit/s: below, {describe(p, c.below)} (λ* {c.rate_below:,.0f}/s); "
+                      f"above, {describe(p, c.above)} (λ* {c.rate_above:,.0f}/s)")
