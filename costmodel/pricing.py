@@ -21,24 +21,33 @@ def link_bytes_per_s(mbit: float | None) -> float:
     return (mbit if mbit else 10_000.0) * 1e6 / 8 * WIRE_EFFICIENCY
 
 
-def links_for(nodes: list[Node], mbit: float | None) -> list[Link]:
-    bps = link_bytes_per_s(mbit)
-    return [Link(n.site, bps, bps) for n in nodes if n.site != CLOUD]
+Rates = float | None | dict[str, float | None]  # one rate for every link, or one per edge site (None: unshaped)
 
 
-def with_bandwidth(p: Problem, mbit: float) -> Problem:
-    """The same problem with every link at `mbit` each way."""
-    bps = link_bytes_per_s(mbit)
-    return dataclasses.replace(p, links=tuple(dataclasses.replace(l, up_bytes_per_s=bps, down_bytes_per_s=bps)
+def links_for(nodes: list[Node], mbit: Rates) -> list[Link]:
+    """A link per edge site, each at its own rate."""
+    out = []
+    for site in dict.fromkeys(n.site for n in nodes if n.site != CLOUD):
+        bps = link_bytes_per_s(mbit.get(site) if isinstance(mbit, dict) else mbit)
+        out.append(Link(site, bps, bps))
+    return out
+
+
+def with_bandwidth(p: Problem, mbit: Rates) -> Problem:
+    """The same problem with every link at `mbit` each way (or each site's link at its own rate)."""
+    def bps(site: str) -> float:
+        return link_bytes_per_s(mbit.get(site) if isinstance(mbit, dict) else mbit)
+    return dataclasses.replace(p, links=tuple(dataclasses.replace(l, up_bytes_per_s=bps(l.site),
+                                                                  down_bytes_per_s=bps(l.site))
                                               for l in p.links)).validate()
 
 
-def structure_problem(ops: list[OpSpec], nodes: list[Node], mbit: float | None) -> Problem:
+def structure_problem(ops: list[OpSpec], nodes: list[Node], mbit: Rates) -> Problem:
     """The job's shape without costs: enough for cloud-only and for checking slots and pins."""
     return _problem(ops, {o.uid: (0.0, 1.0, 0.0) for o in ops}, nodes, mbit)
 
 
-def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: float | None) -> Problem:
+def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rates) -> Problem:
     """The planning problem of a job from what profiling measured (`measured.owners`: vertex id → op uid;
     `measured.where`: op uid → node id during profiling)."""
     profiles, owners, where = measured.profiles, measured.owners, measured.where
@@ -106,7 +115,7 @@ def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | Non
     return next((p for p in ps if p.name == want), None)
 
 
-def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: float | None) -> Problem:
+def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: Rates) -> Problem:
     operators = tuple(Operator(o.uid, o.parallelism, stats[o.uid][0], stats[o.uid][1], stats[o.uid][2],
                                o.stateful, _pin(o, nodes)) for o in ops)
     edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)

@@ -27,6 +27,7 @@ from placement.policies import plan
 from placement.realize import Realizer, operators
 
 OBJECTIVES = ("throughput", "wan")
+POLL_S = 2.5  # seconds between metric polls
 WAN_HEADROOM = 1.1  # objective wan: the placement must sustain 10 % more than the rate offered now
 
 
@@ -107,10 +108,12 @@ def adapt(env: Environment, job_id: str, opts: AdaptOptions, log: Path, say: Say
     n = 0
     try:
         while rounds is None or n < rounds:
-            run = sample(rest, job_id, opts.interval, interval=2.5, wan=env.wan_counters)
+            run = sample(rest, job_id, opts.interval, interval=POLL_S, wan=env.wan_counters)
             if run.stopped_because:
                 raise EdgeplaceError(f"stopped adapting: {run.stopped_because}")
-            rows = [r for r in rows + run.rows if r["time"] >= time.time() - window]
+            rows = rows + run.rows
+            newest = max((r["time"] for r in rows), default=0.0)
+            rows = [r for r in rows if r["time"] >= newest - window]  # the rolling window
             n += 1
             entry = _round(env, job_id, ops, rows, owners, where, window, opts, state)
             if entry["action"] == "redeploy" and not dry_run:
@@ -132,10 +135,12 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], owners: dict, w
     import pandas as pd
     df = pd.DataFrame(rows, columns=COLUMNS)
     span = (df["time"].max() - df["time"].min()) if len(df) else 0.0
-    entry = {"time": time.time(), "job": job_id, "link_mbit": env.link_mbit, "wan_bytes_per_s": wan_rates(df)}
-    if span < MIN_PROFILE_S:
-        return {**entry, "action": "wait", "why": f"collecting: {span:.0f} of {MIN_PROFILE_S:.0f} s of metrics"}
-    problem = price(ops, JobProfile(profiles(df), owners, where), env.nodes, env.link_mbit)
+    rates = env.link_rates
+    entry = {"time": time.time(), "job": job_id, "link_mbit": rates, "wan_bytes_per_s": wan_rates(df)}
+    need = min(window, MIN_PROFILE_S) - POLL_S  # polls come every POLL_S: the span falls short by up to one
+    if span < need:
+        return {**entry, "action": "wait", "why": f"collecting: {span:.0f} of {need:.0f} s of metrics"}
+    problem = price(ops, JobProfile(profiles(df), owners, where), env.nodes, rates)
     offered = sum(p.observed_out_rate for p in profiles(df) if p.name.endswith(" gen"))
     current = {o.uid: where[o.uid] for o in ops}
     target = offered * WAN_HEADROOM if opts.objective == "wan" else None
@@ -158,8 +163,8 @@ def _log(path: Path, entry: dict) -> None:
 
 
 def _line(entry: dict, dry_run: bool) -> str:
-    link = f"{entry['link_mbit']:g} Mbit/s" if entry.get("link_mbit") else "unshaped"
-    head = f"[{time.strftime('%H:%M:%S')}] {link}"
+    links = ", ".join(f"{s} {m:g} Mbit/s" if m else f"{s} unshaped" for s, m in (entry.get("link_mbit") or {}).items())
+    head = f"[{time.strftime('%H:%M:%S')}] {links or 'no WAN links'}"
     if "current" in entry:
         cur, best = entry["current"]["max_rate"], entry["best"]["max_rate"]
         head += (f", offered {entry['offered_rate']:,.0f}/s, λ* now {cur or float('inf'):,.0f} → best "

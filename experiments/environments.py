@@ -38,7 +38,7 @@ class Environment(Protocol):
     def sites(self) -> list[str]: ...
 
     @property
-    def link_mbit(self) -> float | None: ...
+    def link_rates(self) -> dict[str, float | None]: ...
 
     def set_wan(self, mbit: float | None) -> None: ...
 
@@ -94,11 +94,9 @@ class LocalTestbed:
         return [t["site"] for t in self.state.taskmanagers if t["site"] != CLOUD]
 
     @property
-    def link_mbit(self) -> float | None:
-        """The thinnest shaped link now (None: unshaped)."""
-        links = (st.load() or self.state).links  # shaping may have changed since (`testbed wan`)
-        rates = [l["mbit"] for l in links if l["mbit"]]
-        return min(rates) if rates else None
+    def link_rates(self) -> dict[str, float | None]:
+        """Each edge site's link rate now, Mbit/s (None: unshaped); read afresh (`testbed wan` changes it)."""
+        return {l["site"]: l["mbit"] for l in (st.load() or self.state).links}
 
     def set_wan(self, mbit: float | None) -> None:
         from experiments.testbed.testbed import set_wan
@@ -179,10 +177,10 @@ class AnsibleCluster:
         return [n["site"] for n in self.facts["nodes"] if n["site"] != CLOUD]
 
     @property
-    def link_mbit(self) -> float | None:
-        """The thinnest edge uplink the inventory's wan_sites shape (None: not shaped by edgeplace)."""
-        rates = [float(s["rate_mbit"]) for s in (self.facts.get("wan_sites") or {}).values() if s.get("rate_mbit")]
-        return min(rates) if rates else None
+    def link_rates(self) -> dict[str, float | None]:
+        """Each edge site's uplink rate from the inventory's wan_sites (None: not shaped by edgeplace)."""
+        sites = self.facts.get("wan_sites") or {}
+        return {s: (float(sites[s]["rate_mbit"]) if sites.get(s, {}).get("rate_mbit") else None) for s in self.sites}
 
     def set_wan(self, mbit: float | None) -> None:
         ansible_cluster.wan(self.inventory, mbit, say=quiet)

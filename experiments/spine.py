@@ -13,7 +13,7 @@ from collectors.profiles import JobProfile
 from collectors.profiling import profile_job
 from common.say import Say, quiet
 from costmodel.predict import Prediction, predict
-from costmodel.pricing import price
+from costmodel.pricing import Rates, price
 from costmodel.problem import Node, Problem
 from experiments.environments import Environment
 from experiments.measure import tree_cpu
@@ -31,7 +31,7 @@ class Step:
     deployed: Deployed | None  # the job after realisation (None: not realised)
 
 
-def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: float | None, seconds: float,
+def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: Rates, seconds: float,
             warmup: float, nodes: list[Node] | None = None) -> tuple[Problem, JobProfile]:
     """collect → price: a running job's planning problem on `nodes` (default: the environment's). Where the
     environment can see its TaskManagers' processes, their CPU over the window is measured too."""
@@ -41,7 +41,7 @@ def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: float | None
     return price(ops, measured, nodes if nodes is not None else env.nodes, mbit), measured
 
 
-def step(env: Environment, job_id: str, ops: list[OpSpec], policy: str, mbit: float | None, seconds: float,
+def step(env: Environment, job_id: str, ops: list[OpSpec], policy: str, mbit: Rates, seconds: float,
          warmup: float, nodes: list[Node] | None = None, target_rate: float | None = None, realize: bool = False,
          say: Say = quiet) -> Step:
     """collect → price → plan (→ realize): the placement `policy` chooses for a running job, and with

@@ -71,10 +71,10 @@ def _plan_job(job_id: str, policy: str, target_rate: float | None, seconds: floa
     if rec is None:
         raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record of its query)")
     env = environment(inventory, say)
-    mbit = mbit if mbit is not None else env.link_mbit
+    rates = mbit if mbit is not None else env.link_rates
     nodes = with_speeds(env.nodes, read_speeds(speeds)) if speeds else env.nodes
     say(f"profiling job {job_id} ({rec['query']}) for {warmup:.0f} s warm-up + {max(MIN_PROFILE_S, seconds):.0f} s")
-    return step(env, job_id, operators(rec["query"], rec["args"]), policy, mbit, seconds, warmup, nodes, target_rate)
+    return step(env, job_id, operators(rec["query"], rec["args"]), policy, rates, seconds, warmup, nodes, target_rate)
 
 
 @click.command("calibrate")

@@ -1,0 +1,92 @@
+"""The collector on answers a real Flink 2.3 gave (recorded with tests/recorded/record.py from a q2 job at
+200 events/s, its filter and projection in the cloud): sampling, profiles and the vertex graph, no cluster."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from collectors.profiles import profiles
+from collectors.rest import FlinkRest
+from collectors.sampler import sample
+from collectors.topology import job_graph
+from queries.nexmark import model as nx
+
+RECORDING = Path(__file__).parent / "recorded" / "q2-cloud-only.json"
+RATE = 200.0  # the job's --rate
+
+
+class Replay(FlinkRest):
+    """Answers each request with the next recorded answer to the same request (the last one again when
+    the recording runs out)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        data = json.loads(RECORDING.read_text())
+        self.job_id = data["job"]
+        self.answers: dict[str, list] = {}
+        for c in data["calls"]:
+            self.answers.setdefault(self._key(c["method"], c["path"], c["params"]), []).append(c["answer"])
+        self.seen: dict[str, int] = {}
+
+    @staticmethod
+    def _key(method, path, params) -> str:
+        return json.dumps([method, path, params], sort_keys=True)
+
+    def quick(self) -> "Replay":
+        return self
+
+    def request(self, method, path, **kwargs):
+        key = self._key(method, path, kwargs.get("params"))
+        got = self.answers[key]
+        i = self.seen.get(key, 0)
+        self.seen[key] = i + 1
+        return got[min(i, len(got) - 1)]
+
+
+class Clock:
+    """Virtual time for the sampler: sleeping advances it at once."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def monotonic(self):
+        return self.now
+
+    def time(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += max(0.0, s)
+
+
+@pytest.fixture
+def replay(monkeypatch):
+    import collectors.sampler
+    monkeypatch.setattr(collectors.sampler, "time", Clock())
+    return Replay("http://recorded")
+
+
+def test_the_job_graph_of_a_real_job(replay):
+    g = job_graph(replay, replay.job_id)
+    names = {g.nodes[v]["name"] for v in g}
+    assert {"Source: Nexmark edge-1", "Nexmark edge-1 gen", "Q2 Filter", "Q2 Project", "Nexmark q2 Sink",
+            "Sink: Nexmark q2 Sink end"} == names
+    assert all(g.nodes[v]["parallelism"] == 1 and g.nodes[v]["taskmanagers"][0] for v in g)
+    flt = next(v for v in g if g.nodes[v]["name"] == "Q2 Filter")
+    assert [g.nodes[v]["name"] for v in g.successors(flt)] == ["Q2 Project"]
+
+
+def test_profiles_of_a_real_job_match_what_it_was_told_to_do(replay):
+    run = sample(replay, replay.job_id, duration=25, interval=2.5)
+    assert run.stopped_because is None and not run.gaps
+    by_name = {p.name: p for p in profiles(run.frame())}
+    gen, filt = by_name["Nexmark edge-1 gen"], by_name["Q2 Filter"]
+    assert gen.observed_out_rate == pytest.approx(RATE, rel=0.05)  # the source's --rate
+    events = [nx.event(n, 1) for n in range(50_000)]
+    kept = sum(e[0] == nx.BID and e[1] % 123 == 0 for e in events) / len(events)
+    assert filt.selectivity == pytest.approx(kept, rel=0.35)  # q2's filter, on ~25 s of a random stream
+    mix = sum(nx.NOMINAL[e[0]] for e in events) / len(events)
+    assert gen.bytes_out_per_record == pytest.approx(mix, rel=0.25)  # Flink-serialised events, nominal sizes
+    assert 0 < filt.busy < 1 and filt.true_processing_rate > filt.observed_in_rate
