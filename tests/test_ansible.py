@@ -189,7 +189,9 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         res = edgeplace("cluster", "facts", "-i", inv, "--out", str(tmp_path / "cluster.json"), timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
         nodes = json.loads((tmp_path / "cluster.json").read_text())["nodes"]
-        assert {n["id"]: float(n["cores"]) for n in nodes} == {"cloud-1": 1.0, "edge-1": 1.0}
+        # (inside a namespace /sys hides the cgroup files, so the hosts measure it: within 15 %)
+        assert {n["id"] for n in nodes} == {"cloud-1", "edge-1"}
+        assert all(float(n["cores"]) == pytest.approx(1.0, rel=0.15) for n in nodes), nodes
         assert all(int(n["cpus"]) == len(os.sched_getaffinity(0)) for n in nodes)
 
         # an experiment targets the cluster through its inventory: deploy, shape with wan.yml, WAN over SSH

@@ -1,7 +1,10 @@
 """Print the CPU cores this host really gives its processes: its CPUs, capped by the CPU quota of the
 cgroup it runs in and of every cgroup above (cgroup v2 cpu.max or v1 cpu.cfs_quota_us / cpu.cfs_period_us).
+Where the cgroup files cannot be read (a namespace that remounted /sys, some containers), it measures
+instead: one busy process per CPU for 2 s, and the CPU time they got per second of wall time.
 Run by facts.yml over SSH, so it sees the quota its TaskManager will run under."""
 import os
+import time
 
 
 def _roots():
@@ -46,6 +49,28 @@ def quota():
     return min(limits) if limits else None
 
 
+def measured(cpus, seconds=2.0):
+    """Cores a burst of `cpus` busy processes gets: CPU time over wall time."""
+    start, pids = time.monotonic(), []
+    for _ in range(cpus):
+        pid = os.fork()
+        if pid == 0:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    wall = time.monotonic() - start
+    used = os.times().children_user + os.times().children_system
+    return used / wall
+
+
+def cgroup_visible():
+    return bool(_roots())
+
+
 cpus = len(os.sched_getaffinity(0))
-q = quota()
-print(round(min(cpus, q), 3) if q else cpus)
+q = quota() if cgroup_visible() else measured(cpus)
+print(round(min(cpus, q), 2) if q else cpus)
