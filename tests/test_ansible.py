@@ -114,9 +114,6 @@ def _flink_in(netns: str) -> list[int]:
             if psutil.pid_exists(p) and psutil.Process(p).name() == "java"]
 
 
-@pytest.mark.live
-@pytest.mark.slow
-@pytest.mark.lifecycle
 def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
     """The job commands on the cluster of an inventory: deploy, where, redeploy (state kept), end."""
     from placement.model import Placement
@@ -164,6 +161,9 @@ def _wait_rows(out: Path, n: int, timeout: float = 120) -> None:
         time.sleep(1)
 
 
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.lifecycle
 def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
     """Two hosts = two namespaces with sshd; provision (offline wheelhouse), start, see both TaskManagers
     registered with their resources, shape and clear the WAN, re-provision with changed=0, stop."""
