@@ -25,22 +25,32 @@ def _listening(netns: str | None) -> list[tuple[str, int]]:
     return out
 
 
-def _allowed(addr: str, subnet) -> bool:
-    if addr in ("*", "0.0.0.0", "::"):
-        return False
+def _addresses(netns: str | None) -> list[str]:
+    cmd = ["ip", "-o", "addr"] if netns is None else ["ip", "netns", "exec", netns, "ip", "-o", "addr"]
+    return [line.split()[3].split("/")[0] for line in subprocess.run(cmd, capture_output=True, text=True,
+                                                                      check=True).stdout.splitlines()]
+
+
+def _inside(addr: str, subnet) -> bool:
     ip = ipaddress.ip_address(addr.removeprefix("::ffff:"))
     return ip.is_loopback or ip in subnet
 
 
 def test_nothing_of_the_testbed_listens_beyond_loopback_and_its_subnet(shared_testbed):
+    """In the root namespace every socket of the testbed is bound to loopback or to its bridge; inside the
+    TaskManagers' own namespaces PyFlink's Beam servers bind every interface, and every interface there is
+    loopback or on the testbed subnet."""
     state = shared_testbed
     spec = TestbedSpec.from_dict(state.spec)
     subnet = ipaddress.ip_network(spec.subnet)
     ours = {p.pid for p in testbed_processes(state)}
-    seen = [(a, pid) for ns in [None, *(l["netns"] for l in state.links)] for a, pid in _listening(ns) if pid in ours]
-    assert len({pid for _, pid in seen}) >= 1 + len(state.taskmanagers)  # the JobManager and every TaskManager
-    wild = sorted({a for a, _ in seen if not _allowed(a, subnet)})
-    assert not wild, f"testbed processes listen on {wild}"
+    namespaces = sorted({tm["netns"] for tm in state.taskmanagers if tm["netns"]})
+    assert len(namespaces) == len(state.taskmanagers)  # cloud TaskManagers too
+    root = [(a, pid) for a, pid in _listening(None) if pid in ours]
+    assert root and all(a not in ("*", "0.0.0.0", "::") and _inside(a, subnet) for a, _ in root), root
+    for ns in namespaces:
+        assert all(_inside(a, subnet) for a in _addresses(ns)), (ns, _addresses(ns))
+        assert [a for a, pid in _listening(ns) if pid in ours], f"nothing of the testbed listens in {ns}"
     # REST (job submission without authentication) answers on loopback only, and without jar upload
     rest = f"http://127.0.0.1:{spec.rest_port}"
     assert requests.get(f"{rest}/config", timeout=5).json()["features"]["web-submit"] is False

@@ -11,7 +11,7 @@ import psutil
 from common.errors import EdgeplaceError
 from common.say import Say
 from experiments.testbed import network, state as st
-from experiments.testbed.spec import TestbedSpec, bridge_name, gateway, members, site_links
+from experiments.testbed.spec import TestbedSpec, bridge_name, cloud_links, gateway, site_links
 from experiments.testbed.state import require
 
 NETEM_MISSING = ("WAN delay emulation is unavailable: this kernel has no netem qdisc; "
@@ -32,21 +32,17 @@ def check_subnet_unused(spec: TestbedSpec) -> None:
 
 def build_network(spec: TestbedSpec, state: st.State, say: Say) -> None:
     br = bridge_name(spec)
-    hosts = [m.host for m in members(spec) if not m.is_edge]
-    for name in [br] + [l.host_if for l in site_links(spec)]:
+    for name in [br] + [l.host_if for l in site_links(spec) + cloud_links(spec)]:
         if network.link_exists(name):
             raise EdgeplaceError(f"interface {name} exists but is not recorded by edgeplace; "
                                  f"remove it (`ip link del {name}`) or use another --subnet")
     state.record("link", name=br)
-    network.add_bridge(br, [f"{gateway(spec)}/24"] + [f"{h}/24" for h in hosts])
+    network.add_bridge(br, [f"{gateway(spec)}/24"])
+    for link in [] if spec.ssh_hosts else cloud_links(spec):  # unshaped, no WAN link: not in state.links
+        _add_namespace(link, br, state)
     delay_warned = False
     for link in site_links(spec):
-        if network.netns_exists(link.netns):
-            raise EdgeplaceError(f"network namespace {link.netns} exists but is not recorded by edgeplace; "
-                                 f"remove it (`ip netns del {link.netns}`) or use another --subnet")
-        state.record("netns", name=link.netns)
-        state.record("link", name=link.host_if)
-        network.add_site(link.netns, br, link.host_if, link.ns_if, f"{link.ns_addr}/24")
+        _add_namespace(link, br, state)
         entry = {"site": link.site, "netns": link.netns, "host_if": link.host_if, "ns_if": link.ns_if,
                  "addr": link.ns_addr, "mbit": None, "delay_ms": 0.0}
         state.links.append(entry)
@@ -54,6 +50,15 @@ def build_network(spec: TestbedSpec, state: st.State, say: Say) -> None:
         if spec.wan_mbit is not None:
             delay_warned |= shape_link(entry, spec.wan_mbit, spec.wan_delay_ms, state, say, delay_warned)
     state.save()
+
+
+def _add_namespace(link, bridge: str, state: st.State) -> None:
+    if network.netns_exists(link.netns):
+        raise EdgeplaceError(f"network namespace {link.netns} exists but is not recorded by edgeplace; "
+                             f"remove it (`ip netns del {link.netns}`) or use another --subnet")
+    state.record("netns", name=link.netns)
+    state.record("link", name=link.host_if)
+    network.add_site(link.netns, bridge, link.host_if, link.ns_if, f"{link.ns_addr}/24")
 
 
 def shape_link(link: dict, mbit: float | None, delay_ms: float, state: st.State, say: Say,

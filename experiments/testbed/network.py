@@ -17,8 +17,14 @@ def link_exists(name: str) -> bool:
     return ok("ip", "link", "show", "dev", name)
 
 
+def _ipv4_only(dev: str, ns: str | None = None) -> None:
+    """No IPv6 (not even link-local) on a testbed interface: it carries the testbed's /24 and nothing else."""
+    run("sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{dev}/disable_ipv6", ns=ns)
+
+
 def add_bridge(name: str, addrs: list[str]) -> None:
     run("ip", "link", "add", name, "type", "bridge")
+    _ipv4_only(name)
     for a in addrs:
         run("ip", "addr", "add", a, "dev", name)
     run("ip", "link", "set", name, "up")
@@ -30,6 +36,8 @@ def add_site(netns: str, bridge: str, host_if: str, ns_if: str, ns_addr: str) ->
     run("ip", "link", "set", "lo", "up", ns=netns)
     run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
     run("ip", "link", "set", ns_if, "netns", netns)
+    _ipv4_only(host_if)
+    _ipv4_only(ns_if, netns)
     run("ip", "link", "set", host_if, "master", bridge)
     run("ip", "link", "set", host_if, "up")
     # MTU-sized segments (no 64 kB GSO super-packets), so a byte-limited queue behaves like a real link's

@@ -125,7 +125,8 @@ def members(spec: TestbedSpec) -> list[Member]:
     out = []
     for i in range(1, spec.cloud + 1):
         out.append(Member(f"cloud-{i}", "cloud", str(base + 100 + i) if spec.isolate else "127.0.0.1",
-                          spec.cloud_slots, f"cloud{i}", None, None, spec.cloud_memory_mb))
+                          spec.cloud_slots, f"cloud{i}", _netns(spec, i, "cloud") if spec.isolate else None, None,
+                          spec.cloud_memory_mb))
     for i in range(1, spec.edge + 1):
         out.append(Member(f"edge-{i}", f"edge-{i}", str(base + 150 + i) if spec.isolate else "127.0.0.1",
                           spec.edge_slots, f"edge{i}", _netns(spec, i) if spec.isolate else None,
@@ -133,8 +134,8 @@ def members(spec: TestbedSpec) -> list[Member]:
     return out
 
 
-def _netns(spec: TestbedSpec, i: int) -> str:
-    return f"ep{_tag(spec)}-edge-{i}"
+def _netns(spec: TestbedSpec, i: int, side: str = "edge") -> str:
+    return f"ep{_tag(spec)}-{side}-{i}"
 
 
 def site_links(spec: TestbedSpec) -> list[SiteLink]:
@@ -143,3 +144,13 @@ def site_links(spec: TestbedSpec) -> list[SiteLink]:
     tag = _tag(spec)
     return [SiteLink(m.site, m.netns, f"ep{tag}e{i}h", f"ep{tag}e{i}n", m.host)
             for i, m in enumerate((m for m in members(spec) if m.is_edge), start=1)]
+
+
+def cloud_links(spec: TestbedSpec) -> list[SiteLink]:
+    """Cloud TaskManagers live in namespaces of their own too, joined to the bridge unshaped: whatever they
+    listen on (PyFlink's Beam servers bind every interface) is then reachable only on the testbed subnet."""
+    if not spec.isolate:
+        return []
+    tag = _tag(spec)
+    return [SiteLink(m.site, m.netns, f"ep{tag}c{i}h", f"ep{tag}c{i}n", m.host)
+            for i, m in enumerate((m for m in members(spec) if not m.is_edge), start=1)]

@@ -16,8 +16,8 @@ from experiments.testbed import cgroups, network, state as st
 from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
 
 
-NETNS = re.compile(r"^ep\d{1,3}-edge-\d{1,3}$")             # spec._netns
-LINK = re.compile(r"^(epbr\d{1,3}|ep\d{1,3}e\d{1,3}[hn])$")  # spec.bridge_name, spec.site_links
+NETNS = re.compile(r"^ep\d{1,3}-(edge|cloud)-\d{1,3}$")             # spec._netns
+LINK = re.compile(r"^(epbr\d{1,3}|ep\d{1,3}[ec]\d{1,3}[hn])$")  # spec.bridge_name, site_links, cloud_links
 
 
 def owned(r: dict) -> bool:
