@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from experiments.testbed.spec import TestbedSpec, gateway
-from experiments.testbed.teardown import testbed_processes
+from experiments.testbed import teardown
 
 pytestmark = [pytest.mark.live]
 
@@ -43,7 +43,7 @@ def test_nothing_of_the_testbed_listens_beyond_loopback_and_its_subnet(shared_te
     state = shared_testbed
     spec = TestbedSpec.from_dict(state.spec)
     subnet = ipaddress.ip_network(spec.subnet)
-    ours = {p.pid for p in testbed_processes(state)}
+    ours = {p.pid for p in teardown.testbed_processes(state)}
     namespaces = sorted({tm["netns"] for tm in state.taskmanagers if tm["netns"]})
     assert len(namespaces) == len(state.taskmanagers)  # cloud TaskManagers too
     root = [(a, pid) for a, pid in _listening(None) if pid in ours]
