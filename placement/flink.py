@@ -63,7 +63,7 @@ class Submission:
                 os.killpg(self.proc.pid, 9)
             except ProcessLookupError:
                 pass
-        self.proc.communicate()
+        self.proc.wait()
         if self.restore_file is not None:
             self.restore_file.unlink(missing_ok=True)
 

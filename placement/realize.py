@@ -98,18 +98,18 @@ class Realizer:
         if restore is not None:
             restore.parent.mkdir(parents=True, exist_ok=True)
         sub = flink.Submission(registry.script(query), args, self.target.conf_dir, savepoint, restore)
-        if stop_old is not None:
-            try:
-                sp = stop_old()
-            except BaseException:
-                sub.abandon()
-                raise
-            phases["savepoint"] = time.monotonic() - t1
-            sub.release(sp)
         try:
+            if stop_old is not None:
+                try:
+                    sp = stop_old()
+                except BaseException:
+                    sub.abandon()
+                    raise
+                phases["savepoint"] = time.monotonic() - t1
+                sub.release(sp)
             job_id = sub.job_id()
         except BaseException:
-            sub.kill()  # Ctrl-C: the client must not go on to submit a job nobody waits for
+            sub.kill()  # Ctrl-C or a failure: the client must not live on, nor submit a job nobody waits for
             raise
         finally:  # the client has read it: the job graph holds the pins now
             if pins is not None:

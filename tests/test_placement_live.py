@@ -343,6 +343,9 @@ def test_ctrl_c_during_a_redeploy_leaves_a_job_running(shared_testbed, tmp_path)
     rest = run.stderr.read()
     run.wait(timeout=180)
     assert run.returncode == 130, "".join(seen) + rest
+    import psutil
+    clients = [p.pid for p in psutil.process_iter(["cmdline"]) if "--restore-from-file" in (p.info["cmdline"] or [])]
+    assert not clients, "a flink run client outlived the interrupted redeploy"
     jobs = running_jobs()
     assert len(jobs) == 1, "".join(seen) + rest
     where = actual(REST, jobs[0], OPS)
