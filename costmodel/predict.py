@@ -66,8 +66,9 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     for v, n in assignment.items():
         c = r[v] * p.op[v].cost_s_per_record / p.node[n].speed
         node_coef[n] += c
-        if c > 0:
-            limits[f"operator:{v}"] = p.op[v].parallelism / c
+        busy = r[v] * p.op[v].busy / p.node[n].speed  # its subtasks' own limit: busy time, not CPU
+        if busy > 0:
+            limits[f"operator:{v}"] = p.op[v].parallelism / busy
     for n, c in node_coef.items():
         if c > 0:
             limits[f"node:{n}"] = p.node[n].cores / c

@@ -1,7 +1,9 @@
 """Pricing (pure): what profiling measured + the job's topology + the cluster's nodes → a planning Problem.
 
-CPU of an operator = Σ over its Flink vertices of busy fraction × parallelism, scaled down where a node's
-busy total exceeds its cores (busy time on a quota-starved node includes waiting for the quota).
+CPU of an operator = the CPU its TaskManager's process tree used (procfs, when measured) shared among the
+node's operators by busy time; else Σ over its Flink vertices of busy fraction × parallelism, scaled down
+where a node's busy total exceeds its cores (busy time on a quota-starved node includes waiting for the
+quota). The latter is also kept as busy_s_per_record: what limits the operator's own subtasks.
 cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
 was measured on (the problem prices costs on a node of speed 1)."""
 from __future__ import annotations
@@ -79,14 +81,18 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
                                  "profile longer (profile_s) or check that the job runs")
         node = node_of[where[op.uid]]
         own = sum(busy(p) for p in ps)
+        # busy time, capped at the node's cores (on a quota-starved node it includes waiting for the quota):
+        # what limits the operator's own subtasks
+        busy_cpu = own * min(1.0, node.cores / max(1e-9, load[node.id]))
         if measured.cpu.get(node.id, 0) > 0 and load[node.id] > 0:  # what the TaskManager really used, by busy share
             cpu = own / load[node.id] * measured.cpu[node.id]
-        else:  # busy time, capped at the node's cores (on a quota-starved node it includes waiting for the quota)
-            cpu = own * min(1.0, node.cores / max(1e-9, load[node.id]))
+        else:
+            cpu = busy_cpu
         rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate
         cost = cpu / rate_in * node.speed if rate_in > 0 else 0.0
+        busy_cost = busy_cpu / rate_in * node.speed if rate_in > 0 else 0.0
         sel = 1.0 if op.is_source else (main.observed_out_rate / rate_in if rate_in > 0 else 1.0)
-        stats[op.uid] = (cost, sel, _bytes_per_record(op, main, ps, measured))
+        stats[op.uid] = (cost, sel, _bytes_per_record(op, main, ps, measured), busy_cost)
     return _problem(ops, stats, nodes, mbit)
 
 
@@ -116,8 +122,9 @@ def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | Non
 
 
 def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: Rates) -> Problem:
-    operators = tuple(Operator(o.uid, o.parallelism, stats[o.uid][0], stats[o.uid][1], stats[o.uid][2],
-                               o.stateful, _pin(o, nodes)) for o in ops)
+    operators = tuple(Operator(o.uid, o.parallelism, *stats[o.uid][:3], o.stateful, _pin(o, nodes),
+                               stats[o.uid][3] if len(stats[o.uid]) > 3 and stats[o.uid][3] != stats[o.uid][0] else None)
+                      for o in ops)
     edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)
     return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source},
                    tuple(nodes),

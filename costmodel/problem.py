@@ -23,7 +23,8 @@ SCHEMA = {
         "operators": {"type": "array", "minItems": 1, "items": {
             "type": "object", "additionalProperties": False, "required": ["id", "cost_s_per_record"],
             "properties": {"id": _ID, "parallelism": {"type": "integer", "minimum": 1},
-                           "cost_s_per_record": schema.number(0), "selectivity": schema.number(0),
+                           "cost_s_per_record": schema.number(0), "busy_s_per_record": schema.number(0),
+                           "selectivity": schema.number(0),
                            "bytes_out_per_record": schema.number(0), "stateful": {"type": "boolean"},
                            "pin": {"type": ["string", "null"]}}}},
         "edges": {"type": "array", "items": {
@@ -52,6 +53,11 @@ class Operator:
     bytes_out_per_record: float
     stateful: bool = False
     pin: str | None = None
+    busy_s_per_record: float | None = None  # one subtask's busy time per record (its own limit); None: the cost
+
+    @property
+    def busy(self) -> float:
+        return self.cost_s_per_record if self.busy_s_per_record is None else self.busy_s_per_record
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class Problem:
                 raise EdgeplaceError(f"problem: source rate of {s} must be a finite number > 0, not {rate}")
         for o in self.operators:
             if not (isinstance(o.parallelism, int) and o.parallelism >= 1) or not all(
-                    _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record)):
+                    _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record, o.busy)):
                 raise EdgeplaceError(f"problem: operator {o.id} needs parallelism an integer >= 1 and finite "
                                      "cost, selectivity and bytes >= 0")
             if not self.allowed(o.id):
@@ -179,7 +185,9 @@ def from_json(data: object, source: str = "problem") -> Problem:
     try:
         ops = tuple(Operator(o["id"], int(o.get("parallelism", 1)), float(o["cost_s_per_record"]),
                              float(o.get("selectivity", 1.0)), float(o.get("bytes_out_per_record", 0.0)),
-                             bool(o.get("stateful", False)), o.get("pin")) for o in data["operators"])
+                             bool(o.get("stateful", False)), o.get("pin"),
+                             float(o["busy_s_per_record"]) if "busy_s_per_record" in o else None)
+                    for o in data["operators"])
         edges = tuple(Edge(e["from"], e["to"], e.get("ship", "FORWARD")) for e in data.get("edges", []))
         nodes = tuple(Node(n["id"], n["site"], int(n["slots"]), float(n["cores"]), float(n.get("speed", 1.0)))
                       for n in data["nodes"])
@@ -196,7 +204,9 @@ def from_json(data: object, source: str = "problem") -> Problem:
 def to_json(p: Problem) -> dict:
     return {"operators": [{"id": o.id, "parallelism": o.parallelism, "cost_s_per_record": o.cost_s_per_record,
                            "selectivity": o.selectivity, "bytes_out_per_record": o.bytes_out_per_record,
-                           "stateful": o.stateful, **({"pin": o.pin} if o.pin else {})} for o in p.operators],
+                           "stateful": o.stateful, **({"pin": o.pin} if o.pin else {}),
+                           **({"busy_s_per_record": o.busy_s_per_record} if o.busy_s_per_record is not None else {})}
+                          for o in p.operators],
             "edges": [{"from": e.src, "to": e.dst, "ship": e.ship} for e in p.edges],
             "source_rates": dict(p.source_rates),
             "nodes": [{"id": n.id, "site": n.site, "slots": n.slots, "cores": n.cores, "speed": n.speed}

@@ -58,6 +58,7 @@ class _Milp:
                                                   if set(bn.members) & allowed[v] and p.op[v].parallelism <= bn.slots)}
         nx_ = len(self.xi)
         self.load = {(v, b): r[v] * p.op[v].cost_s_per_record / bins[b].speed for (v, b) in self.xi}
+        busy = {(v, b): r[v] * p.op[v].busy / bins[b].speed for (v, b) in self.xi}
         yi = {}
         for e in p.edges:
             for s in sites:
@@ -99,8 +100,8 @@ class _Milp:
                     for v, i in idx:
                         if self.load[(v, b)] > 0:
                             add({i: self.load[(v, b)], ti: -bn.cores / scale}, -np.inf, 0)
-        for v in ops:  # one operator's subtasks: Σ_b r cost / speed_b · x_vb ≤ parallelism · T
-            sub = {i: self.load[(v, b)] for b, i in on[v] if self.load[(v, b)] > 0}
+        for v in ops:  # one operator's subtasks: Σ_b r busy / speed_b · x_vb ≤ parallelism · T
+            sub = {i: busy[(v, b)] for b, i in on[v] if busy[(v, b)] > 0}
             if sub:
                 add({**sub, ti: -p.op[v].parallelism / scale}, -np.inf, 0)
         at_site = {s: [b for b, bn in enumerate(bins) if bn.site == s] for s in sites}

@@ -33,6 +33,8 @@ def problems(draw):
               "selectivity": draw(st.sampled_from([0.01, 0.1, 0.5, 1.0, 2.0])),
               "bytes_out_per_record": draw(st.sampled_from([0.0, 20.0, 100.0, 500.0])),
               "stateful": draw(st.booleans())}
+        if draw(st.booleans()):  # a subtask's busy time per record may exceed its CPU (it waits on a worker)
+            op["busy_s_per_record"] = op["cost_s_per_record"] * draw(st.sampled_from([1.0, 2.0, 5.0]))
         if i < n_src:
             op["pin"] = f"site-{i + 1}"
         else:
@@ -82,8 +84,8 @@ def _loads(p, asg, lam):
     for n in p.nodes:
         cpu = sum(rin[v] * p.op[v].cost_s_per_record / n.speed for v, m in asg.items() if m == n.id)
         out[f"node:{n.id}"] = cpu / n.cores
-    for v, m in asg.items():
-        out[f"operator:{v}"] = rin[v] * p.op[v].cost_s_per_record / p.node[m].speed / p.op[v].parallelism
+    for v, m in asg.items():  # an operator's own subtasks are limited by their busy time per record
+        out[f"operator:{v}"] = rin[v] * p.op[v].busy / p.node[m].speed / p.op[v].parallelism
     for l in p.links:
         for d in ("up", "down"):
             crossing = [(u, v) for u, v in g.edges if (p.node[asg[u if d == "up" else v]].site == l.site and
