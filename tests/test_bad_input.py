@@ -8,16 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from costmodel.problem import to_json
 from tests.conftest import edgeplace
+from tests.test_costmodel_units import chain
 
-GOOD = {"operators": [{"id": "src", "cost_s_per_record": 1e-4, "pin": "edge-1", "bytes_out_per_record": 100},
-                      {"id": "filter", "cost_s_per_record": 2e-4, "selectivity": 0.01, "bytes_out_per_record": 100},
-                      {"id": "sink", "cost_s_per_record": 1e-5}],
-        "edges": [{"from": "src", "to": "filter"}, {"from": "filter", "to": "sink"}],
-        "source_rates": {"src": 1.0},
-        "nodes": [{"id": "edge-1", "site": "edge-1", "slots": 4, "cores": 0.5},
-                  {"id": "cloud-1", "site": "cloud", "slots": 8, "cores": 2.0}],
-        "links": [{"site": "edge-1", "up_bytes_per_s": 125000, "down_bytes_per_s": 125000}]}
+# src (pinned to edge-1) → filter → sink on a 0.5-core edge and a 2-core cloud, 1 Mbit/s: a valid problem
+GOOD = to_json(chain(("filter", 2e-4, 0.01, 100, False), ("sink", 1e-5, 1.0, 0, False)))
 
 
 def fails_cleanly(tmp_path: Path, *args: str, code: int | None = None, says: str = "") -> str:
