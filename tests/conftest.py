@@ -26,7 +26,7 @@ SHARED_ARGS = ["--edge", "2", "--cloud", "1", "--wan-mbit", "8", "--edge-cpu", "
 def edgeplace(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real CLI as a user would, against the test home."""
     return subprocess.run([sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **TEST_ENV}, timeout=timeout, check=check)
+                          env={**TEST_ENV, **os.environ}, timeout=timeout, check=check)  # a test may set its own home
 
 
 def pytest_collection_modifyitems(items):

@@ -7,6 +7,12 @@ from experiments.testbed import state as st
 from tests.conftest import TEST_ARGS, edgeplace
 
 
+@pytest.fixture(autouse=True)
+def machine_without_a_testbed(tmp_path, monkeypatch):
+    """These tests are about a machine with no testbed: a home of their own, whatever else the session runs."""
+    monkeypatch.setenv("EDGEPLACE_HOME", str(tmp_path / "home"))
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--edge", "-1"], "--edge must be"),
     (["--wan-mbit", "0"], "--wan-mbit must be"),
