@@ -140,8 +140,9 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], owners: dict, w
     need = min(window, MIN_PROFILE_S) - POLL_S  # polls come every POLL_S: the span falls short by up to one
     if span < need:
         return {**entry, "action": "wait", "why": f"collecting: {span:.0f} of {need:.0f} s of metrics"}
-    problem = price(ops, JobProfile(profiles(df), owners, where), env.nodes, rates)
-    offered = sum(p.observed_out_rate for p in profiles(df) if p.name.endswith(" gen"))
+    profs = profiles(df)
+    problem = price(ops, JobProfile(profs, owners, where), env.nodes, rates)
+    offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen"))
     current = {o.uid: where[o.uid] for o in ops}
     target = offered * WAN_HEADROOM if opts.objective == "wan" else None
     try:
