@@ -15,12 +15,14 @@ from pathlib import Path
 from collectors.profiles import JobProfile, profiles, wan_rates
 from collectors.profiling import MIN_PROFILE_S, attribution
 from collectors.sampler import COLUMNS, sample
+from collectors.topology import job_graph
 from common import paths
 from common.errors import EdgeplaceError
 from common.say import Say
 from costmodel.predict import Prediction, predict
 from costmodel.pricing import price
 from experiments.environments import Environment
+from experiments.spine import cpu_meter
 from placement import records
 from placement.model import Placement
 from placement.policies import plan
@@ -39,6 +41,7 @@ class AdaptOptions:
     stable: int = 3               # decisions in a row that must agree on the same better placement
     cooldown: float = 60.0        # seconds after a redeploy before the next one
     objective: str = "throughput"  # throughput (max sustainable rate) | wan (fewest WAN bytes at the offered rate)
+    warmup: float = 15.0          # seconds after a job starts whose metrics are not priced (start-up transients)
 
 
 @dataclass
@@ -104,24 +107,28 @@ def adapt(env: Environment, job_id: str, opts: AdaptOptions, log: Path, say: Say
     rest.running_job(job_id)
     window = max(opts.window, MIN_PROFILE_S)
     rows: list[dict] = []
-    owners, where = attribution(rest, job_id, ops)
+    meter = cpu_meter(env)
+    readings: list[tuple[float, dict[str, float]]] = []  # (epoch s, CPU s per TaskManager) at each round's end
+    job = _watch(rest, job_id, ops, opts.warmup)
     n = 0
     try:
         while rounds is None or n < rounds:
             run = sample(rest, job_id, opts.interval, interval=POLL_S, wan=env.wan_counters)
             if run.stopped_because:
                 raise EdgeplaceError(f"stopped adapting: {run.stopped_because}")
-            rows = rows + run.rows
+            rows = rows + [r for r in run.rows if r["time"] >= job.warm_from]
             newest = max((r["time"] for r in rows), default=0.0)
             rows = [r for r in rows if r["time"] >= newest - window]  # the rolling window
+            if meter is not None and time.time() >= job.warm_from:
+                readings = [x for x in readings if x[0] >= time.time() - window] + [(time.time(), meter())]
             n += 1
-            entry = _round(env, job_id, ops, rows, owners, where, window, opts, state)
+            entry = _round(env, job_id, ops, rows, _cores(readings), job, window, opts, state)
             if entry["action"] == "redeploy" and not dry_run:
                 new = realizer.redeploy(job_id, Placement(json.loads(entry["best"]["placement"])))
                 state.last_redeploy, state.best, state.streak = time.monotonic(), None, 0
                 entry["redeployed_to"], entry["redeploy_s"] = new.job_id, round(new.phases.get("total", 0), 1)
-                job_id, rows = new.job_id, []
-                owners, where = attribution(rest, job_id, ops)
+                job_id, rows, readings = new.job_id, [], []
+                job = _watch(rest, job_id, ops, opts.warmup)
             _log(log, entry)
             say(_line(entry, dry_run))
     except KeyboardInterrupt:
@@ -129,8 +136,36 @@ def adapt(env: Environment, job_id: str, opts: AdaptOptions, log: Path, say: Say
     return job_id
 
 
-def _round(env: Environment, job_id: str, ops, rows: list[dict], owners: dict, where: dict, window: float,
-           opts: AdaptOptions, state: RuleState) -> dict:
+@dataclass(frozen=True)
+class Watched:
+    """What the loop knows of the job it watches, read once per (re)deploy."""
+    owners: dict[str, str]            # Flink vertex id → operator uid
+    where: dict[str, str]             # operator uid → TaskManager
+    edges: list[tuple[str, str]]      # the job graph's vertex → vertex edges
+    warm_from: float                  # local epoch time from which its metrics count
+
+
+def _watch(rest, job_id: str, ops, warmup: float) -> Watched:
+    """The job's attribution and graph, and the end of its warm-up: `warmup` s after its last task started.
+    The age comes from the JobManager's own clock (`now` and the vertices' `start-time`), so a cluster's
+    clock skew does not matter."""
+    owners, where = attribution(rest, job_id, ops)
+    info = rest.job(job_id)
+    started = max([v.get("start-time", 0) for v in info.get("vertices", [])] + [info.get("start-time", 0)])
+    age = max(0.0, (info.get("now", started) - started) / 1000)
+    return Watched(owners, where, list(job_graph(rest, job_id).edges), time.time() + max(0.0, warmup - age))
+
+
+def _cores(readings: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
+    """Cores each TaskManager used between the oldest and the newest reading of the window."""
+    if len(readings) < 2 or readings[-1][0] <= readings[0][0]:
+        return {}
+    (t0, a), (t1, b) = readings[0], readings[-1]
+    return {tm: (b[tm] - a[tm]) / (t1 - t0) for tm in b if tm in a}
+
+
+def _round(env: Environment, job_id: str, ops, rows: list[dict], cores: dict[str, float], job: Watched,
+           window: float, opts: AdaptOptions, state: RuleState) -> dict:
     """collect (the rows so far) → price → plan → decide, as one log entry."""
     import pandas as pd
     df = pd.DataFrame(rows, columns=COLUMNS)
@@ -139,9 +174,11 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], owners: dict, w
     entry = {"time": time.time(), "job": job_id, "link_mbit": rates, "wan_bytes_per_s": wan_rates(df)}
     need = min(window, MIN_PROFILE_S) - POLL_S  # polls come every POLL_S: the span falls short by up to one
     if span < need:
-        return {**entry, "action": "wait", "why": f"collecting: {span:.0f} of {need:.0f} s of metrics"}
+        why = f"collecting: {span:.0f} of {need:.0f} s of metrics" if len(df) else "warming up"
+        return {**entry, "action": "wait", "why": why}
     profs = profiles(df)
-    problem = price(ops, JobProfile(profs, owners, where), env.nodes, rates)
+    where = job.where
+    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges), env.nodes, rates)
     offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen"))
     current = {o.uid: where[o.uid] for o in ops}
     target = offered * WAN_HEADROOM if opts.objective == "wan" else None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from collectors.profiles import JobProfile
-from collectors.profiling import profile_job
+from collectors.profiling import CpuMeter, profile_job
 from common.say import Say, quiet
 from costmodel.predict import Prediction, predict
 from costmodel.pricing import Rates, price
@@ -31,13 +31,17 @@ class Step:
     deployed: Deployed | None  # the job after realisation (None: not realised)
 
 
+def cpu_meter(env: Environment) -> CpuMeter | None:
+    """CPU seconds each TaskManager's process tree has used so far, where the environment can see them."""
+    procs = env.tm_processes()
+    return (lambda: {tm: tree_cpu(p) for tm, p in procs.items()}) if procs else None
+
+
 def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: Rates, seconds: float,
             warmup: float, nodes: list[Node] | None = None) -> tuple[Problem, JobProfile]:
     """collect → price: a running job's planning problem on `nodes` (default: the environment's). Where the
     environment can see its TaskManagers' processes, their CPU over the window is measured too."""
-    procs = env.tm_processes()
-    meter = (lambda: {tm: tree_cpu(p) for tm, p in procs.items()}) if procs else None
-    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, meter)
+    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, cpu_meter(env))
     return price(ops, measured, nodes if nodes is not None else env.nodes, mbit), measured
 
 

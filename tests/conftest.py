@@ -57,7 +57,7 @@ def root_required():
 
 
 @pytest.fixture(scope="session")
-def shared_testbed(root_required):
+def _session_testbed(root_required):
     """One edge–cloud testbed (2 edge sites at 8 Mbit/s, 0.5-core edges, 1 cloud) for the whole session."""
     edgeplace("testbed", "down")  # leftovers of an aborted earlier run
     res = edgeplace("testbed", "up", *SHARED_ARGS, *TEST_ARGS)
@@ -67,3 +67,37 @@ def shared_testbed(root_required):
     yield st.load()
     res = edgeplace("testbed", "down")
     assert res.returncode == 0, res.stderr
+
+
+@pytest.fixture
+def shared_testbed(_session_testbed, tmp_path):
+    """The session's testbed, handed to each test with no job running and every slot free: a test that
+    failed half-way (or a loop that redeployed under it) cannot leave its jobs holding the slots the next
+    tests need. Leftovers are ended by id and named, so the leak shows in the output."""
+    yield _session_testbed
+    left = _end_leftover_jobs(tmp_path / "leftover-savepoints")
+    if left:
+        print(f"\nended {len(left)} job(s) the test left running: {', '.join(left)}")
+
+
+def _end_leftover_jobs(scratch: Path, timeout: float = 90) -> list[str]:
+    """End every job that has not ended (stop with savepoint, else cancel) and wait until all slots are free."""
+    import time
+
+    from collectors.rest import FlinkRest
+    from placement.flink import end
+    rest = FlinkRest("http://127.0.0.1:18081")
+    if not rest.reachable():  # a destructive test took the JobManager down: nothing to free
+        return []
+    left = [j["jid"] for j in rest.get("/jobs/overview")["jobs"]
+            if j.get("state") not in ("CANCELED", "FAILED", "FINISHED")]
+    for job in left:
+        end(rest, job, scratch)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tms = rest.taskmanagers()
+        if all(tm["freeSlots"] == tm["slotsNumber"] for tm in tms):
+            return left
+        time.sleep(0.5)
+    busy = {tm["id"]: f"{tm['freeSlots']}/{tm['slotsNumber']}" for tm in rest.taskmanagers()}
+    pytest.fail(f"slots still held {timeout:.0f} s after ending the leftover jobs {left}: {busy}")

@@ -19,10 +19,12 @@ from experiments.cli.output import NON_NEGATIVE, POSITIVE, say
 @click.option("--cooldown", type=NON_NEGATIVE, default=60.0, show_default=True, help="seconds between redeploys")
 @click.option("--objective", type=click.Choice(["throughput", "wan"]), default="throughput", show_default=True,
               help="throughput: max sustainable rate; wan: fewest WAN bytes that sustain the offered rate")
+@click.option("--warmup", type=NON_NEGATIVE, default=15.0, show_default=True,
+              help="seconds after a (re)deploy whose metrics are not priced (start-up transients)")
 @click.option("--log", "log_file", default="adapt.jsonl", show_default=True, help="decision log (JSON lines, appended)")
 @click.option("--dry-run", is_flag=True, help="decide and log, never redeploy")
 @click.option("--inventory", "-i", help="an Ansible cluster's inventory (default: the local testbed)")
-def adapt_cmd(job_id, interval, window, min_gain, stable, cooldown, objective, log_file, dry_run, inventory) -> None:
+def adapt_cmd(job_id, interval, window, min_gain, stable, cooldown, objective, warmup, log_file, dry_run, inventory) -> None:
     """Re-place a running job when its conditions change (collect → price → plan → decide → redeploy), until
     Ctrl-C or SIGTERM; the job is left on its last verified placement."""
     from experiments.adapt import AdaptOptions, adapt
@@ -35,5 +37,5 @@ def adapt_cmd(job_id, interval, window, min_gain, stable, cooldown, objective, l
         raise EdgeplaceError(f"cannot write the decision log {log}: {exc.strerror}") from None
     with sigterm_interrupts():
         job = adapt(environment(inventory, say), job_id, AdaptOptions(interval, window, min_gain, stable, cooldown,
-                                                                       objective), log, say, dry_run)
+                                                                       objective, warmup), log, say, dry_run)
     click.echo(job)
