@@ -14,8 +14,26 @@ from common.errors import EdgeplaceError
 from placement.policies import FLINK_DEFAULT, POLICIES as PLANNED
 from queries import options, registry
 
-POLICIES = (FLINK_DEFAULT, *PLANNED)
-NEEDS_PROFILE = set(PLANNED) - {"cloud-only"}  # policies that need operator costs
+ADAPTIVE = "adaptive"  # `edgeplace adapt` re-places the job through the phases (experiments with phases)
+POLICIES = (FLINK_DEFAULT, *PLANNED, ADAPTIVE)
+NEEDS_PROFILE = set(PLANNED) - {"cloud-only"} | {ADAPTIVE}  # policies that need operator costs
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of an experiment under one condition: the link at `mbit` for `duration_s`."""
+    duration_s: float
+    mbit: float
+
+
+@dataclass(frozen=True)
+class AdaptSpec:
+    """How the `adaptive` policy runs `edgeplace adapt` inside each phase's settle time."""
+    interval_s: float = 5.0
+    window_s: float = 25.0
+    min_gain: float = 0.2
+    stable: int = 2
+    cooldown_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -53,8 +71,15 @@ class ExperimentConfig:
     profile_s: float = 25.0
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     calibrate_speeds: bool = False     # measure node speed factors first (experiments.calibration)
+    phases: tuple[Phase, ...] = ()     # changing conditions: one deployment per (query, policy, repetition)
+    settle_s: float = 45.0             # seconds of each phase before it is measured (adaptive adapts then)
+    adapt: AdaptSpec = field(default_factory=AdaptSpec)
 
     def cells(self) -> list[dict]:
+        if self.phases:
+            return [{"query": q.label, "bandwidth_mbit": ph.mbit, "policy": p, "repetition": r, "phase": i}
+                    for q in self.queries for p in self.policies for r in range(self.repetitions)
+                    for i, ph in enumerate(self.phases)]
         return [{"query": q.label, "bandwidth_mbit": b, "policy": p, "repetition": r}
                 for q in self.queries for b in self.bandwidths_mbit for p in self.policies
                 for r in range(self.repetitions)]
@@ -73,7 +98,7 @@ def schema_of() -> dict:
     """The config file's JSON Schema: types, ranges, finite numbers, no unknown keys."""
     return {
         "type": "object", "additionalProperties": False,
-        "required": ["name", "queries", "policies", "bandwidths_mbit"],
+        "required": ["name", "queries", "policies"],
         "properties": {
             "name": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9._-]+$"},
             "queries": {"type": "array", "minItems": 1, "items": {
@@ -87,6 +112,13 @@ def schema_of() -> dict:
             "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
             "repetitions": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"},
             "calibrate_speeds": {"type": "boolean"},
+            "phases": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False, "required": ["duration_s", "mbit"],
+                "properties": {"duration_s": schema.number(1), "mbit": schema.number(0, True)}}},
+            "settle_s": schema.number(0),
+            "adapt": {"type": "object", "additionalProperties": False, "properties": {
+                "interval_s": schema.number(1), "window_s": schema.number(5), "min_gain": schema.number(0),
+                "stable": {"type": "integer", "minimum": 1}, "cooldown_s": schema.number(0)}},
             "cluster": {"type": "object", "additionalProperties": False, "properties": {
                 "kind": {"enum": ["local", "ansible"]}, "inventory": {"type": "string", "minLength": 1},
                 **{k: {"type": "integer", "minimum": 0 if k in ("edge",) else 1}
@@ -105,6 +137,10 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
         schema.check(data, schema_of(), source)
     except ValueError as exc:
         raise EdgeplaceError(str(exc)) from None
+    if ("bandwidths_mbit" in data) == ("phases" in data):
+        raise EdgeplaceError(f"{source}: give either bandwidths_mbit (one cell per bandwidth) or [[phases]] "
+                             "(conditions that change during one deployment), not " +
+                             ("both" if "phases" in data else "neither"))
     queries = tuple(QuerySpec(q["name"], q.get("label", q["name"]), tuple(q.get("args", []))) for q in data["queries"])
     if len({q.label for q in queries}) != len(queries):
         raise EdgeplaceError(f"{source}: queries: two have the same label; give each a distinct label = \"…\"")
@@ -114,12 +150,23 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
         except (ValueError, KeyError) as exc:
             raise EdgeplaceError(f"{source}: queries ({q.label}).args: {exc}") from None
     d = ExperimentConfig.__dataclass_fields__
-    num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed")}
-    return ExperimentConfig(str(data["name"]), queries, tuple(data["policies"]),
-                            tuple(float(b) for b in data["bandwidths_mbit"]), data.get("source_rate", "max"),
+    num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed",
+                                                  "settle_s")}
+    phases = tuple(Phase(float(p["duration_s"]), float(p["mbit"])) for p in data.get("phases", []))
+    short = [i for i, p in enumerate(phases) if p.duration_s <= num["settle_s"]]
+    if short:
+        raise EdgeplaceError(f"{source}: phases[{short[0]}].duration_s ({phases[short[0]].duration_s:g}) must be "
+                             f"longer than settle_s ({num['settle_s']:g}): each phase is measured after it settles")
+    if ADAPTIVE in data["policies"] and not phases:
+        raise EdgeplaceError(f"{source}: policies: {ADAPTIVE!r} needs conditions that change: give [[phases]] "
+                             "(duration_s, mbit) instead of bandwidths_mbit")
+    adapt = AdaptSpec(**{k: (int(v) if k == "stable" else float(v)) for k, v in data.get("adapt", {}).items()})
+    bandwidths = tuple(float(b) for b in data.get("bandwidths_mbit", [])) or tuple(dict.fromkeys(p.mbit for p in phases))
+    return ExperimentConfig(str(data["name"]), queries, tuple(data["policies"]), bandwidths,
+                            data.get("source_rate", "max"),
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
-                            bool(data.get("calibrate_speeds", False)))
+                            bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt)
 
 
 def load(path: str | Path) -> ExperimentConfig:

@@ -121,7 +121,34 @@ def plot_all(results: Path) -> list[Path]:
         ax.set(xscale="log", yscale="log")
         ax.legend()
     files.append(_save(fig, out / "predicted_vs_measured.png"))
+    if "phase" in df.columns and df["phase"].nunique() > 1:
+        files.append(_phases(df, queries, policies, out / "phases.png"))
     return files
+
+
+def _phases(df: pd.DataFrame, queries: list[str], policies: list[str], path: Path) -> Path:
+    """Rate and WAN bytes through the phases of a changing-conditions experiment, per policy; the number
+    of redeploys the adaptive policy made in a phase is written at its point."""
+    fig, axes = plt.subplots(2, len(queries), figsize=(5.5 * len(queries), 7), squeeze=False)
+    for col, q in enumerate(queries):
+        s = df[df["query"] == q]
+        phases = s.groupby("phase")["bandwidth_mbit"].first().sort_index()
+        for row, (value, label) in enumerate((("measured_rate", "events/s (mean)"),
+                                              ("wan_up_bytes_per_s", "WAN bytes/s up (mean)"))):
+            ax = axes[row][col]
+            for p in policies:
+                sp = s[s["policy"] == p].groupby("phase")[[value, "redeploys"]].mean().reindex(phases.index)
+                ax.plot(sp.index, sp[value], marker="o", drawstyle="steps-mid", label=p)
+                for ph, r in sp.iterrows():
+                    if r["redeploys"] > 0 and r[value] == r[value]:
+                        ax.annotate(f"{r['redeploys']:g} redeploy", (ph, r[value]), fontsize=7,
+                                    textcoords="offset points", xytext=(4, 6))
+            ax.set_xticks(phases.index, [f"phase {i}\n{b:g} Mbit/s" for i, b in phases.items()], fontsize=7)
+            ax.set(title=f"{q}: {label.split(' (')[0]} per phase", ylabel=label)
+            _log_where_positive(ax, s[value])
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
 def _log_where_positive(ax, values, both: bool = False) -> None:

@@ -28,10 +28,32 @@ def headline(df: pd.DataFrame) -> list[str]:
                        if g.loc[pol, "wan_bytes_per_event"] > 0 else float("inf"))
                 lines.append(f"{q} at {bw:g} Mbit/s: {pol} {g.loc[pol, 'measured_rate']:,.0f} events/s vs cloud-only "
                              f"{base['measured_rate']:,.0f} → {sp:.2f}× throughput, {wan:,.1f}× fewer WAN bytes per event")
+    lines += adaptive_vs_static(df)
     err = model_error(df)
     if err is not None:
         lines.append(f"cost model: median |predicted − measured| / measured λ* = {err:.0%} over "
                      f"{int(df['predicted_rate'].notna().sum())} cells")
+    return lines
+
+
+def adaptive_vs_static(df: pd.DataFrame) -> list[str]:
+    """Per query and phase of a changing-conditions experiment: adaptive's rate as a share of the best
+    static policy's in that phase, and how often it redeployed there."""
+    if "phase" not in df.columns or "adaptive" not in set(df["policy"]):
+        return []
+    lines = []
+    mean = df.groupby(["query", "phase", "policy"]).agg(rate=("measured_rate", "mean"), bw=("bandwidth_mbit", "first"),
+                                                        redeploys=("redeploys", "sum"))
+    for (q, ph), g in mean.groupby(level=[0, 1]):
+        g = g.droplevel([0, 1])
+        static = g.drop(index="adaptive", errors="ignore")
+        if "adaptive" not in g.index or static.empty or not static["rate"].max() > 0:
+            continue
+        best = static["rate"].idxmax()
+        a = g.loc["adaptive"]
+        lines.append(f"{q} phase {ph} ({a['bw']:g} Mbit/s): adaptive {a['rate']:,.0f} events/s = "
+                     f"{a['rate'] / static.loc[best, 'rate']:.0%} of the best static ({best}, "
+                     f"{static.loc[best, 'rate']:,.0f}); {a['redeploys']:g} redeploy(s)")
     return lines
 
 

@@ -37,14 +37,15 @@ from queries import options, registry
 CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
                 "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
                 "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
-                "started", "finished", "note"]
+                "started", "finished", "note", "phase", "redeploys"]
 
 
 FAILED = "failed: "  # how a cell that could not be measured starts its note
 
 
 def cell_id(c: dict) -> str:
-    return f"{c['query']}|{c['bandwidth_mbit']:g}|{c['policy']}|{c['repetition']}"
+    base = f"{c['query']}|{c['bandwidth_mbit']:g}|{c['policy']}|{c['repetition']}"
+    return f"{base}|p{c['phase']}" if "phase" in c else base
 
 
 @dataclass
@@ -122,7 +123,11 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
         try:
             env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
                    else AnsibleCluster(conf.cluster.inventory, say))
-            _run_cells(conf, res, todo, env, say, progress)
+            if conf.phases:
+                from experiments.phased import run_phased
+                run_phased(conf, res, todo, env, _nodes(conf, res, env, say), say, progress)
+            else:
+                _run_cells(conf, res, todo, env, say, progress)
         finally:
             if env is not None:
                 env.close()
@@ -158,11 +163,7 @@ def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
 def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say, progress) -> None:
     """Cells that share a query and a placement are measured in one deployment, one bandwidth after the
     other (thinnest first): only the tc shaping changes between them, so each deployment is paid once."""
-    nodes = env.nodes
-    if conf.calibrate_speeds:
-        nodes = _calibrated(res, env, nodes, say)
-    sites = ",".join(env.sites)
-    rate_args = ["--rate", "0" if conf.source_rate == "max" else str(conf.source_rate)]
+    nodes = _nodes(conf, res, env, say)
     profiled: dict[str, Problem] = {}
     groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
     order: list[tuple] = []
@@ -171,8 +172,7 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say,
     for c in todo:  # plan every cell first (profiling the queries that need it)
         q = conf.query(c["query"])
         if c["query"] not in jobs:
-            args = [*q.args, "--sites", sites, *rate_args, "--checkpoint-ms", "10000"]
-            jobs[c["query"]] = (args, registry.load(q.name).topology(options.parse(args)))
+            jobs[c["query"]] = job_of(conf, q, env)
         args, ops = jobs[c["query"]]
         needs = any(x["query"] == c["query"] and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
         if c["query"] in unpriced:
@@ -249,14 +249,23 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                 progress(done[0], total)
 
 
+def job_of(conf, q: cfg.QuerySpec, env: Environment) -> tuple[list[str], list]:
+    """(job arguments, logical operators) of a config's query on this environment's sites."""
+    rate = "0" if conf.source_rate == "max" else str(conf.source_rate)
+    args = [*q.args, "--sites", ",".join(env.sites), "--rate", rate, "--checkpoint-ms", "10000"]
+    return args, registry.load(q.name).topology(options.parse(args))
+
+
 def _failed_row(c: dict, placement: Placement, pred, why: str) -> dict:
     nan = float("nan")
-    return {"cell": cell_id(c), **c, "placement": json.dumps(placement.to_json()),
-            "predicted_rate": pred.max_rate if pred else nan, "predicted_bottleneck": pred.bottleneck if pred else "",
-            "predicted_wan_bytes_per_event": pred.wan_bytes_per_unit_rate if pred else nan,
+    return {**_row(c, placement, pred, None, "", time.time(), f"{FAILED}{why}"),
             "measured_rate": nan, "wan_bytes_per_event": nan, "wan_up_bytes_per_s": nan, "latency_p50": nan,
-            "latency_p95": nan, "latency_p99": nan, "cpu_cores": "{}", "job": "", "started": time.time(),
-            "finished": time.time(), "note": f"{FAILED}{why}"}
+            "latency_p95": nan, "latency_p99": nan, "cpu_cores": "{}"}
+
+
+def _nodes(conf, res: Results, env: Environment, say: Say):
+    """The environment's nodes, with measured speed factors when the config asks for them."""
+    return _calibrated(res, env, env.nodes, say) if conf.calibrate_speeds else env.nodes
 
 
 def _calibrated(res: Results, env, nodes, say: Say):
@@ -278,16 +287,20 @@ def _describe(p: Placement, nodes) -> str:
             f"at the edge: {', '.join(edge) or 'nothing'}")
 
 
-def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note: str) -> dict:
-    return {"cell": cell_id(c), **c, "placement": json.dumps(placement.to_json()),
-            "predicted_rate": pred.max_rate if pred else float("nan"),
-            "predicted_bottleneck": pred.bottleneck if pred else "",
-            "predicted_wan_bytes_per_event": pred.wan_bytes_per_unit_rate if pred else float("nan"),
-            "measured_rate": m.source_rate, "wan_bytes_per_event": m.wan_bytes_per_event,
-            "wan_up_bytes_per_s": sum(v for k, v in m.wan_bytes_per_s.items() if k.endswith(":up")),
-            "latency_p50": m.latency_s["p50"], "latency_p95": m.latency_s["p95"],
-            "latency_p99": m.latency_s["p99"], "cpu_cores": json.dumps(m.cpu_cores), "job": job,
-            "started": started, "finished": time.time(), "note": note}
+def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note: str, redeploys: int = 0) -> dict:
+    """One cell's row (`m` None: not measured; `_failed_row` fills the measured columns)."""
+    row = {"cell": cell_id(c), **c, "phase": c.get("phase", 0), "redeploys": redeploys,
+           "placement": json.dumps(placement.to_json()),
+           "predicted_rate": pred.max_rate if pred else float("nan"),
+           "predicted_bottleneck": pred.bottleneck if pred else "",
+           "predicted_wan_bytes_per_event": pred.wan_bytes_per_unit_rate if pred else float("nan"),
+           "job": job, "started": started, "finished": time.time(), "note": note}
+    if m is not None:
+        row.update({"measured_rate": m.source_rate, "wan_bytes_per_event": m.wan_bytes_per_event,
+                    "wan_up_bytes_per_s": sum(v for k, v in m.wan_bytes_per_s.items() if k.endswith(":up")),
+                    "latency_p50": m.latency_s["p50"], "latency_p95": m.latency_s["p95"],
+                    "latency_p99": m.latency_s["p99"], "cpu_cores": json.dumps(m.cpu_cores)})
+    return row
 
 
 def _placement(policy: str, problem: Problem, ops) -> Placement:

@@ -62,8 +62,10 @@ def test_shipped_configs_are_valid():
     for p in root.glob("*.toml"):
         c = cfg.load(p)
         cells = c.cells()
-        assert len(cells) == len(c.queries) * len(c.bandwidths_mbit) * len(c.policies) * c.repetitions
-        assert len({(x["query"], x["bandwidth_mbit"], x["policy"], x["repetition"]) for x in cells}) == len(cells)
+        conditions = len(c.phases) or len(c.bandwidths_mbit)
+        assert len(cells) == len(c.queries) * conditions * len(c.policies) * c.repetitions
+        assert len({(x["query"], x["bandwidth_mbit"], x["policy"], x["repetition"], x.get("phase")) for x in cells}) \
+            == len(cells)
 
 
 TINY = """
@@ -253,3 +255,56 @@ def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edg
     assert p.op["a"].bytes_out_per_record == pytest.approx(50) and p.op["b"].bytes_out_per_record == pytest.approx(50)
     assert p.op["a"].cost_s_per_record == pytest.approx(0.25 * 0.2 / 0.5 / 100)  # a's share of the measured CPU
     assert p.op["src"].cost_s_per_record == pytest.approx(0.2 / 100)  # edge-1 not measured: busy time
+
+
+PHASED = {**{k: v for k, v in GOOD.items() if k != "bandwidths_mbit"}, "policies": ["cloud-only", "adaptive"],
+          "phases": [{"duration_s": 90, "mbit": 20}, {"duration_s": 90, "mbit": 0.5}, {"duration_s": 90, "mbit": 20}]}
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda d: d.update(bandwidths_mbit=[1]), "give either bandwidths_mbit .* not both"),
+    (lambda d: d.pop("phases"), "give either bandwidths_mbit .* not neither"),
+    (lambda d: d.update(settle_s=90), r"phases\[0\].duration_s \(90\) must be longer than settle_s \(90\)"),
+    (lambda d: d["phases"].append({"duration_s": 90}), r"phases\[3\].mbit: missing field"),
+    (lambda d: d["phases"].append({"duration_s": 90, "mbit": float("nan")}), r"phases\[3\].mbit: must be a finite"),
+    (lambda d: d.update(adapt={"stable": 0}), "adapt.stable"),
+    (lambda d: d.update(adapt={"every": 3}), r"adapt: unknown field\(s\) 'every'"),
+])
+def test_bad_phase_configs_name_the_field(mutate, fragment):
+    d = {**PHASED, "phases": [dict(p) for p in PHASED["phases"]]}
+    mutate(d)
+    with pytest.raises(EdgeplaceError, match=fragment):
+        cfg.parse(d)
+
+
+def test_adaptive_needs_phases_and_phases_make_one_cell_per_phase():
+    with pytest.raises(EdgeplaceError, match="'adaptive' needs conditions that change"):
+        cfg.parse({**GOOD, "policies": ["adaptive"]})
+    c = cfg.parse(PHASED)
+    cells = c.cells()
+    assert len(cells) == 2 * 3 * 3  # policies × repetitions × phases
+    assert [x["bandwidth_mbit"] for x in cells[:3]] == [20, 0.5, 20] and [x["phase"] for x in cells[:3]] == [0, 1, 2]
+    from experiments.runner import cell_id
+    assert len({cell_id(x) for x in cells}) == len(cells)  # the same bandwidth in two phases: two cells
+
+
+def test_report_compares_adaptive_with_the_best_static_policy_in_each_phase(tmp_path):
+    from experiments.report import write_report
+    from experiments.runner import CELL_COLUMNS
+    rows = []
+    for ph, bw, rates in ((0, 20.0, {"cloud-only": 6000.0, "edge-max": 2000.0, "adaptive": 5800.0}),
+                          (1, 0.5, {"cloud-only": 400.0, "edge-max": 2000.0, "adaptive": 1900.0})):
+        for pol, rate in rates.items():
+            rows.append({c: None for c in CELL_COLUMNS} | {
+                "cell": f"q2|{bw:g}|{pol}|0|p{ph}", "query": "q2", "bandwidth_mbit": bw, "policy": pol,
+                "repetition": 0, "phase": ph, "redeploys": int(pol == "adaptive" and ph == 1),
+                "placement": '{"version": 1, "assignments": {"src": "edge-1"}}', "predicted_rate": rate,
+                "measured_rate": rate, "wan_bytes_per_event": 10.0, "wan_up_bytes_per_s": rate * 10,
+                "latency_p50": 0.1, "latency_p95": 0.2, "latency_p99": 0.3, "cpu_cores": "{}", "note": ""})
+    root = tmp_path / "phased"
+    root.mkdir()
+    pd.DataFrame(rows, columns=CELL_COLUMNS).to_parquet(root / "cells.parquet")
+    text = write_report(root).read_text()
+    assert "q2 phase 0 (20 Mbit/s): adaptive 5,800 events/s = 97% of the best static (cloud-only, 6,000); 0 redeploy" in text
+    assert "q2 phase 1 (0.5 Mbit/s): adaptive 1,900 events/s = 95% of the best static (edge-max, 2,000); 1 redeploy" in text
+    assert (root / "figures" / "phases.png").stat().st_size > 5000
