@@ -165,6 +165,12 @@ def test_plan_from_a_live_job_profiles_it_and_writes_a_deployable_placement(shar
         assert problem["links"][0]["up_bytes_per_s"] == pytest.approx(link_bytes_per_s(8))  # the testbed's 8 Mbit/s
     finally:
         end(job, tmp_path)
+    again = deploy("--placement", str(out), "--rate", "100")  # and the placement it wrote is deployable
+    try:
+        assert {uid: tms for uid, tms in actual(REST, again, OPS).items() if uid in planned.assignments} == \
+            {uid: {tm} for uid, tm in planned.assignments.items()}
+    finally:
+        end(again, tmp_path)
     res = edgeplace("plan", "--job", "0" * 32, "--policy", "optimal", "--out", str(tmp_path / "x.json"))
     assert res.returncode == 1 and "no record" in res.stderr
 
