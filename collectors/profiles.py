@@ -45,6 +45,7 @@ class JobProfile:
     where: dict[str, str]
     cpu: dict[str, float] = field(default_factory=dict)  # TaskManager id → cores its process tree used (procfs)
     edges: list[tuple[str, str]] = field(default_factory=list)  # the job graph's vertex → vertex edges
+    wan: dict[str, float] = field(default_factory=dict)  # bytes/s on each WAN link direction ('edge-1:up')
 
 
 BUSY_EPS = 0.005  # below 0.5 % busy the division is meaningless: rate = inf, flagged

@@ -6,7 +6,7 @@ import time
 from typing import Callable
 
 from collectors.attribution import actual, vertex_owners
-from collectors.profiles import JobProfile, profiles
+from collectors.profiles import JobProfile, profiles, wan_rates
 from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from collectors.topology import job_graph
@@ -24,9 +24,10 @@ def attribution(rest: FlinkRest, job_id: str, ops: list[OpSpec]) -> tuple[dict[s
 
 
 def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float, warmup: float = 0.0,
-                cpu: CpuMeter | None = None) -> JobProfile:
+                cpu: CpuMeter | None = None, wan: Callable[[], dict[str, int]] | None = None) -> JobProfile:
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it; with
-    `cpu`, also the cores each TaskManager's process tree used over the same window."""
+    `cpu`, also the cores each TaskManager's process tree used over the same window, with `wan` (the WAN
+    links' byte counters) the bytes/s each link carried."""
     started: list[dict[str, float]] = []
     t0: list[float] = []
 
@@ -35,10 +36,11 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
             started.append(cpu())
             t0.append(time.monotonic())
 
-    run = sample(rest, job_id, max(MIN_PROFILE_S, seconds), interval=2.5, warmup=warmup, progress=at)
+    run = sample(rest, job_id, max(MIN_PROFILE_S, seconds), interval=2.5, wan=wan, warmup=warmup, progress=at)
     cores = {}
     if started:
         end, span = cpu(), time.monotonic() - t0[0]
         cores = {tm: (end[tm] - started[0][tm]) / span for tm in end if tm in started[0] and span > 0}
     owners, where = attribution(rest, job_id, ops)
-    return JobProfile(profiles(run.frame()), owners, where, cores, list(job_graph(rest, job_id).edges))
+    df = run.frame()
+    return JobProfile(profiles(df), owners, where, cores, list(job_graph(rest, job_id).edges), wan_rates(df))

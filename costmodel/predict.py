@@ -75,7 +75,7 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     loads = link_loads(p, assignment)
     for (site, d), b in loads.items():
         if b > 0:
-            cap = p.link[site].up_bytes_per_s if d == "up" else p.link[site].down_bytes_per_s
+            cap = p.link[site].capacity(d)
             limits[f"link:{site}:{d}"] = cap / b
     # the binding constraint: the smallest limit; ties go to the alphabetically first name (link < node < operator)
     bottleneck, lam = min(limits.items(), key=lambda kv: (kv[1], kv[0]), default=("none", math.inf))
@@ -106,7 +106,7 @@ def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
                         l = p.link[site]
-                        cap = l.up_bytes_per_s if d == "up" else l.down_bytes_per_s
+                        cap = l.capacity(d)
                         t += p.op[u].bytes_out_per_record / cap + l.rtt_ms / 2000
             arrive = max(arrive, t)
         best[v] = arrive + svc

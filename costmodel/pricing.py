@@ -5,7 +5,9 @@ node's operators by busy time; else Σ over its Flink vertices of busy fraction 
 where a node's busy total exceeds its cores (busy time on a quota-starved node includes waiting for the
 quota). The latter is also kept as busy_s_per_record: what limits the operator's own subtasks.
 cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
-was measured on (the problem prices costs on a node of speed 1)."""
+was measured on (the problem prices costs on a node of speed 1). Each link keeps the control traffic
+profiling measured on it (link counters less the records Flink counted crossing it); predictions give
+records only what is left of the link."""
 from __future__ import annotations
 
 import dataclasses
@@ -26,12 +28,44 @@ def link_bytes_per_s(mbit: float | None) -> float:
 Rates = float | None | dict[str, float | None]  # one rate for every link, or one per edge site (None: unshaped)
 
 
-def links_for(nodes: list[Node], mbit: Rates) -> list[Link]:
-    """A link per edge site, each at its own rate."""
+def links_for(nodes: list[Node], mbit: Rates, control: dict[str, dict[str, float]] | None = None) -> list[Link]:
+    """A link per edge site, each at its own rate, with the control traffic measured on it (site → up/down)."""
     out = []
     for site in dict.fromkeys(n.site for n in nodes if n.site != CLOUD):
         bps = link_bytes_per_s(mbit.get(site) if isinstance(mbit, dict) else mbit)
-        out.append(Link(site, bps, bps))
+        c = (control or {}).get(site, {})
+        out.append(Link(site, bps, bps, 0.0, c.get("up", 0.0), c.get("down", 0.0)))
+    return out
+
+
+def control_traffic(measured: JobProfile, site_of_op: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Payload bytes/s on each WAN link direction that were not records: what the link counters measured
+    (times WIRE_EFFICIENCY, as link capacities are priced) less the bytes Flink counted on the job-graph
+    edges that crossed that link. Heartbeats, the metric dumps the JobManager fetches from every
+    TaskManager, checkpoint barriers and acks: on a 0.25 Mbit/s link they were ~12 % of it."""
+    if not measured.wan or not measured.edges:
+        return {}
+    owner = measured.owners
+    by_vertex = {p.vertex: p for p in measured.profiles}
+    out_deg: dict[str, int] = {}
+    for a, _ in measured.edges:
+        out_deg[a] = out_deg.get(a, 0) + 1
+    records: dict[tuple[str, str], float] = {}
+    for a, b in measured.edges:
+        if a not in by_vertex or owner.get(a) not in site_of_op or owner.get(b) not in site_of_op:
+            continue
+        sa, sb = site_of_op[owner[a]], site_of_op[owner[b]]
+        rate = by_vertex[a].bytes_out_rate
+        if sa == sb or not rate == rate:
+            continue
+        for site, d in ((sa, "up"), (sb, "down")):
+            if site != CLOUD:
+                records[(site, d)] = records.get((site, d), 0.0) + rate / out_deg[a]
+    out: dict[str, dict[str, float]] = {}
+    for key, wire in measured.wan.items():
+        site, _, d = key.rpartition(":")
+        if d in ("up", "down") and wire == wire:
+            out.setdefault(site, {})[d] = max(0.0, wire * WIRE_EFFICIENCY - records.get((site, d), 0.0))
     return out
 
 
@@ -93,7 +127,8 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
         busy_cost = busy_cpu / rate_in * node.speed if rate_in > 0 else 0.0
         sel = 1.0 if op.is_source else (main.observed_out_rate / rate_in if rate_in > 0 else 1.0)
         stats[op.uid] = (cost, sel, _bytes_per_record(op, main, ps, measured), busy_cost)
-    return _problem(ops, stats, nodes, mbit)
+    control = control_traffic(measured, {uid: node_of[n].site for uid, n in where.items() if n in node_of})
+    return _problem(ops, stats, nodes, mbit, control)
 
 
 def _bytes_per_record(op: OpSpec, main: OperatorProfile, ps: list[OperatorProfile], measured: JobProfile) -> float:
@@ -121,14 +156,15 @@ def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | Non
     return next((p for p in ps if p.name == want), None)
 
 
-def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: Rates) -> Problem:
+def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: Rates,
+             control: dict[str, dict[str, float]] | None = None) -> Problem:
     operators = tuple(Operator(o.uid, o.parallelism, *stats[o.uid][:3], o.stateful, _pin(o, nodes),
                                stats[o.uid][3] if len(stats[o.uid]) > 3 and stats[o.uid][3] != stats[o.uid][0] else None)
                       for o in ops)
     edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)
     return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source},
                    tuple(nodes),
-                   tuple(links_for(nodes, mbit))).validate()
+                   tuple(links_for(nodes, mbit, control))).validate()
 
 
 def _pin(op: OpSpec, nodes: list[Node]) -> str | None:

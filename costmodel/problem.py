@@ -39,7 +39,8 @@ SCHEMA = {
             "type": "object", "additionalProperties": False,
             "required": ["site", "up_bytes_per_s", "down_bytes_per_s"],
             "properties": {"site": _ID, "up_bytes_per_s": schema.number(0, True),
-                           "down_bytes_per_s": schema.number(0, True), "rtt_ms": schema.number(0)}}},
+                           "down_bytes_per_s": schema.number(0, True), "rtt_ms": schema.number(0),
+                           "control_up_bytes_per_s": schema.number(0), "control_down_bytes_per_s": schema.number(0)}}},
     },
 }
 
@@ -82,6 +83,15 @@ class Link:
     up_bytes_per_s: float
     down_bytes_per_s: float
     rtt_ms: float = 0.0
+    control_up_bytes_per_s: float = 0.0    # what Flink's own traffic (heartbeats, metrics, checkpoint
+    control_down_bytes_per_s: float = 0.0  # acks) takes of the link, as measured while profiling
+
+    def capacity(self, direction: str) -> float:
+        """Payload bytes/s left for records in `direction` (up | down) once the control traffic has its
+        share (never below 5 % of the link: a link that control traffic fills is priced as nearly full)."""
+        cap, control = ((self.up_bytes_per_s, self.control_up_bytes_per_s) if direction == "up"
+                        else (self.down_bytes_per_s, self.control_down_bytes_per_s))
+        return max(0.05 * cap, cap - control)
 
 
 @dataclass(frozen=True)
@@ -159,8 +169,10 @@ class Problem:
             if n.site != CLOUD and n.site not in self.link:
                 raise EdgeplaceError(f"problem: edge site {n.site!r} of node {n.id} has no link")
         for l in self.links:
-            if not (_positive(l.up_bytes_per_s) and _positive(l.down_bytes_per_s) and _non_negative(l.rtt_ms)):
-                raise EdgeplaceError(f"problem: link of site {l.site} needs finite bandwidth > 0 and RTT >= 0")
+            if not (_positive(l.up_bytes_per_s) and _positive(l.down_bytes_per_s) and _non_negative(l.rtt_ms)
+                    and _non_negative(l.control_up_bytes_per_s) and _non_negative(l.control_down_bytes_per_s)):
+                raise EdgeplaceError(f"problem: link of site {l.site} needs finite bandwidth > 0, RTT >= 0 and "
+                                     "control traffic >= 0")
             if l.site not in sites:
                 raise EdgeplaceError(f"problem: link names site {l.site!r} that has no node")
         if sum(o.parallelism for o in self.operators) > sum(n.slots for n in self.nodes):
@@ -192,7 +204,8 @@ def from_json(data: object, source: str = "problem") -> Problem:
         nodes = tuple(Node(n["id"], n["site"], int(n["slots"]), float(n["cores"]), float(n.get("speed", 1.0)))
                       for n in data["nodes"])
         links = tuple(Link(l["site"], float(l["up_bytes_per_s"]), float(l["down_bytes_per_s"]),
-                           float(l.get("rtt_ms", 0.0))) for l in data.get("links", []))
+                           float(l.get("rtt_ms", 0.0)), float(l.get("control_up_bytes_per_s", 0.0)),
+                           float(l.get("control_down_bytes_per_s", 0.0))) for l in data.get("links", []))
         rates = {k: float(v) for k, v in data["source_rates"].items()}
     except KeyError as exc:
         raise EdgeplaceError(f"{source}: missing field {exc.args[0]!r}") from exc
@@ -212,7 +225,10 @@ def to_json(p: Problem) -> dict:
             "nodes": [{"id": n.id, "site": n.site, "slots": n.slots, "cores": n.cores, "speed": n.speed}
                       for n in p.nodes],
             "links": [{"site": l.site, "up_bytes_per_s": l.up_bytes_per_s, "down_bytes_per_s": l.down_bytes_per_s,
-                       "rtt_ms": l.rtt_ms} for l in p.links]}
+                       "rtt_ms": l.rtt_ms, **({"control_up_bytes_per_s": l.control_up_bytes_per_s,
+                                               "control_down_bytes_per_s": l.control_down_bytes_per_s}
+                                              if l.control_up_bytes_per_s or l.control_down_bytes_per_s else {})}
+                      for l in p.links]}
 
 
 def load(path: str | Path) -> Problem:

@@ -178,7 +178,8 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], cores: dict[str
         return {**entry, "action": "wait", "why": why}
     profs = profiles(df)
     where = job.where
-    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges), env.nodes, rates)
+    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"]),
+                    env.nodes, rates)
     offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen"))
     current = {o.uid: where[o.uid] for o in ops}
     target = offered * WAN_HEADROOM if opts.objective == "wan" else None

@@ -41,7 +41,7 @@ def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: Rates, secon
             warmup: float, nodes: list[Node] | None = None) -> tuple[Problem, JobProfile]:
     """collect → price: a running job's planning problem on `nodes` (default: the environment's). Where the
     environment can see its TaskManagers' processes, their CPU over the window is measured too."""
-    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, cpu_meter(env))
+    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, cpu_meter(env), env.wan_counters)
     return price(ops, measured, nodes if nodes is not None else env.nodes, mbit), measured
 
 

@@ -118,7 +118,7 @@ class _Milp:
                 for e in p.edges}
         for s in sites:
             for d in ("up", "down"):
-                cap = p.link[s].up_bytes_per_s if d == "up" else p.link[s].down_bytes_per_s
+                cap = p.link[s].capacity(d)
                 coefs = {yi[(u, v, s, d)]: byts[(u, v)] for (u, v) in byts if byts[(u, v)] > 0}
                 if coefs:
                     add({**coefs, ti: -cap / scale}, -np.inf, 0)

@@ -257,6 +257,38 @@ def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edg
     assert p.op["src"].cost_s_per_record == pytest.approx(0.2 / 100)  # edge-1 not measured: busy time
 
 
+def test_the_link_share_that_was_not_records_is_control_traffic_and_priced_off_the_link():
+    """The same job, its edge link counted 25,000 B/s up on the wire (23,500 of payload at 94 %): the
+    records crossing it were 20,000 B/s (src's two edges), so 3,500 B/s was Flink's own traffic. On a
+    0.25 Mbit/s link (29,375 B/s of payload) the records get 25,875 B/s, and cloud-only's λ* drops by that."""
+    from collectors.profiles import JobProfile
+    from costmodel.predict import predict
+    from costmodel.pricing import WIRE_EFFICIENCY, link_bytes_per_s, price, with_bandwidth
+    from costmodel.problem import Node, from_json, to_json
+    from queries.topology import OpSpec, sink_op, source_op
+    ops = [source_op("src", "Src", "edge-1"), OpSpec("a", "A", inputs=("src",)), OpSpec("b", "B", inputs=("src",)),
+           sink_op("sink", "Out", ("a", "b"))]
+    profs = [_prof("v0", "Src", 0.0, 0, 100, 0), _prof("v1", "Src gen", 0.2, 100, 100, 20_000),
+             _prof("v2", "A", 0.2, 100, 100, 5_000), _prof("v3", "B", 0.2, 100, 10, 500),
+             _prof("v4", "Out", 0.1, 110, 0, 0), _prof("v5", "Sink: Out end", 0.0, 0, 0, 0)]
+    owners = {"v0": "src", "v1": "src", "v2": "a", "v3": "b", "v4": "sink", "v5": "sink"}
+    edges = [("v0", "v1"), ("v1", "v2"), ("v1", "v3"), ("v2", "v4"), ("v3", "v4"), ("v4", "v5")]
+    where = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
+    nodes = [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 2.0)]
+    wan = {"edge-1:up": 25_000.0, "edge-1:down": 1_000.0}
+    p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None), 0.25)
+    link = p.link["edge-1"]
+    assert link.control_up_bytes_per_s == pytest.approx(25_000 * WIRE_EFFICIENCY - 20_000)
+    assert link.control_down_bytes_per_s == pytest.approx(1_000 * WIRE_EFFICIENCY)  # nothing of the job came down
+    cloud_only = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
+    free = link_bytes_per_s(0.25) - (25_000 * WIRE_EFFICIENCY - 20_000)
+    pred = predict(p, cloud_only)
+    assert pred.bottleneck == "link:edge-1:up" and pred.max_rate == pytest.approx(free / 200)  # 200 B per event
+    assert from_json(to_json(p)).link["edge-1"] == link  # the problem file keeps it
+    bare = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges), nodes, None), 0.25)
+    assert predict(bare, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # unmeasured: none
+
+
 PHASED = {**{k: v for k, v in GOOD.items() if k != "bandwidths_mbit"}, "policies": ["cloud-only", "adaptive"],
           "phases": [{"duration_s": 90, "mbit": 20}, {"duration_s": 90, "mbit": 0.5}, {"duration_s": 90, "mbit": 20}]}
 
