@@ -137,3 +137,29 @@ def test_down_after_up_was_sigkilled_midway(clean_machine, kill_when):
     res = edgeplace("testbed", "down")
     assert res.returncode == 0, res.stderr
     assert st.load() is None
+
+
+def test_sigterm_during_bench_takes_down_the_testbed_it_started(clean_machine):
+    """`bench` starts a testbed of its own when none is up; SIGTERM (as Ctrl-C) must end the job and take
+    that testbed down, not leave it running."""
+    bench = subprocess.Popen([sys.executable, "-m", "experiments.cli", "bench", "query", "counts", "--warmup", "60",
+                              "--seconds", "60"], env={**os.environ, **TEST_ENV}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        running = []
+        while time.monotonic() < deadline and bench.poll() is None and not running:
+            state = st.load()
+            if state is not None and state.phase == "up":
+                try:
+                    jobs = requests.get(f"http://127.0.0.1:{state.spec['rest_port']}/jobs/overview", timeout=2).json()
+                    running = [j for j in jobs["jobs"] if j["state"] == "RUNNING"]
+                except requests.RequestException:
+                    pass
+            time.sleep(0.5)
+        assert running, f"bench never ran its job: {bench.stderr.read() if bench.poll() is not None else ''}"
+    finally:
+        bench.send_signal(signal.SIGTERM)
+        _, err = bench.communicate(timeout=120)
+    assert bench.returncode == 130, err
+    assert "edgeplace: interrupted" in err and st.load() is None

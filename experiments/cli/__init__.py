@@ -8,17 +8,19 @@ import click
 
 from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
+from common.signals import sigterm_interrupts
 from experiments.cli import adapt, cluster, collect, experiments, jobs, planning, testbed
 from experiments.cli.output import err_console
 
 
 class Cli(click.Group):
     """Turns EdgeplaceError (and the REST client's errors) into one clear line and exit code 1, a usage
-    error into one line and exit code 2, Ctrl-C into exit code 130."""
+    error into one line and exit code 2, Ctrl-C or SIGTERM into exit code 130."""
 
     def main(self, *args, **kwargs):
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            with sigterm_interrupts():  # every command's clean-up runs on SIGTERM as on Ctrl-C
+                code = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as exc:
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
             err_console.print(f"edgeplace: error: {exc.format_message()}{hint}", markup=False)
