@@ -64,8 +64,13 @@ def measure_speeds(env: Environment, say: Say, loops: int = 40_000, rate: float 
                 problem, _ = profile(env, d.job_id, ops, None, seconds, warmup, nodes)
         finally:
             shutil.rmtree(out, ignore_errors=True)
-        # problem costs are normalised by the nodes' current speed factors; undo that for the raw cost here
-        costs[node.id] = problem.op["work"].cost_s_per_record / node.speed
+        # the work's own busy time per record, not its share of the TaskManager's measured CPU: at this low
+        # rate the JVM's background CPU (GC, metrics, heartbeats; more on the cloud, which also runs the
+        # sink) is a large part of the tree's CPU and made the edge look 1.8x faster than the cloud once.
+        # Problem costs are normalised by the nodes' current speed factors; undo that for the raw cost here.
+        work = problem.op["work"]
+        busy = work.busy_s_per_record if work.busy_s_per_record is not None else work.cost_s_per_record
+        costs[node.id] = busy / node.speed
     if costs[ref.id] <= 0:
         raise EdgeplaceError("the reference node measured no CPU for the calibration work; raise --loops")
     return [SpeedMeasurement(n, c, costs[ref.id] / c if c > 0 else float("nan")) for n, c in costs.items()]
