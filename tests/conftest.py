@@ -21,6 +21,21 @@ TEST_HOME = Path(os.environ["EDGEPLACE_TEST_HOME"])
 TEST_ENV = {"EDGEPLACE_HOME": str(TEST_HOME)}
 TEST_ARGS = ["--rest-port", "18081", "--rpc-port", "16123", "--subnet", "10.213.7.0/24"]
 SHARED_ARGS = ["--edge", "2", "--cloud", "1", "--wan-mbit", "8", "--edge-cpu", "0.5"]
+# the tail of a test experiment config: a one-edge testbed on the test ports and subnet, running nexmark q2
+TEST_CLUSTER_TOML = """[cluster]
+edge = 1
+cloud = 1
+edge_cpu = 0.5
+edge_slots = 4
+cloud_slots = 8
+rest_port = 18081
+rpc_port = 16123
+subnet = "10.213.7.0/24"
+[[queries]]
+name = "nexmark"
+label = "q2"
+args = ["--opt", "query=q2"]
+"""
 
 
 def edgeplace(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import pytest
 
 from experiments import config as cfg
 from common.errors import EdgeplaceError
-from tests.conftest import TEST_ENV, edgeplace
+from tests.conftest import TEST_CLUSTER_TOML, TEST_ENV, edgeplace
 
 GOOD = {"name": "t", "policies": ["cloud-only"], "bandwidths_mbit": [1],
         "queries": [{"name": "nexmark", "args": ["--opt", "query=q2"]}]}
@@ -77,20 +77,7 @@ warmup_s = 8
 duration_s = 10
 repetitions = 1
 profile_s = 10
-[cluster]
-edge = 1
-cloud = 1
-edge_cpu = 0.5
-edge_slots = 4
-cloud_slots = 8
-rest_port = 18081
-rpc_port = 16123
-subnet = "10.213.7.0/24"
-[[queries]]
-name = "nexmark"
-label = "q2"
-args = ["--opt", "query=q2"]
-"""
+""" + TEST_CLUSTER_TOML
 
 
 @pytest.mark.live
@@ -233,12 +220,9 @@ def _prof(vertex, name, busy, rate_in, rate_out, bytes_out_rate):
     return OperatorProfile(vertex, name, 1, 0, 0, 0, rate_in, rate_out, bytes_out_rate, 1, 0, busy, 0, 0, 5, 0)
 
 
-def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edge():
-    """A source sending each record to two consumers: Flink counts the bytes of both copies in numBytesOut
-    (200 B/record here), one edge carries 100. CPU: the TaskManager's process tree used 0.3 cores while its
-    operators were busy 0.6 s/s, so each operator costs half its busy time."""
-    from collectors.profiles import JobProfile
-    from costmodel.pricing import price
+def _two_consumer_job():
+    """A source on edge-1 sending each record to two consumers in the cloud, as profiling saw it:
+    (ops, vertex profiles, vertex owners, job-graph edges, where each op ran, nodes)."""
     from costmodel.problem import Node
     from queries.topology import OpSpec, sink_op, source_op
     ops = [source_op("src", "Src", "edge-1"), OpSpec("a", "A", inputs=("src",)), OpSpec("b", "B", inputs=("src",)),
@@ -250,6 +234,16 @@ def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edg
     edges = [("v0", "v1"), ("v1", "v2"), ("v1", "v3"), ("v2", "v4"), ("v3", "v4"), ("v4", "v5")]
     where = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
     nodes = [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 2.0)]
+    return ops, profs, owners, edges, where, nodes
+
+
+def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edge():
+    """A source sending each record to two consumers: Flink counts the bytes of both copies in numBytesOut
+    (200 B/record here), one edge carries 100. CPU: the TaskManager's process tree used 0.3 cores while its
+    operators were busy 0.6 s/s, so each operator costs half its busy time."""
+    from collectors.profiles import JobProfile
+    from costmodel.pricing import price
+    ops, profs, owners, edges, where, nodes = _two_consumer_job()
     p = price(ops, JobProfile(profs, owners, where, {"cloud-1": 0.25}, edges), nodes, 1)
     assert p.op["src"].bytes_out_per_record == pytest.approx(100)  # 20 000 B/s over 2 edges, 100 records/s
     assert p.op["a"].bytes_out_per_record == pytest.approx(50) and p.op["b"].bytes_out_per_record == pytest.approx(50)
@@ -264,17 +258,8 @@ def test_the_link_share_that_was_not_records_is_control_traffic_and_priced_off_t
     from collectors.profiles import JobProfile
     from costmodel.predict import predict
     from costmodel.pricing import WIRE_EFFICIENCY, link_bytes_per_s, price, with_bandwidth
-    from costmodel.problem import Node, from_json, to_json
-    from queries.topology import OpSpec, sink_op, source_op
-    ops = [source_op("src", "Src", "edge-1"), OpSpec("a", "A", inputs=("src",)), OpSpec("b", "B", inputs=("src",)),
-           sink_op("sink", "Out", ("a", "b"))]
-    profs = [_prof("v0", "Src", 0.0, 0, 100, 0), _prof("v1", "Src gen", 0.2, 100, 100, 20_000),
-             _prof("v2", "A", 0.2, 100, 100, 5_000), _prof("v3", "B", 0.2, 100, 10, 500),
-             _prof("v4", "Out", 0.1, 110, 0, 0), _prof("v5", "Sink: Out end", 0.0, 0, 0, 0)]
-    owners = {"v0": "src", "v1": "src", "v2": "a", "v3": "b", "v4": "sink", "v5": "sink"}
-    edges = [("v0", "v1"), ("v1", "v2"), ("v1", "v3"), ("v2", "v4"), ("v3", "v4"), ("v4", "v5")]
-    where = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
-    nodes = [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 2.0)]
+    from costmodel.problem import from_json, to_json
+    ops, profs, owners, edges, where, nodes = _two_consumer_job()
     wan = {"edge-1:up": 25_000.0, "edge-1:down": 1_000.0}
     p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None), 0.25)
     link = p.link["edge-1"]

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import edgeplace
+from tests.conftest import TEST_CLUSTER_TOML, edgeplace
 
 pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.lifecycle]
 
@@ -31,20 +31,7 @@ interval_s = 5
 window_s = 25
 stable = 2
 cooldown_s = 20
-[cluster]
-edge = 1
-cloud = 1
-edge_cpu = 0.5
-edge_slots = 4
-cloud_slots = 8
-rest_port = 18081
-rpc_port = 16123
-subnet = "10.213.7.0/24"
-[[queries]]
-name = "nexmark"
-label = "q2"
-args = ["--opt", "query=q2"]
-"""
+""" + TEST_CLUSTER_TOML
 
 
 def test_adaptive_policy_follows_a_link_that_thins_with_one_redeploy(root_required, tmp_path):
