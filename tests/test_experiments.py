@@ -261,7 +261,7 @@ def test_the_link_share_that_was_not_records_is_control_traffic_and_priced_off_t
     from costmodel.problem import from_json, to_json
     ops, profs, owners, edges, where, nodes = _two_consumer_job()
     wan = {"edge-1:up": 25_000.0, "edge-1:down": 1_000.0}
-    p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None), 0.25)
+    p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None, True), 0.25)
     link = p.link["edge-1"]
     assert link.control_up_bytes_per_s == pytest.approx(25_000 * WIRE_EFFICIENCY - 20_000)
     assert link.control_down_bytes_per_s == pytest.approx(1_000 * WIRE_EFFICIENCY)  # nothing of the job came down
@@ -270,8 +270,10 @@ def test_the_link_share_that_was_not_records_is_control_traffic_and_priced_off_t
     pred = predict(p, cloud_only)
     assert pred.bottleneck == "link:edge-1:up" and pred.max_rate == pytest.approx(free / 200)  # 200 B per event
     assert from_json(to_json(p)).link["edge-1"] == link  # the problem file keeps it
-    bare = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges), nodes, None), 0.25)
+    bare = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges), nodes, None, True), 0.25)
     assert predict(bare, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # unmeasured: none
+    off = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None), 0.25)
+    assert predict(off, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # off by default
 
 
 PHASED = {**{k: v for k, v in GOOD.items() if k != "bandwidths_mbit"}, "policies": ["cloud-only", "adaptive"],
