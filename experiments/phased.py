@@ -100,10 +100,9 @@ def _adapt_through(env: Environment, job_id: str, conf: cfg.ExperimentConfig, lo
     a = conf.adapt
     opts = AdaptOptions(a.interval_s, a.window_s, a.min_gain, a.stable, a.cooldown_s, "throughput",
                         conf.warmup_s)
-    before = _redeploys(log)
     started = time.time()
     job_id = adapt(env, job_id, opts, log, say, rounds=max(1, round(conf.settle_s / a.interval_s)))
-    moves = [e for e in _redeploys(log) if e["time"] >= started and e not in before]
+    moves = [e for e in _redeploys(log) if e["time"] >= started]  # entries of earlier phases are older
     since = time.time() - moves[-1]["time"] - moves[-1].get("redeploy_s", 0) if moves else float("inf")
     return job_id, len(moves), since
 
