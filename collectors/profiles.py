@@ -70,13 +70,11 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
         interval_rates = []
         flags: set[str] = set()
         for _, sdf in vdf.groupby("subtask"):
-            sdf = sdf.sort_values("time")
+            sdf = _complete_polls(sdf.sort_values("time"))
             if len(sdf) < 2:
                 continue
             first, last = sdf.iloc[0], sdf.iloc[-1]
-            d = {c: last.get(c, np.nan) - first.get(c, np.nan) for c in
-                 ("numRecordsIn", "numRecordsOut", "numBytesOut", "accumulateBusyTimeMs",
-                  "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")}
+            d = {c: last.get(c, np.nan) - first.get(c, np.nan) for c in COUNTERS}
             # the window by the task's own clock (busy + idle + backpressured ms advance 1000 per second):
             # the JobManager serves cached values, so poll times misstate when the counters were read
             wall = (d["accumulateBusyTimeMs"] + d["accumulateIdleTimeMs"] + d["accumulateBackPressuredTimeMs"]) / 1000
@@ -99,7 +97,8 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
         rout = sum(d["numRecordsOut"] for d, _ in per_sub)
         bout = sum(d["numBytesOut"] for d, _ in per_sub)
         wall = np.mean([w_ for _, w_ in per_sub])
-        busy = max(0.0, np.mean([d["accumulateBusyTimeMs"] / 1000 / w_ for d, w_ in per_sub]))
+        busy = np.mean([d["accumulateBusyTimeMs"] / 1000 / w_ for d, w_ in per_sub])
+        busy = max(0.0, busy) if math.isfinite(busy) else math.nan  # max(0.0, nan) would be 0.0: unbounded
         idle = np.mean([d["accumulateIdleTimeMs"] / 1000 / w_ for d, w_ in per_sub])
         bp = np.mean([d["accumulateBackPressuredTimeMs"] / 1000 / w_ for d, w_ in per_sub])
         n = len(per_sub)
@@ -134,6 +133,19 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
             _selectivity(slope_points, rin, rout), (bout / rout) if rout > 0 else math.nan,
             float(busy), float(idle), float(bp), int(vdf["time"].nunique()), spread, tuple(sorted(flags))))
     return out
+
+
+COUNTERS = ("numRecordsIn", "numRecordsOut", "numBytesOut", "accumulateBusyTimeMs", "accumulateIdleTimeMs",
+            "accumulateBackPressuredTimeMs")
+
+
+def _complete_polls(sdf: pd.DataFrame) -> pd.DataFrame:
+    """The polls of one subtask that answered every counter, when at least two did: the JobManager's first
+    answer after a quiet spell may lack a metric, and a window opened on a missing busy time would read as
+    'no busy time' (a rate of inf). With fewer than two complete polls, all of them (flags say what is missing)."""
+    have = [c for c in COUNTERS if c in sdf.columns]
+    complete = sdf.dropna(subset=have) if have else sdf
+    return complete if len(complete) >= 2 else sdf
 
 
 def _distinct_points(vdf: pd.DataFrame) -> pd.DataFrame:

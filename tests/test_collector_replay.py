@@ -90,3 +90,17 @@ def test_profiles_of_a_real_job_match_what_it_was_told_to_do(replay):
     mix = sum(nx.NOMINAL[e[0]] for e in events) / len(events)
     assert gen.bytes_out_per_record == pytest.approx(mix, rel=0.25)  # Flink-serialised events, nominal sizes
     assert 0 < filt.busy < 1 and filt.true_processing_rate > filt.observed_in_rate
+
+
+def test_a_poll_that_lacks_busy_time_does_not_make_the_rate_unbounded(replay):
+    """The JobManager's first answer after a quiet spell may lack a metric: a window opened on a missing busy
+    time once read as 'busy 0 %, rate inf' (CI, 2026-12-01). Profiles use the polls that answered everything."""
+    frame = sample(replay, replay.job_id, duration=25, interval=2.5).frame()
+    filt = frame["vertex_name"] == "Q2 Filter"
+    first = frame["time"] == frame.loc[filt, "time"].min()
+    gappy = frame[~(filt & first & (frame["metric"] == "accumulateBusyTimeMs"))]
+    assert len(gappy) == len(frame) - 1
+    whole = {p.name: p for p in profiles(frame[~(filt & first)])}["Q2 Filter"]
+    got = {p.name: p for p in profiles(gappy)}["Q2 Filter"]
+    assert 0 < got.busy < 1 and "busy ≈ 0: rate unbounded" not in got.flags
+    assert got.true_processing_rate == pytest.approx(whole.true_processing_rate)
