@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import networkx as nx
+
 from costmodel.problem import CLOUD, Problem
 from common.errors import EdgeplaceError
 
@@ -16,11 +18,24 @@ class Prediction:
     nodes: dict[str, float]                 # CPU utilisation at λ*
     links: dict[str, dict[str, float]]      # site → {"up": bytes/s, "down": bytes/s} at λ*
     limits: dict[str, float] = field(default_factory=dict)  # every constraint's own λ limit
+    sources: float = 1.0                    # Σ source weights: events/s out of all sources per unit λ
+    site_rates: dict[str, float] = field(default_factory=dict)  # source → events/s when each source runs free
+
+    @property
+    def total_rate(self) -> float:
+        """Events/s out of all sources together when each runs as fast as its own path allows (what a run of
+        unthrottled sources measures); λ* × Σ source weights when the sources' rates are not known apart."""
+        return sum(self.site_rates.values()) if self.site_rates else self.max_rate * self.sources
+
+    @property
+    def wan_bytes_per_event(self) -> float:
+        """WAN bytes per event out of any source (a run's WAN bytes / its events)."""
+        return self.wan_bytes_per_unit_rate / self.sources if self.sources > 0 else math.nan
 
     def to_json(self) -> dict:
         """JSON-safe: an unbounded λ* (nothing limits it) is null."""
         return {"max_rate": self.max_rate if math.isfinite(self.max_rate) else None, "bottleneck": self.bottleneck,
-                "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate, "nodes": self.nodes,
+                "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate, "sources": self.sources, "nodes": self.nodes,
                 "links": self.links}
 
 
@@ -83,7 +98,67 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     links = {l.site: {"up": loads.get((l.site, "up"), 0.0) * lam if math.isfinite(lam) else 0.0,
                       "down": loads.get((l.site, "down"), 0.0) * lam if math.isfinite(lam) else 0.0}
              for l in p.links}
-    return Prediction(lam, bottleneck, sum(loads.values()), util, links, limits)
+    rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 else site_rates(p, assignment)
+    return Prediction(lam, bottleneck, sum(loads.values()), util, links, limits, sum(p.source_rates.values()), rates)
+
+
+def _rates_of(p: Problem, source: str) -> dict[str, float]:
+    """Records into each operator per unit rate of `source` alone."""
+    r: dict[str, float] = {}
+    for v in nx.topological_sort(p.graph):
+        preds = list(p.graph.predecessors(v))
+        r[v] = (p.source_rates.get(v, 0.0) if v == source else 0.0) if not preds else \
+            sum(r[u] * p.op[u].selectivity for u in preds)
+    return r
+
+
+def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float, dict[str, float]]]:
+    """Every resource: name → (capacity, its use per unit rate of each source alone): node CPU (cores),
+    an operator's own subtasks (busy time), each link direction (bytes/s)."""
+    out: dict[str, tuple[float, dict[str, float]]] = {}
+    for s in p.source_rates:
+        r = _rates_of(p, s)
+
+        def add(name: str, cap: float, use: float) -> None:
+            if use > 0:
+                out.setdefault(name, (cap, {}))[1][s] = out.get(name, (cap, {}))[1].get(s, 0.0) + use
+        for v, n in assignment.items():
+            add(f"node:{n}", p.node[n].cores, r[v] * p.op[v].cost_s_per_record / p.node[n].speed)
+            add(f"operator:{v}", p.op[v].parallelism, r[v] * p.op[v].busy / p.node[n].speed)
+        for e in p.edges:
+            su, sv = p.node[assignment[e.src]].site, p.node[assignment[e.dst]].site
+            if su != sv:
+                b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
+                for site, d in ((su, "up"), (sv, "down")):
+                    if site != CLOUD:
+                        add(f"link:{site}:{d}", p.link[site].capacity(d), b)
+    return out
+
+
+def site_rates(p: Problem, assignment: dict[str, str]) -> dict[str, float]:
+    """Events/s of each source when every source runs as fast as it can (unthrottled, slowed only by
+    backpressure from what it uses): all rates rise together until a resource fills, the sources using it
+    stop there, the others keep rising (progressive filling; max-min fair where sources share a resource)."""
+    cons = constraints(p, assignment)
+    lam = dict.fromkeys(p.source_rates, 0.0)
+    active = {s for s, w in p.source_rates.items() if w > 0}
+    while active:
+        step, binding = math.inf, []
+        for name, (cap, use) in cons.items():
+            grow = sum(use.get(s, 0.0) for s in active)
+            if grow <= 0:
+                continue
+            t = max(0.0, (cap - sum(use.get(s, 0.0) * lam[s] for s in lam)) / grow)
+            if t < step * (1 - 1e-12):
+                step, binding = t, [name]
+            elif math.isclose(t, step, rel_tol=1e-12):
+                binding.append(name)
+        for s in active:
+            lam[s] += step
+        if math.isinf(step):
+            break
+        active -= {s for name in binding for s in active if cons[name][1].get(s, 0.0) > 0}
+    return {s: lam[s] * p.source_rates[s] for s in lam}
 
 
 def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:
@@ -94,7 +169,6 @@ def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:
         return math.inf
     rho = {n: pred.nodes[n] * rate / pred.max_rate if math.isfinite(pred.max_rate) else 0.0 for n in pred.nodes}
     best: dict[str, float] = {}
-    import networkx as nx
     for v in nx.topological_sort(p.graph):
         n = assignment[v]
         svc = p.op[v].cost_s_per_record / p.node[n].speed / max(1e-9, 1 - rho[n])

@@ -180,7 +180,8 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], cores: dict[str
     where = job.where
     problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"]),
                     env.nodes, rates)
-    offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen"))
+    # in λ's units (per unit source weight): with several sites, all sources' events over Σ weights
+    offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen")) / sum(problem.source_rates.values())
     current = {o.uid: where[o.uid] for o in ops}
     target = offered * WAN_HEADROOM if opts.objective == "wan" else None
     try:

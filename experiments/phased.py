@@ -89,7 +89,7 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
             res.add(_row(c, now_on, pred, m, d.job_id, started, "", redeploys))
             done[0] += 1
             say(f"[{done[0]}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
-                + (f" (predicted {pred.max_rate:,.0f})" if pred else "")
+                + (f" (predicted {pred.total_rate:,.0f})" if pred else "")
                 + (f", {redeploys} redeploy(s)" if policy == cfg.ADAPTIVE else ""))
             if progress:
                 progress(done[0], total)

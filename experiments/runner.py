@@ -243,7 +243,7 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                          else "same placement as another policy: measured once"))
             done[0] += 1
             say(f"[{done[0]}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
-                + (f" (predicted {pred.max_rate:,.0f})" if pred else "")
+                + (f" (predicted {pred.total_rate:,.0f})" if pred else "")
                 + f", {m.wan_bytes_per_event:,.1f} WAN B/event")
             if progress:
                 progress(done[0], total)
@@ -291,9 +291,9 @@ def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note:
     """One cell's row (`m` None: not measured; `_failed_row` fills the measured columns)."""
     row = {"cell": cell_id(c), **c, "phase": c.get("phase", 0), "redeploys": redeploys,
            "placement": json.dumps(placement.to_json()),
-           "predicted_rate": pred.max_rate if pred else float("nan"),
+           "predicted_rate": pred.total_rate if pred else float("nan"),
            "predicted_bottleneck": pred.bottleneck if pred else "",
-           "predicted_wan_bytes_per_event": pred.wan_bytes_per_unit_rate if pred else float("nan"),
+           "predicted_wan_bytes_per_event": pred.wan_bytes_per_event if pred else float("nan"),
            "job": job, "started": started, "finished": time.time(), "note": note}
     if m is not None:
         row.update({"measured_rate": m.source_rate, "wan_bytes_per_event": m.wan_bytes_per_event,

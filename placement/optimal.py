@@ -12,7 +12,7 @@ from scipy.sparse import lil_matrix
 from common.errors import EdgeplaceError
 from costmodel.predict import predict
 from costmodel.problem import CLOUD, Problem
-from placement.heuristics import TIE, cloud_only, interchangeable
+from placement.heuristics import TIE, cloud_only, interchangeable, refine_sites
 
 GAP = 1e-7  # relative MIP gap: below TIE (λ ties) and below the 1e-6 WAN tolerance of the property tests
 PRESOLVE = False  # HiGHS presolve returned a worse "optimum" (see the test on it)
@@ -224,6 +224,6 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
             else:
                 out.update(packed)
         if len(out) == len(on_bin):
-            return out
+            return refine_sites(p, out) if target_u is None else out
         if target_u is None:
             t_lo = t_best * (1 - 1e-9)

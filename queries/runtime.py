@@ -113,6 +113,27 @@ class JobContext:
             self._pin_java(tr, uid, part, next(p.name for p in self.ops[uid].parts if p.suffix == part))
         return stamped
 
+    def union(self, streams: list):
+        return streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+
+    def stages(self, streams: list, steps: list[tuple[str, Callable]]):
+        """Operators applied one after the other to the sources' `streams` (in the topology's source order):
+        `steps` = [(uid, make(stream, uid) → stream)], each pinned as `uid`. Where the topology has per-site
+        replicas (`<uid>@<site>`), each source gets its own chain and their ends are united; else one chain
+        reads the union of the sources. Returns the last stream."""
+        sources = [op for op in self.ops.values() if op.is_source]
+        if steps and all(f"{steps[0][0]}@{op.site}" in self.ops for op in sources):
+            ends = []
+            for stream, op in zip(streams, sources, strict=True):
+                for uid, make in steps:
+                    stream = self.pin(make(stream, f"{uid}@{op.site}"), f"{uid}@{op.site}")
+                ends.append(stream)
+            return self.union(ends)
+        stream = self.union(streams)
+        for uid, make in steps:
+            stream = self.pin(make(stream, uid), uid)
+        return stream
+
     def sink(self, stream, uid: str, to_json: Callable[[tuple], dict]) -> None:
         """JSON lines (when --out is set) and latency percentiles per subtask; then Flink's terminal sink."""
         writer = stream.flat_map(Writer(self.opts.out, uid, to_json), output_type=Types.STRING())

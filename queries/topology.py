@@ -4,6 +4,7 @@ A logical operator is one placement unit. It may consist of several Flink operat
 always pinned together, e.g. a source = Flink's sequence source + the Python generator behind it."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 KEY_HELPER = "_stream_key_by_map_operator"  # the Python operator PyFlink puts in front of every key_by
@@ -38,6 +39,7 @@ class OpSpec:
     site: str | None = None        # sources: the edge site where their data is born
     parts: tuple[Part, ...] = field(default=())
     two_input: bool = False        # HASH: inputs connected and keyed one by one (a join), not a union
+    replica_of: str | None = None  # one site's copy of this shared operator (its data stays within `site`)
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -73,6 +75,40 @@ def source_op(uid: str, name: str, site: str, parallelism: int = 1, watermarks: 
                   Part("wm-assign", "operator", f"{name} watermark assigner"),
                   Part("wm", "operator", f"{name} watermarks"))
     return OpSpec(uid, name, parallelism, site=site, parts=parts)
+
+
+def per_site(opts) -> bool:
+    """Whether a job gives its per-site operators one copy per edge site: with two or more sites, unless
+    `--opt per_site=0` asks for one shared operator that reads every site (the layout before replicas)."""
+    flag = opts.extra.get("per_site", "1")
+    if flag not in ("0", "1"):
+        from queries.options import OptionsError
+        raise OptionsError(f"--opt per_site takes 0 or 1, got {flag!r}")
+    return len(opts.sites) > 1 and flag == "1"
+
+
+def replica(op: OpSpec, site: str, inputs: tuple[str, ...], parallelism: int) -> OpSpec:
+    """`op`'s copy at `site` (uid `<uid>@<site>`, Flink name `<name> <site>`), reading `inputs`."""
+    return dataclasses.replace(op, uid=f"{op.uid}@{site}", name=f"{op.name} {site}", parallelism=parallelism,
+                               inputs=inputs, site=site, replica_of=op.uid,
+                               parts=tuple(dataclasses.replace(p, name=f"{p.name} {site}") for p in op.parts))
+
+
+def site_chains(opts, sources: list[OpSpec], chain: list[OpSpec]) -> tuple[list[OpSpec], tuple[str, ...]]:
+    """The operators `chain` (each reading the one before; the first reads the sources) as one chain per site
+    when the job replicates per site, else shared. Returns the operators and the uids the next stage reads.
+    A replica's parallelism: `--parallelism <uid>@<site>=N`, else the shared operator's."""
+    if not per_site(opts):
+        return chain, (chain[-1].uid,) if chain else tuple(s.uid for s in sources)
+    ops, lasts = [], []
+    for src in sources:
+        prev = src.uid
+        for op in chain:
+            r = replica(op, src.site, (prev,), opts.par(f"{op.uid}@{src.site}", op.parallelism))
+            ops.append(r)
+            prev = r.uid
+        lasts.append(prev)
+    return ops, tuple(lasts)
 
 
 def sink_op(uid: str, name: str, inputs: tuple[str, ...], parallelism: int = 1) -> OpSpec:

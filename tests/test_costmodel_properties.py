@@ -58,18 +58,22 @@ def _solvable(p):
 
 
 def _brute_force(p):
-    """The best prediction over every assignment, plainly enumerated (no symmetry pruning): the oracle's oracle."""
+    """The best prediction over every assignment, plainly enumerated (no symmetry pruning): the oracle's oracle.
+    Best: the largest λ*; among equal ones the most events from all sources running free; then fewest WAN bytes."""
+    def eq(x, y):
+        return x == y or math.isclose(x, y, rel_tol=1e-6)
+
     best = None
     for combo in itertools.product(*(p.allowed(v) for v in p.op)):
         try:
             pred = predict(p, dict(zip(p.op, combo)))
         except EdgeplaceError:
             continue
-        rate, wan = pred.max_rate, pred.wan_bytes_per_unit_rate
-        same = rate == best[0] if best and math.isinf(rate) else best and math.isclose(rate, best[0], rel_tol=1e-6)
-        if best is None or (rate > best[0] and not same) or (same and wan < best[1] - 1e-12):
-            best = (rate, wan)
-    return best  # (λ*, WAN bytes per unit rate) of the best placement
+        key = (pred.max_rate, pred.total_rate, pred.wan_bytes_per_unit_rate)
+        if best is None or (key[0] > best[0] and not eq(key[0], best[0])) or (eq(key[0], best[0]) and (
+                (key[1] > best[1] and not eq(key[1], best[1])) or (eq(key[1], best[1]) and key[2] < best[2] - 1e-12))):
+            best = key
+    return best  # (λ*, total events/s, WAN bytes per unit rate) of the best placement
 
 
 def _loads(p, asg, lam):
@@ -109,6 +113,7 @@ def test_optimal_matches_exhaustive_and_greedy_never_beats_it(p):
         assert math.isinf(o.max_rate)
     else:
         assert o.max_rate == pytest.approx(e.max_rate, rel=1e-6)
+    assert o.total_rate == pytest.approx(e.total_rate, rel=1e-6) or (math.isinf(o.total_rate) and math.isinf(e.total_rate))
     assert o.wan_bytes_per_unit_rate == pytest.approx(e.wan_bytes_per_unit_rate, rel=1e-6, abs=1e-9)
     try:
         g = predict(p, greedy(p))
@@ -161,7 +166,7 @@ def test_optimal_on_a_case_where_highs_presolve_returned_a_worse_optimum():
                   {"id": "edge-2", "site": "site-2", "slots": 1, "cores": 0.25, "speed": 0.5}],
         "links": [{"site": s, "up_bytes_per_s": 1e5, "down_bytes_per_s": 1e5} for s in ("site-1", "site-2")]})
     o, e = predict(p, optimal(p)), predict(p, exhaustive(p))
-    rate, wan = _brute_force(p)
+    rate, _, wan = _brute_force(p)
     assert o.max_rate == pytest.approx(e.max_rate, rel=1e-6) == pytest.approx(rate, rel=1e-6)
     assert o.wan_bytes_per_unit_rate == pytest.approx(e.wan_bytes_per_unit_rate, rel=1e-6) == pytest.approx(wan)
 
@@ -177,7 +182,8 @@ def test_exhaustive_symmetry_pruning_loses_no_placement(p):
     if ex is not None:
         e = predict(p, ex)
         assert e.max_rate == pytest.approx(best[0], rel=1e-6) or (math.isinf(e.max_rate) and math.isinf(best[0]))
-        assert e.wan_bytes_per_unit_rate == pytest.approx(best[1], rel=1e-6, abs=1e-9)
+        assert e.total_rate == pytest.approx(best[1], rel=1e-6) or (math.isinf(e.total_rate) and math.isinf(best[1]))
+        assert e.wan_bytes_per_unit_rate == pytest.approx(best[2], rel=1e-6, abs=1e-9)
 
 
 def test_target_rate_picks_fewest_wan_bytes_that_sustain_it():

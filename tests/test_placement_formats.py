@@ -60,7 +60,10 @@ def test_key_by_helpers_belong_to_their_input_or_to_the_operator_keying_a_union(
     from queries.qa import job as qa
     helpers = lambda ops: sorted(t.uid for t in all_tasks(ops) if t.task_name == schedulercfg.KEY_HELPER)
     assert helpers(qa.topology(options.parse(["--sites", "edge-1"]))) == ["flag", "src-edge-1"]
-    assert helpers(qa.topology(options.parse(["--sites", "edge-1,edge-2"]))) == ["flag", "flag"]
+    assert helpers(qa.topology(options.parse(["--sites", "edge-1,edge-2", "--opt", "per_site=0"]))) == ["flag", "flag"]
+    # one chain per site: each site's helpers run with that site's own operators
+    assert helpers(qa.topology(options.parse(["--sites", "edge-1,edge-2"]))) == \
+        ["flag@edge-1", "flag@edge-2", "src-edge-1", "src-edge-2"]
     assert helpers(nexmark.topology(options.parse(["--opt", "query=q3"]))) == ["auctions", "persons"]
     assert helpers(nexmark.topology(options.parse(["--opt", "query=q2"]))) == []
 

@@ -248,13 +248,13 @@ def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testb
 
 
 def test_key_by_helpers_are_pinned_with_their_owner_and_listed_in_schedulercfg(shared_testbed, tmp_path):
-    """QA from two sites keys a union of both sources: PyFlink's key-by helper has no single input group,
-    so the job pins it with the Flagger (unpinned, Flink would put it anywhere)."""
+    """QA from two sites with one shared Flagger (`per_site=0`) keys a union of both sources: PyFlink's key-by
+    helper has no single input group, so the job pins it with the Flagger (unpinned, Flink would put it anywhere)."""
     from queries.qa import job as qa
     asg = {"src-edge-1": "edge-1", "src-edge-2": "edge-2", "flag": "cloud-1", "metrics": "cloud-1",
            "sink": "cloud-1"}
     res = edgeplace("deploy", "--query", "qa", "--placement", write(tmp_path, "qa.json", asg),
-                    "--sites", "edge-1,edge-2", "--rate", "20")
+                    "--sites", "edge-1,edge-2", "--rate", "20", "--opt", "per_site=0")
     assert res.returncode == 0, res.stderr
     job = res.stdout.strip().splitlines()[-1]
     try:
@@ -262,7 +262,7 @@ def test_key_by_helpers_are_pinned_with_their_owner_and_listed_in_schedulercfg(s
         assert len(helpers) == 2
         hosts = {REST.get(f"/jobs/{job}/vertices/{h}")["subtasks"][0]["taskmanager-id"] for h in helpers}
         assert hosts == {"cloud-1"}  # one before the Flagger (union), one before QA Metrics (after Flagger)
-        assert actual(REST, job, qa.topology(options.parse(["--sites", "edge-1,edge-2"]))) == \
+        assert actual(REST, job, qa.topology(options.parse(["--sites", "edge-1,edge-2", "--opt", "per_site=0"]))) == \
             {u: {tm} for u, tm in asg.items()}
         w = edgeplace("where", "--job", job, "--schedulercfg", str(tmp_path / "qa.scfg"))
         assert w.returncode == 0, w.stderr

@@ -63,6 +63,16 @@ def test_nexmark_stateless_queries_exact(shared_testbed, tmp_path, q, ops, expec
     assert _sorted(rows, keys) == _sorted(expected, keys)
 
 
+def test_nexmark_q2_with_a_filter_at_each_of_two_sites_exact(shared_testbed, tmp_path):
+    """Per-site replicas: each site's filter at its own edge, projections and sink in the cloud; both sites
+    generate the same seeded stream, so every expected row comes twice."""
+    asg = {"src-edge-1": "edge-1", "src-edge-2": "edge-2", "filter@edge-1": "edge-1", "filter@edge-2": "edge-2",
+           "project@edge-1": "cloud-1", "project@edge-2": "cloud-1", "sink": "cloud-1"}
+    rows = run_bounded(tmp_path, "nexmark", asg, "--opt", "query=q2", "--sites", "edge-1,edge-2", "--events", str(N))
+    once = [{"auction": b[1], "price": b[3]} for b in BIDS if b[1] % 123 == 0]
+    assert _sorted(rows, ("auction", "price")) == _sorted(once * 2, ("auction", "price"))
+
+
 def test_nexmark_q3_incremental_join_exact(shared_testbed, tmp_path):
     rows = run_bounded(tmp_path, "nexmark", cloud(["persons", "auctions", "join", "sink"]), "--opt", "query=q3",
                        "--events", str(N))
@@ -144,11 +154,11 @@ def test_nexmark_windowed_and_q14_equal_the_pandas_reference(shared_testbed, tmp
     assert _sorted(rows, keys) == [tuple(x.item() if hasattr(x, "item") else x for x in t) for t in expected]
 
 
-def _qa_reference(baselines: int, window: int, slots: int, seed: int = 1) -> dict:
+def _qa_reference(baselines: int, window: int, slots: int, seed: int = 1, sites: int = 1) -> dict:
     """Independent recomputation of the QA metrics: amplitudes from the model, flags by the model's flagger
-    run slot by slot, metrics by pandas over each window."""
+    run slot by slot, metrics by pandas over each window. Site i's baselines are numbered from i * 1000."""
     out = {}
-    for b in range(baselines):
+    for b in (i * 1000 + b for i in range(sites) for b in range(baselines)):
         hist = np.empty((0, qa.CHANNELS, qa.POLS), np.float32)
         amps, phases, flags, run = [], [], [], 0
         for t in range(slots):
@@ -168,11 +178,18 @@ def _qa_reference(baselines: int, window: int, slots: int, seed: int = 1) -> dic
     return out
 
 
-def test_qa_metrics_equal_the_reference(shared_testbed, tmp_path):
+PER_SITE_QA = {"src-edge-1": "edge-1", "src-edge-2": "edge-2", "flag@edge-1": "edge-1", "flag@edge-2": "edge-2",
+               "metrics@edge-1": "cloud-1", "metrics@edge-2": "cloud-1", "sink": "cloud-1"}
+
+
+@pytest.mark.parametrize("sites, placement", [("edge-1", cloud(["flag", "metrics", "sink"])),
+                                              ("edge-1,edge-2", PER_SITE_QA)], ids=["one site", "per-site replicas"])
+def test_qa_metrics_equal_the_reference(shared_testbed, tmp_path, sites, placement):
+    """One site, and two sites whose flaggers run at their own edges (one copy per site): the same windows."""
     baselines, window, slots = 4, 10, 60
-    rows = run_bounded(tmp_path, "qa", cloud(["flag", "metrics", "sink"]), "--opt", f"baselines={baselines}",
+    rows = run_bounded(tmp_path, "qa", placement, "--opt", f"baselines={baselines}", "--sites", sites,
                        "--opt", f"window={window}", "--events", str(baselines * slots))
-    ref = _qa_reference(baselines, window, slots)
+    ref = _qa_reference(baselines, window, slots, sites=len(sites.split(",")))
     got = {(r["baseline"], r["t"]): r for r in rows}
     assert len(rows) == len(got) and set(got) == set(ref)  # every window exactly once
     for k, exp in ref.items():

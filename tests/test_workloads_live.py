@@ -35,3 +35,23 @@ def test_every_flink_task_belongs_to_an_operator_and_runs_where_planned(shared_t
         assert where == {u: {tm} for u, tm in asg.items()}, where
     finally:
         stop_with_savepoint(REST, job, tmp_path / "sp")
+
+
+@pytest.mark.parametrize("query, args", [("qa", []), ("nexmark", ["--opt", "query=q5"]),
+                                         ("nexmark", ["--opt", "query=q14"])], ids=["qa", "q5", "q14"])
+def test_per_site_replicas_run_at_their_own_sites(shared_testbed, tmp_path, query, args):
+    """Two sites: each site's first replica runs at that site's edge, everything else in the cloud; every
+    Flink task (key-by helpers and watermark parts included) belongs to one operator and runs where planned."""
+    job_args = ["--rate", "50", "--sites", "edge-1,edge-2", *args]
+    ops = operators(query, job_args)
+    firsts = {o.site: o.uid for o in reversed(ops) if o.replica_of and o.inputs == (f"src-{o.site}",)}
+    assert sorted(firsts) == ["edge-1", "edge-2"], [o.uid for o in ops]
+    asg = {o.uid: o.site if o.is_source or o.uid in firsts.values() else "cloud-1" for o in ops}
+    Placement(asg).write(tmp_path / "p.json")
+    res = edgeplace("deploy", "--query", query, "--placement", str(tmp_path / "p.json"), *job_args)
+    assert res.returncode == 0, res.stderr
+    job = res.stdout.strip().splitlines()[-1]
+    try:
+        assert actual(REST, job, ops) == {u: {tm} for u, tm in asg.items()}
+    finally:
+        stop_with_savepoint(REST, job, tmp_path / "sp")

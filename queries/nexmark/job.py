@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from queries.options import JobOptions, OptionsError, parse
-from queries.topology import OpSpec, sink_op, source_op
+from queries.topology import OpSpec, site_chains, sink_op, source_op
 
 DESCRIPTION = "Nexmark q0 q1 q2 q3 q5 q7 q8 q11 q14 (--opt query=qN)"
 QUERIES = ("q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14")
@@ -40,45 +40,38 @@ def topology(opts: JobOptions) -> list[OpSpec]:
     srcs = [source_op(f"src-{s}", f"Nexmark {s}", s, opts.par(f"src-{s}"), watermarks=q in EVENT_TIME)
             for s in opts.sites]
     ins = tuple(s.uid for s in srcs)
-    bids = OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)
-    if q == "q5":
-        mid = [bids, OpSpec("count", "Q5 Count per Window", opts.par("count"), stateful=True, inputs=("bids",),
-                            ship="HASH"),
-               OpSpec("hot", "Q5 Hottest", opts.par("hot"), stateful=True, inputs=("count",), ship="HASH")]
-        last = "hot"
-    elif q == "q7":  # one global maximum per window: parallelism 1
-        mid = [bids, OpSpec("max", "Q7 Highest Bid", 1, stateful=True, inputs=("bids",), ship="HASH")]
-        last = "max"
-    elif q == "q8":
-        mid = [OpSpec("persons", "New Persons", opts.par("persons"), inputs=ins),
-               OpSpec("auctions", "New Auctions", opts.par("auctions"), inputs=ins),
-               OpSpec("join", "Q8 Window Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"),
-                      ship="HASH", two_input=True)]
-        last = "join"
-    elif q == "q11":
-        mid = [bids, OpSpec("sessions", "Q11 Bidder Sessions", opts.par("sessions"), stateful=True,
-                            inputs=("bids",), ship="HASH")]
-        last = "sessions"
-    elif q == "q14":
-        mid = [bids, OpSpec("q14", "Q14 Price Band", opts.par("q14"), inputs=("bids",))]
-        last = "q14"
-    elif q == "q3":
-        mid = [OpSpec("persons", "Persons OR ID CA", opts.par("persons"), inputs=ins),
-               OpSpec("auctions", "Auctions cat 10", opts.par("auctions"), inputs=ins),
-               OpSpec("join", "Q3 Join", opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH",
-                      two_input=True)]
-        last = "join"
-    elif q == "q2":  # SELECT auction, price FROM bid WHERE auction % 123 = 0: selection on the event stream
-        mid = [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=ins),
-               OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
-        last = "project"
+    # selections that read one event at a time run once per site (with several sites); the stages after them
+    # read every site (the joins of q3/q8 keep one shared selection per side: their key-by helpers read a union)
+    if q in ("q3", "q8"):
+        label = "Q3" if q == "q3" else "Q8"
+        mid = [OpSpec("persons", "Persons OR ID CA" if q == "q3" else "New Persons", opts.par("persons"), inputs=ins),
+               OpSpec("auctions", "Auctions cat 10" if q == "q3" else "New Auctions", opts.par("auctions"),
+                      inputs=ins),
+               OpSpec("join", f"{label} Join" if q == "q3" else f"{label} Window Join", opts.par("join"),
+                      stateful=True, inputs=("persons", "auctions"), ship="HASH", two_input=True)]
+        return [*srcs, *mid, sink_op("sink", f"Nexmark {q} Sink", ("join",), opts.par("sink"))]
+    if q == "q2":  # SELECT auction, price FROM bid WHERE auction % 123 = 0: selection on the event stream
+        chain = [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=ins),
+                 OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
     else:
-        mid = [bids]
-        last = "bids"
+        chain = [OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)]
         if q == "q1":
-            mid.append(OpSpec("convert", "Q1 Euro", opts.par("convert"), inputs=("bids",)))
-            last = "convert"
-    return [*srcs, *mid, sink_op("sink", f"Nexmark {q} Sink", (last,), opts.par("sink"))]
+            chain.append(OpSpec("convert", "Q1 Euro", opts.par("convert"), inputs=("bids",)))
+        elif q == "q14":
+            chain.append(OpSpec("q14", "Q14 Price Band", opts.par("q14"), inputs=("bids",)))
+    mid, ends = site_chains(opts, srcs, chain)
+    if q == "q5":
+        mid += [OpSpec("count", "Q5 Count per Window", opts.par("count"), stateful=True, inputs=ends, ship="HASH"),
+                OpSpec("hot", "Q5 Hottest", opts.par("hot"), stateful=True, inputs=("count",), ship="HASH")]
+        ends = ("hot",)
+    elif q == "q7":  # one global maximum per window: parallelism 1
+        mid.append(OpSpec("max", "Q7 Highest Bid", 1, stateful=True, inputs=ends, ship="HASH"))
+        ends = ("max",)
+    elif q == "q11":
+        mid.append(OpSpec("sessions", "Q11 Bidder Sessions", opts.par("sessions"), stateful=True, inputs=ends,
+                          ship="HASH"))
+        ends = ("sessions",)
+    return [*srcs, *mid, sink_op("sink", f"Nexmark {q} Sink", ends, opts.par("sink"))]
 
 
 def build(opts: JobOptions) -> None:
@@ -95,14 +88,16 @@ def build(opts: JobOptions) -> None:
     ev_type = Types.TUPLE([Types.INT(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(),
                            Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
     streams = [ctx.source(op.uid, model.event, ev_type, 5 if q in EVENT_TIME else None) for op in ops if op.is_source]
-    events = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+    bid_of = lambda s, uid: s.flat_map(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else [],
+                                       output_type=bid_type)
     # bid: (auction, bidder, price, date_time, extra, created)
     bid_type = Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
 
     if q in ("q5", "q7", "q8", "q11", "q14"):
         from queries.nexmark import windowed
-        windowed.build(q, ctx, events, bid_type, {k: window_ms(opts, k) for k in DEFAULTS_MS})
+        windowed.build(q, ctx, streams, bid_of, {k: window_ms(opts, k) for k in DEFAULTS_MS})
     elif q == "q3":
+        events = ctx.union(streams)
         person_t = Types.TUPLE([Types.LONG(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
         auction_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])
         # one flat_map per selection: a filter + map pair would be two Flink operators to pin
@@ -135,19 +130,16 @@ def build(opts: JobOptions) -> None:
                                                                    Types.LONG(), Types.DOUBLE()])), "join")
         ctx.sink(joined, "sink", lambda r: {"name": r[0], "city": r[1], "state": r[2], "auction": r[3]})
     elif q == "q2":
-        kept = ctx.pin(events.filter(lambda e: e[0] == 2 and e[1] % 123 == 0), "filter")
-        proj = ctx.pin(kept.map(lambda e: (e[1], e[3], e[10]),
-                                output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])), "project")
+        proj = ctx.stages(streams, [
+            ("filter", lambda s, uid: s.filter(lambda e: e[0] == 2 and e[1] % 123 == 0)),
+            ("project", lambda s, uid: s.map(lambda e: (e[1], e[3], e[10]),
+                                             output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])))])
         ctx.sink(proj, "sink", lambda r: {"auction": r[0], "price": r[1]})
     else:
-        bids = ctx.pin(events.flat_map(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else [],
-                                       output_type=bid_type), "bids")
-        if q == "q0":
-            ctx.sink(bids, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
-        else:
-            conv = ctx.pin(bids.map(lambda b: (b[0], b[1], int(b[2] * 0.908), b[3], b[4], b[5]),
-                                    output_type=bid_type), "convert")
-            ctx.sink(conv, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
+        euro = ("convert", lambda s, uid: s.map(lambda b: (b[0], b[1], int(b[2] * 0.908), b[3], b[4], b[5]),
+                                                output_type=bid_type))
+        out = ctx.stages(streams, [("bids", bid_of), *([euro] if q == "q1" else [])])
+        ctx.sink(out, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})
     ctx.execute(f"nexmark-{q}")
 
 

@@ -140,14 +140,14 @@ class NewUserJoin(KeyedCoProcessFunction):
             self.seller.remove(w)
 
 
-def build(q: str, ctx, events, bid_type, ms: dict[str, int]) -> None:
-    """Add query `q`'s operators after the event stream `events` and its sink."""
-    bids = ctx.pin(events.flat_map(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else [],
-                                   output_type=bid_type), "bids") if q != "q8" else None
+def build(q: str, ctx, streams: list, bid_of, ms: dict[str, int]) -> None:
+    """Add query `q`'s operators after the sources' event `streams` and its sink; `bid_of(stream, uid)` selects
+    the bids (one selection per site where the topology replicates it)."""
+    band = ("q14", lambda s, uid: s.flat_map(q14_row, output_type=Types.TUPLE(
+        [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.STRING(), Types.LONG(), Types.INT(), Types.DOUBLE()])))
+    bids = ctx.stages(streams, [("bids", bid_of)]) if q not in ("q8", "q14") else None
     if q == "q14":
-        out = ctx.pin(bids.flat_map(q14_row, output_type=Types.TUPLE(
-            [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.STRING(), Types.LONG(), Types.INT(), Types.DOUBLE()])),
-            "q14")
+        out = ctx.stages(streams, [("bids", bid_of), band])
         ctx.sink(out, "sink", lambda r: {"auction": r[0], "bidder": r[1], "price": r[2], "bid_time_type": r[3],
                                          "date_time": r[4], "c_counts": r[5]})
     elif q == "q5":
@@ -176,6 +176,7 @@ def build(q: str, ctx, events, bid_type, ms: dict[str, int]) -> None:
                                       output_type=COUNT_T), "sessions")
         ctx.sink(sessions, "sink", lambda r: {"bidder": r[0], "bid_count": r[1], "start": r[2], "end": r[3]})
     elif q == "q8":
+        events = ctx.union(streams)
         persons = ctx.pin(events.flat_map(lambda e: [(e[1], e[6], e[5], e[10])] if e[0] == 0 else [],
                                           output_type=Types.TUPLE([Types.LONG(), Types.STRING(), Types.LONG(),
                                                                    Types.DOUBLE()])), "persons")

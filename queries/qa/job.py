@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from queries.options import JobOptions, parse
-from queries.topology import OpSpec, sink_op, source_op
+from queries.topology import OpSpec, site_chains, sink_op, source_op
 
 DESCRIPTION = "SKA QA: visibilities → RFI flagger → QA metrics (stateful)"
 
@@ -18,11 +18,12 @@ def params(opts: JobOptions) -> tuple[int, int]:
 
 def topology(opts: JobOptions) -> list[OpSpec]:
     srcs = [source_op(f"src-{s}", f"Visibilities {s}", s, opts.par(f"src-{s}")) for s in opts.sites]
-    return [*srcs,
-            OpSpec("flag", "RFI Flagger", opts.par("flag"), stateful=True, inputs=tuple(s.uid for s in srcs),
-                   ship="HASH"),
-            OpSpec("metrics", "QA Metrics", opts.par("metrics"), stateful=True, inputs=("flag",), ship="HASH"),
-            sink_op("sink", "QA Sink", ("metrics",), opts.par("sink"))]
+    # a baseline belongs to one station: with several sites, flagging and metrics run once per site
+    chain, ends = site_chains(opts, srcs, [
+        OpSpec("flag", "RFI Flagger", opts.par("flag"), stateful=True, inputs=tuple(s.uid for s in srcs),
+               ship="HASH"),
+        OpSpec("metrics", "QA Metrics", opts.par("metrics"), stateful=True, inputs=("flag",), ship="HASH")])
+    return [*srcs, *chain, sink_op("sink", "QA Sink", ends, opts.par("sink"))]
 
 
 def build(opts: JobOptions) -> None:
@@ -81,14 +82,14 @@ def build(opts: JobOptions) -> None:
     streams = []
     for i, op in enumerate(o for o in ops if o.is_source):
         streams.append(ctx.source(op.uid, lambda seq, seed, i=i: model.record(seq, seed, baselines, i), rec_t))
-    vis = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
     flagged_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.FLOAT()),
                              Types.PRIMITIVE_ARRAY(Types.FLOAT()), Types.STRING(), Types.DOUBLE()])
-    flagged = ctx.pin(ctx.keyed(vis.key_by(lambda r: r[0], key_type=Types.LONG()), "flag").process(Flagger(), output_type=flagged_t),
-                      "flag")
-    metrics = ctx.pin(ctx.keyed(flagged.key_by(lambda r: r[0], key_type=Types.LONG()), "metrics").process(
-        Metrics(), output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.STRING(), Types.INT(),
-                                            Types.DOUBLE()])), "metrics")
+    metrics_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.STRING(), Types.INT(), Types.DOUBLE()])
+    metrics = ctx.stages(streams, [
+        ("flag", lambda s, uid: ctx.keyed(s.key_by(lambda r: r[0], key_type=Types.LONG()), uid)
+         .process(Flagger(), output_type=flagged_t)),
+        ("metrics", lambda s, uid: ctx.keyed(s.key_by(lambda r: r[0], key_type=Types.LONG()), uid)
+         .process(Metrics(), output_type=metrics_t))])
     ctx.sink(metrics, "sink", lambda r: {"baseline": r[0], "t": r[1], "run_length": r[3], **json.loads(r[2])})
     ctx.execute("qa")
 
