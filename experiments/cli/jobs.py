@@ -92,8 +92,13 @@ def queries_cmd() -> None:
     for name in sorted(registry.QUERIES):
         mod = registry.load(name)
         console.print(f"[bold]{name}[/bold]: {mod.DESCRIPTION}")
-        t = Table("uid", "name", "stateful", "inputs", "Flink tasks")
+        t = Table("uid", "name", "stateful", "per site", "inputs", "Flink tasks")
+        # which operators get one copy per edge site when the job reads several (`<uid>@<site>`)
+        replicated = {o.replica_of for o in mod.topology(options.parse(["--sites", "edge-1,edge-2"]))}
         for op in mod.topology(options.parse([])):
-            t.add_row(op.uid, op.name, "yes" if op.stateful else "no", ", ".join(op.inputs) or "-",
-                      "; ".join(x.task_name for x in op.tasks()))
+            t.add_row(op.uid, op.name, "yes" if op.stateful else "no",
+                      "source" if op.is_source else "yes" if op.uid in replicated else "no",
+                      ", ".join(op.inputs) or "-", "; ".join(x.task_name for x in op.tasks()))
         console.print(t)
+    console.print("per site: with several edge sites, one copy per site (uid@site) at that site's data; "
+                  "`--opt per_site=0` keeps one shared operator")
