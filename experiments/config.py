@@ -55,6 +55,19 @@ class ClusterSpec:
     rest_port: int = 8081
     rpc_port: int = 6123
     subnet: str = "10.213.0.0/24"
+    sites: dict[str, dict[str, float]] = field(default_factory=dict)  # site → its own {"mbit", "cpu"}
+
+    def site_cpu(self) -> dict[str, float]:
+        return {s: float(v["cpu"]) for s, v in self.sites.items() if "cpu" in v}
+
+    def rates(self, mbit: float | None, sites: list[str]) -> float | None | dict[str, float | None]:
+        """The link rates of a cell at `mbit`: one rate for all sites, or per site where a site has its own."""
+        fixed = {s: float(v["mbit"]) for s, v in self.sites.items() if "mbit" in v}
+        unknown = sorted(set(self.sites) - set(sites))
+        if unknown:
+            raise EdgeplaceError(f"[cluster.sites] names {', '.join(unknown)}, not an edge site of this cluster "
+                                 f"({', '.join(sites) or 'none'})")
+        return {s: fixed.get(s, mbit) for s in sites} if fixed else mbit
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,10 @@ def schema_of() -> dict:
                    for k in ("edge", "cloud", "edge_slots", "cloud_slots")},
                 "edge_cpu": schema.number(0, True),
                 **{k: {"type": "integer", "minimum": 1024, "maximum": 65535} for k in ("rest_port", "rpc_port")},
-                "subnet": {"type": "string"}},
+                "subnet": {"type": "string"},
+                "sites": {"type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": False, "minProperties": 1,
+                    "properties": {"mbit": schema.number(0, True), "cpu": schema.number(0, True)}}}},
                 "if": {"properties": {"kind": {"const": "ansible"}}, "required": ["kind"]},
                 "then": {"required": ["inventory"]}},
         },

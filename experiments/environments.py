@@ -17,6 +17,7 @@ from collectors.rest import FlinkRest
 from common import paths
 from common.errors import EdgeplaceError
 from common.say import Say, quiet
+from costmodel.pricing import Rates
 from costmodel.problem import CLOUD, Node
 from experiments import cluster as ansible_cluster
 from experiments.ssh import SshSessions
@@ -40,9 +41,9 @@ class Environment(Protocol):
     @property
     def link_rates(self) -> dict[str, float | None]: ...
 
-    def set_wan(self, mbit: float | None) -> None: ...
+    def set_wan(self, mbit: Rates) -> None: ...
 
-    def before_deploy(self, mbit: float | None) -> None: ...
+    def before_deploy(self, mbit: Rates) -> None: ...
 
     def wan_counters(self) -> dict[str, int]: ...
 
@@ -58,12 +59,14 @@ def environment(inventory: str | None, say: Say = quiet) -> Environment:
     return AnsibleCluster(inventory, say) if inventory else LocalTestbed()
 
 
-def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float) -> list[Node]:
-    """Testbed TaskManagers as planning nodes; the cloud gets what the edge quotas leave of the machine."""
-    edges = [t for t in taskmanagers if t["site"] != CLOUD]
+def cluster_nodes(taskmanagers: list[dict], edge_cpu: float, machine_cores: float,
+                  site_cpu: dict[str, float] | None = None) -> list[Node]:
+    """Testbed TaskManagers as planning nodes (an edge site's own quota from `site_cpu`, else `edge_cpu`); the
+    cloud gets what the edge quotas leave of the machine."""
+    quota = {t["site"]: float((site_cpu or {}).get(t["site"], edge_cpu)) for t in taskmanagers if t["site"] != CLOUD}
     clouds = [t for t in taskmanagers if t["site"] == CLOUD]
-    cloud_cores = max(0.5, machine_cores - edge_cpu * len(edges)) / max(1, len(clouds))
-    return [Node(t["id"], t["site"], t["slots"], edge_cpu if t["site"] != CLOUD else cloud_cores)
+    cloud_cores = max(0.5, machine_cores - sum(quota.values())) / max(1, len(clouds))
+    return [Node(t["id"], t["site"], t["slots"], quota[t["site"]] if t["site"] != CLOUD else cloud_cores)
             for t in taskmanagers]
 
 
@@ -87,7 +90,8 @@ class LocalTestbed:
 
     @property
     def nodes(self) -> list[Node]:
-        return cluster_nodes(self.state.taskmanagers, self.edge_cpu, float(os.cpu_count() or 2))
+        return cluster_nodes(self.state.taskmanagers, self.edge_cpu, float(os.cpu_count() or 2),
+                             self.state.spec.get("site_cpu") or {})
 
     @property
     def sites(self) -> list[str]:
@@ -98,11 +102,16 @@ class LocalTestbed:
         """Each edge site's link rate now, Mbit/s (None: unshaped); read afresh (`testbed wan` changes it)."""
         return {l["site"]: l["mbit"] for l in (st.load() or self.state).links}
 
-    def set_wan(self, mbit: float | None) -> None:
+    def set_wan(self, mbit: Rates) -> None:
+        """Every edge link at `mbit`, or each site at its own rate (a dict: site → Mbit/s, None unshaped)."""
         from experiments.testbed.testbed import set_wan
-        set_wan(mbit, say=quiet)
+        if isinstance(mbit, dict):
+            for site, rate in mbit.items():
+                set_wan(rate, sites=[site], say=quiet)
+        else:
+            set_wan(mbit, say=quiet)
 
-    def before_deploy(self, mbit: float | None) -> None:
+    def before_deploy(self, mbit: Rates) -> None:
         self.set_wan(mbit)  # the testbed's client is lean: a deploy ships kilobytes, not flink-python
 
     def wan_counters(self) -> dict[str, int]:
@@ -182,10 +191,15 @@ class AnsibleCluster:
         sites = self.facts.get("wan_sites") or {}
         return {s: (float(sites[s]["rate_mbit"]) if sites.get(s, {}).get("rate_mbit") else None) for s in self.sites}
 
-    def set_wan(self, mbit: float | None) -> None:
-        ansible_cluster.wan(self.inventory, mbit, say=quiet)
+    def set_wan(self, mbit: Rates) -> None:
+        """Every edge uplink at `mbit`, or each site at its own rate (a dict: site → Mbit/s)."""
+        if isinstance(mbit, dict):
+            for site, rate in mbit.items():
+                ansible_cluster.wan(self.inventory, rate, site=site, say=quiet)
+        else:
+            ansible_cluster.wan(self.inventory, mbit, say=quiet)
 
-    def before_deploy(self, mbit: float | None) -> None:
+    def before_deploy(self, mbit: Rates) -> None:
         # a lean client ships kilobytes; otherwise ship the 42.6 MB flink-python jar unshaped (each
         # measurement sets its own rate)
         self.set_wan(mbit if self.lean else None)

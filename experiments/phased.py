@@ -51,7 +51,7 @@ def run_phased(conf: cfg.ExperimentConfig, res: Results, todo: list[dict], env: 
         if label in failed and policy in cfg.NEEDS_PROFILE:
             _fail(res, cells, Placement({}, meta={"partial": True}), failed[label], done, total, say)
             continue
-        first = conf.phases[0].mbit
+        first = conf.cluster.rates(conf.phases[0].mbit, env.sites)
         base = profiled.get(label) or structure_problem(ops, nodes, first)
         placement = _placement("optimal" if policy == cfg.ADAPTIVE else policy, with_bandwidth(base, first), ops)
         try:
@@ -69,13 +69,13 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
     out_dir = res.root / "sinks" / f"{c0['query']}-{policy}-{c0['repetition']}-{int(time.time())}"
     log = res.root / "adapt" / f"{c0['query']}-{c0['repetition']}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env.before_deploy(conf.phases[0].mbit)
+    env.before_deploy(conf.cluster.rates(conf.phases[0].mbit, env.sites))
     say(f"deploying {c0['query']} ({policy}, repetition {c0['repetition']}) for {len(conf.phases)} phases")
     with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
                  say) as d:
         for c in sorted(cells, key=lambda x: x["phase"]):
             phase = conf.phases[c["phase"]]
-            env.set_wan(phase.mbit)
+            env.set_wan(conf.cluster.rates(phase.mbit, env.sites))
             started = time.time()
             redeploys, warmup = 0, conf.settle_s
             if policy == cfg.ADAPTIVE:  # the loop decides while the phase settles
@@ -84,7 +84,7 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
             m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, warmup,
                         phase.duration_s - conf.settle_s, env.wan_counters)
             now_on = Placement(attribution(env.target.rest, d.job_id, ops)[1]) if policy == cfg.ADAPTIVE else placement
-            pred = predict(with_bandwidth(problem, phase.mbit), now_on.assignments) \
+            pred = predict(with_bandwidth(problem, conf.cluster.rates(phase.mbit, env.sites)), now_on.assignments) \
                 if problem is not None and not now_on.partial else None
             res.add(_row(c, now_on, pred, m, d.job_id, started, "", redeploys))
             done[0] += 1

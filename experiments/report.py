@@ -110,6 +110,12 @@ def write_report(results: Path) -> Path:
                   f"{'unthrottled (sustainable rate)' if conf.get('source_rate') == 'max' else conf.get('source_rate')}, "
                   f"warm-up {conf.get('warmup_s')} s, measured {conf.get('duration_s')} s, "
                   f"{conf.get('repetitions')} repetition(s).", ""]
+        own = conf["cluster"].get("sites") or {}
+        if own:
+            lines += ["Sites with their own conditions (the others follow the cell's bandwidth): " + "; ".join(
+                f"{s}: " + ", ".join(x for x in (f"link {v['mbit']:g} Mbit/s" if "mbit" in v else "",
+                                                  f"{v['cpu']:g} cores" if "cpu" in v else "") if x)
+                for s, v in sorted(own.items())) + ".", ""]
     lines += ["## Headline", ""] + [f"- {h}" for h in headline(df)] + [""]
     table = df.groupby(["query", "bandwidth_mbit", "policy"]).agg(
         rate=("measured_rate", "mean"), rate_std=("measured_rate", "std"), predicted=("predicted_rate", "mean"),

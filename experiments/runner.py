@@ -143,7 +143,7 @@ def _spec(conf: cfg.ExperimentConfig) -> TestbedSpec:
     c = conf.cluster
     return TestbedSpec(edge=c.edge, cloud=c.cloud, edge_slots=c.edge_slots, cloud_slots=c.cloud_slots,
                        edge_cpu=c.edge_cpu, wan_mbit=None, rest_port=c.rest_port, rpc_port=c.rpc_port,
-                       subnet=c.subnet).validate()
+                       subnet=c.subnet, site_cpu=c.site_cpu()).validate()
 
 
 def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
@@ -152,7 +152,7 @@ def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
     want = _spec(conf)
     if state is not None and state.phase == "up":
         have = TestbedSpec.from_dict(state.spec)
-        if (have.edge, have.cloud, have.edge_cpu) == (want.edge, want.cloud, want.edge_cpu):
+        if (have.edge, have.cloud, have.edge_cpu, have.site_cpu) == (want.edge, want.cloud, want.edge_cpu, want.site_cpu):
             say("using the testbed that is already up")
             return False
         raise EdgeplaceError("a testbed of another shape is up; take it down (`edgeplace testbed down`) first")
@@ -187,12 +187,13 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say,
                 say(f"{c['query']}: profiling failed, its cells are recorded as failed: {exc}")
                 env.heal(say)
                 continue
-        base = profiled.get(c["query"]) or structure_problem(ops, nodes, c["bandwidth_mbit"])
-        problem = with_bandwidth(base, c["bandwidth_mbit"])
+        rates = conf.cluster.rates(c["bandwidth_mbit"], env.sites)  # sites with their own rate keep it
+        base = profiled.get(c["query"]) or structure_problem(ops, nodes, rates)
+        problem = with_bandwidth(base, rates)
         placement = _placement(c["policy"], problem, ops)
         pred = None
         if not placement.partial:
-            cost_problem = with_bandwidth(profiled[c["query"]], c["bandwidth_mbit"]) if c["query"] in profiled else None
+            cost_problem = with_bandwidth(profiled[c["query"]], rates) if c["query"] in profiled else None
             pred = predict(cost_problem, placement.assignments) if cost_problem else None
         key = (c["query"], json.dumps(placement.to_json()["assignments"], sort_keys=True), c["repetition"],
                placement.partial)
@@ -221,7 +222,7 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
     q = conf.query(c0["query"])
     args, ops = jobs[c0["query"]]
     out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
-    env.before_deploy(members[0][0]["bandwidth_mbit"])
+    env.before_deploy(conf.cluster.rates(members[0][0]["bandwidth_mbit"], env.sites))
     names = ", ".join(sorted({m[0]["policy"] for m in members}))
     say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")
     with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
@@ -230,7 +231,7 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
         for c, pl, pred in members:
             bw = c["bandwidth_mbit"]
             if bw not in measured:
-                env.set_wan(bw)
+                env.set_wan(conf.cluster.rates(bw, env.sites))
                 started = time.time()
                 m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
                             conf.duration_s, env.wan_counters)

@@ -29,6 +29,8 @@ GOOD = {"name": "t", "policies": ["cloud-only"], "bandwidths_mbit": [1],
     (lambda d: d.update(repetitions=0), "repetitions"),
     (lambda d: d.update(cluster={"edges": 2}), "cluster: unknown field(s) 'edges'"),
     (lambda d: d.update(cluster={"kind": "ansible"}), "cluster.inventory: missing field"),
+    (lambda d: d.update(cluster={"sites": {"edge-2": {"mbit": 0}}}), "cluster.sites.edge-2.mbit"),
+    (lambda d: d.update(cluster={"sites": {"edge-2": {"speed": 2}}}), "cluster.sites.edge-2: unknown field(s) 'speed'"),
 ])
 def test_bad_configs_name_the_field(mutate, fragment):
     d = {**GOOD, "queries": [dict(q) for q in GOOD["queries"]]}
@@ -327,3 +329,12 @@ def test_report_compares_adaptive_with_the_best_static_policy_in_each_phase(tmp_
     assert "q2 phase 0 (20 Mbit/s): adaptive 5,800 events/s = 97% of the best static (cloud-only, 6,000); 0 redeploy" in text
     assert "q2 phase 1 (0.5 Mbit/s): adaptive 1,900 events/s = 95% of the best static (edge-max, 2,000); 1 redeploy" in text
     assert (root / "figures" / "phases.png").stat().st_size > 5000
+
+
+def test_a_site_with_its_own_link_keeps_it_in_every_cell():
+    c = cfg.parse({**GOOD, "cluster": {"edge": 2, "sites": {"edge-2": {"mbit": 10, "cpu": 0.25}}}}).cluster
+    assert c.rates(0.5, ["edge-1", "edge-2"]) == {"edge-1": 0.5, "edge-2": 10.0}
+    assert c.site_cpu() == {"edge-2": 0.25}
+    assert cfg.parse({**GOOD, "cluster": {"edge": 2}}).cluster.rates(0.5, ["edge-1", "edge-2"]) == 0.5
+    with pytest.raises(EdgeplaceError, match="names edge-2, not an edge site"):
+        c.rates(0.5, ["edge-1"])

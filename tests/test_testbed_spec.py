@@ -23,6 +23,8 @@ from experiments.testbed.spec import TestbedSpec, gateway, members, site_links
     ({"subnet": "192.0.2.0/24"}, "RFC 1918"),
     ({"subnet": "10.0.0.0/16"}, "/24"),
     ({"subnet": "banana"}, "not a network"),
+    ({"edge": 2, "site_cpu": {"edge-3": 0.25}}, "--site-cpu names 'edge-3'"),
+    ({"edge": 2, "site_cpu": {"edge-2": 0}}, "--site-cpu edge-2 must be between"),
 ])
 def test_bad_values_are_rejected_with_the_option_named(kwargs, fragment):
     with pytest.raises(EdgeplaceError, match=fragment):
@@ -84,3 +86,17 @@ def test_the_jobmanager_listens_on_loopback_and_the_testbed_bridge_only():
     assert conf["rest.bind-address"] == "127.0.0.1" and conf["web.submit.enable"] is False
     loop = flinkconf.jobmanager(TestbedSpec(isolate=False), "opts", "/tmp/x")
     assert {loop["jobmanager.bind-host"], loop["rest.bind-address"]} == {"127.0.0.1"}
+
+
+def test_each_edge_site_may_have_its_own_cpu_quota():
+    spec = TestbedSpec(edge=2, edge_cpu=0.5, site_cpu={"edge-2": 0.25}).validate()
+    assert {m.id: m.cpu_cores for m in members(spec) if m.is_edge} == {"edge-1": 0.5, "edge-2": 0.25}
+    assert TestbedSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_planning_nodes_take_each_sites_quota_and_the_cloud_the_rest():
+    from experiments.environments import cluster_nodes
+    tms = [{"id": "cloud-1", "site": "cloud", "slots": 8}, {"id": "edge-1", "site": "edge-1", "slots": 3},
+           {"id": "edge-2", "site": "edge-2", "slots": 3}]
+    nodes = {n.id: n.cores for n in cluster_nodes(tms, 0.5, 2.0, {"edge-2": 0.25})}
+    assert nodes == {"cloud-1": 1.25, "edge-1": 0.5, "edge-2": 0.25}

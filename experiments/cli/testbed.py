@@ -21,6 +21,8 @@ def testbed() -> None:
 @click.option("--edge-slots", default=2, show_default=True, type=int)
 @click.option("--cloud-slots", default=4, show_default=True, type=int)
 @click.option("--edge-cpu", default=0.5, show_default=True, type=float, help="CPU quota per edge site, cores")
+@click.option("--site-cpu", "site_cpu", multiple=True, metavar="SITE=CORES",
+              help="one edge site's own CPU quota (e.g. edge-2=0.25); repeatable")
 @click.option("--wan-mbit", default=10.0, show_default=True, type=float, help="edge link rate each way")
 @click.option("--unshaped", is_flag=True, help="no WAN shaping at all")
 @click.option("--wan-delay-ms", default=0.0, show_default=True, type=float, help="RTT (needs netem)")
@@ -31,16 +33,31 @@ def testbed() -> None:
 @click.option("--timeout", default=90.0, show_default=True, type=POSITIVE, help="seconds to wait for registration")
 @click.option("--ssh-hosts", is_flag=True,
               help="no Flink: run sshd in each edge namespace and write an Ansible inventory (try `edgeplace cluster`)")
-def testbed_up(edge, cloud, edge_slots, cloud_slots, edge_cpu, wan_mbit, unshaped, wan_delay_ms, rest_port,
-               rpc_port, subnet, no_isolation, timeout, ssh_hosts) -> None:
+def testbed_up(edge, cloud, edge_slots, cloud_slots, edge_cpu, site_cpu, wan_mbit, unshaped, wan_delay_ms,
+               rest_port, rpc_port, subnet, no_isolation, timeout, ssh_hosts) -> None:
     """Start 1 JobManager, EDGE edge and CLOUD cloud TaskManagers; returns when all are registered.
     With --ssh-hosts: EDGE SSH-reachable hosts instead, for provisioning with Ansible."""
     from experiments.testbed.spec import TestbedSpec
     from experiments.testbed.testbed import up
     spec = TestbedSpec(edge=edge, cloud=cloud, edge_slots=edge_slots, cloud_slots=cloud_slots, edge_cpu=edge_cpu,
                        wan_mbit=None if unshaped else wan_mbit, wan_delay_ms=wan_delay_ms, rest_port=rest_port,
-                       rpc_port=rpc_port, subnet=subnet, isolate=not no_isolation, ssh_hosts=ssh_hosts)
+                       rpc_port=rpc_port, subnet=subnet, isolate=not no_isolation, ssh_hosts=ssh_hosts,
+                       site_cpu=site_quotas(site_cpu))
     up(spec, say=say, timeout=timeout)
+
+
+def site_quotas(items: tuple[str, ...]) -> dict[str, float]:
+    """SITE=CORES options as a dict; a malformed one is a usage error."""
+    out = {}
+    for item in items:
+        site, sep, cores = item.partition("=")
+        try:
+            out[site] = float(cores)
+        except ValueError:
+            sep = ""
+        if not sep or not site:
+            raise click.BadParameter(f"takes SITE=CORES (e.g. edge-2=0.25), got {item!r}", param_hint="--site-cpu")
+    return out
 
 
 @testbed.command("down")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from common.errors import EdgeplaceError
 
@@ -28,6 +28,7 @@ class TestbedSpec:
     cloud_memory_mb: int = 1280
     isolate: bool = True  # namespaces + tc + cgroups; False forces the loopback fallback
     ssh_hosts: bool = False  # edge sites run sshd instead of Flink (hosts for the Ansible path)
+    site_cpu: dict[str, float] = field(default_factory=dict)  # edge site → its own CPU quota (else edge_cpu)
 
     __test__ = False  # not a pytest class
 
@@ -44,6 +45,13 @@ class TestbedSpec:
                 bad(f"{name} must be between 1 and 64, got {slots}")
         if not 0.01 <= self.edge_cpu <= 64:
             bad(f"--edge-cpu must be between 0.01 and 64 cores, got {self.edge_cpu}")
+        sites = {f"edge-{i}" for i in range(1, self.edge + 1)}
+        for site, cores in self.site_cpu.items():
+            if site not in sites:
+                bad(f"--site-cpu names {site!r}, which is not an edge site of this testbed "
+                    f"({', '.join(sorted(sites)) or 'none'})")
+            if not (isinstance(cores, (int, float)) and 0.01 <= cores <= 64):
+                bad(f"--site-cpu {site} must be between 0.01 and 64 cores, got {cores}")
         if self.wan_mbit is not None and not 0 < self.wan_mbit <= 100_000:
             bad(f"--wan-mbit must be > 0 and <= 100000 Mbit/s, got {self.wan_mbit}")
         if not 0 <= self.wan_delay_ms <= 10_000:
@@ -65,6 +73,10 @@ class TestbedSpec:
         if net.version != 4 or net.prefixlen != 24 or not any(net.subnet_of(r) for r in RFC1918):
             bad(f"--subnet must be an RFC 1918 private IPv4 /24 (e.g. 10.213.0.0/24), got {self.subnet}")
         return self
+
+    def cpu_of(self, site: str) -> float:
+        """The CPU quota of an edge site's TaskManager, cores."""
+        return float(self.site_cpu.get(site, self.edge_cpu))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,7 +142,7 @@ def members(spec: TestbedSpec) -> list[Member]:
     for i in range(1, spec.edge + 1):
         out.append(Member(f"edge-{i}", f"edge-{i}", str(base + 150 + i) if spec.isolate else "127.0.0.1",
                           spec.edge_slots, f"edge{i}", _netns(spec, i) if spec.isolate else None,
-                          spec.edge_cpu if spec.isolate else None, spec.edge_memory_mb))
+                          spec.cpu_of(f"edge-{i}") if spec.isolate else None, spec.edge_memory_mb))
     return out
 
 
