@@ -78,18 +78,27 @@ def greedy(p: Problem) -> dict[str, str]:
         for entry in offload_ranking(p, out):
             if not entry.eligible:
                 continue
-            for n in entry.candidates:
-                trial = {**out, entry.op: n}
-                try:
-                    pred = predict(p, trial)
-                except EdgeplaceError:
-                    continue
-                if better(pred, best):
-                    out, best, moved = trial, pred, True
-                    break
+            out, best, moved = _improve(p, out, best, ({entry.op: n} for n in entry.candidates), first=True)
             if moved:
                 break
     return out
+
+
+def _improve(p: Problem, base: dict[str, str], best, changes, first: bool = False):
+    """Each change (operator → node moves) tried on the best placement so far and kept where `better` says
+    so (only the first such with `first`). Returns (placement, its prediction, whether anything was kept)."""
+    moved = False
+    for change in changes:
+        trial = {**base, **change}
+        try:
+            pred = predict(p, trial)
+        except EdgeplaceError:
+            continue
+        if better(pred, best):
+            base, best, moved = trial, pred, True
+            if first:
+                break
+    return base, best, moved
 
 
 def _same(x: float, y: float) -> bool:
@@ -137,14 +146,8 @@ def refine_sites(p: Problem, asg: dict[str, str], limit: int = 20_000) -> dict[s
         for ops, choices in steps:
             if not ops or math.prod(len(c) for c in choices) > limit:
                 continue
-            for combo in itertools.product(*choices):
-                trial = {**out, **dict(zip(ops, combo))}
-                try:
-                    pred = predict(p, trial)
-                except EdgeplaceError:
-                    continue
-                if better(pred, best):
-                    out, best, moved = trial, pred, True
+            out, best, kept = _improve(p, out, best, (dict(zip(ops, c)) for c in itertools.product(*choices)))
+            moved = moved or kept
         if not moved:
             break
     return out
