@@ -25,6 +25,8 @@ def demo_cmd(results) -> None:
 
 
 def _run_and_report(config_file: str, results: str) -> None:
+    from experiments import config as cfg
+    cfg.load(config_file)  # a bad config is one line within a second, before the runner's heavy imports
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from experiments.report import headline, write_report
     from experiments.plots import load_cells
