@@ -57,91 +57,50 @@ def check_placement(p: Problem, assignment: dict[str, str]) -> None:
             raise EdgeplaceError(f"node {n.id} has {n.slots} slots but {used} subtasks are placed on it")
 
 
-def link_loads(p: Problem, assignment: dict[str, str]) -> dict[tuple[str, str], float]:
-    """Bytes per unit λ on each (site, direction) link."""
-    r = p.rates
-    loads: dict[tuple[str, str], float] = {}
-    for e in p.edges:
-        su, sv = p.node[assignment[e.src]].site, p.node[assignment[e.dst]].site
-        if su == sv:
-            continue
-        b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
-        if su != CLOUD:
-            loads[(su, "up")] = loads.get((su, "up"), 0.0) + b
-        if sv != CLOUD:
-            loads[(sv, "down")] = loads.get((sv, "down"), 0.0) + b
-    return loads
-
-
-def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
-    check_placement(p, assignment)
-    r = p.rates
-    limits: dict[str, float] = {}
-    node_coef = {n.id: 0.0 for n in p.nodes}
-    for v, n in assignment.items():
-        c = r[v] * p.op[v].cost_s_per_record / p.node[n].speed
-        node_coef[n] += c
-        busy = r[v] * p.op[v].busy / p.node[n].speed  # its subtasks' own limit: busy time, not CPU
-        if busy > 0:
-            limits[f"operator:{v}"] = p.op[v].parallelism / busy
-    for n, c in node_coef.items():
-        if c > 0:
-            limits[f"node:{n}"] = p.node[n].cores / c
-    loads = link_loads(p, assignment)
-    for (site, d), b in loads.items():
-        if b > 0:
-            cap = p.link[site].capacity(d)
-            limits[f"link:{site}:{d}"] = cap / b
-    # the binding constraint: the smallest limit; ties go to the alphabetically first name (link < node < operator)
-    bottleneck, lam = min(limits.items(), key=lambda kv: (kv[1], kv[0]), default=("none", math.inf))
-    util = {n.id: (node_coef[n.id] * lam / n.cores if math.isfinite(lam) else 0.0) for n in p.nodes}
-    links = {l.site: {"up": loads.get((l.site, "up"), 0.0) * lam if math.isfinite(lam) else 0.0,
-                      "down": loads.get((l.site, "down"), 0.0) * lam if math.isfinite(lam) else 0.0}
-             for l in p.links}
-    rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 else site_rates(p, assignment)
-    return Prediction(lam, bottleneck, sum(loads.values()), util, links, limits, sum(p.source_rates.values()), rates)
-
-
-def _rates_of(p: Problem, source: str) -> dict[str, float]:
-    """Records into each operator per unit rate of `source` alone."""
-    r: dict[str, float] = {}
-    for v in nx.topological_sort(p.graph):
-        preds = list(p.graph.predecessors(v))
-        r[v] = (p.source_rates.get(v, 0.0) if v == source else 0.0) if not preds else \
-            sum(r[u] * p.op[u].selectivity for u in preds)
-    return r
-
-
 def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float, dict[str, float]]]:
-    """Every resource: name → (capacity, its use per unit rate of each source alone): node CPU (cores),
-    an operator's own subtasks (busy time), each link direction (bytes/s)."""
+    """Every resource the placement uses: name → (capacity, its use per unit rate of each source alone):
+    node CPU (cores), an operator's own subtasks (busy time, not CPU), each link direction (bytes/s)."""
     out: dict[str, tuple[float, dict[str, float]]] = {}
-    for s in p.source_rates:
-        r = _rates_of(p, s)
 
-        def add(name: str, cap: float, use: float) -> None:
-            if use > 0:
-                out.setdefault(name, (cap, {}))[1][s] = out.get(name, (cap, {}))[1].get(s, 0.0) + use
+    def add(name: str, cap: float, s: str, use: float) -> None:
+        if use > 0:
+            per = out.setdefault(name, (cap, {}))[1]
+            per[s] = per.get(s, 0.0) + use
+    for s, r in p.rates_by_source.items():
         for v, n in assignment.items():
-            add(f"node:{n}", p.node[n].cores, r[v] * p.op[v].cost_s_per_record / p.node[n].speed)
-            add(f"operator:{v}", p.op[v].parallelism, r[v] * p.op[v].busy / p.node[n].speed)
+            add(f"node:{n}", p.node[n].cores, s, r[v] * p.op[v].cost_s_per_record / p.node[n].speed)
+            add(f"operator:{v}", p.op[v].parallelism, s, r[v] * p.op[v].busy / p.node[n].speed)
         for e in p.edges:
             su, sv = p.node[assignment[e.src]].site, p.node[assignment[e.dst]].site
             if su != sv:
                 b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
-                        add(f"link:{site}:{d}", p.link[site].capacity(d), b)
+                        add(f"link:{site}:{d}", p.link[site].capacity(d), s, b)
     return out
 
 
-def site_rates(p: Problem, assignment: dict[str, str]) -> dict[str, float]:
+def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
+    check_placement(p, assignment)
+    cons = constraints(p, assignment)
+    use = {name: sum(per.values()) for name, (_, per) in cons.items()}  # per unit λ from every source at once
+    limits = {name: cap / use[name] for name, (cap, _) in cons.items()}
+    # the binding constraint: the smallest limit; ties go to the alphabetically first name (link < node < operator)
+    bottleneck, lam = min(limits.items(), key=lambda kv: (kv[1], kv[0]), default=("none", math.inf))
+    at = (lambda x: x * lam) if math.isfinite(lam) else (lambda x: 0.0)
+    util = {n.id: at(use.get(f"node:{n.id}", 0.0)) / n.cores for n in p.nodes}
+    links = {l.site: {d: at(use.get(f"link:{l.site}:{d}", 0.0)) for d in ("up", "down")} for l in p.links}
+    wan = sum(u for name, u in use.items() if name.startswith("link:"))
+    rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 else _fill(cons, p.source_rates)
+    return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates)
+
+
+def _fill(cons: dict[str, tuple[float, dict[str, float]]], weights: dict[str, float]) -> dict[str, float]:
     """Events/s of each source when every source runs as fast as it can (unthrottled, slowed only by
     backpressure from what it uses): all rates rise together until a resource fills, the sources using it
     stop there, the others keep rising (progressive filling; max-min fair where sources share a resource)."""
-    cons = constraints(p, assignment)
-    lam = dict.fromkeys(p.source_rates, 0.0)
-    active = {s for s, w in p.source_rates.items() if w > 0}
+    lam = dict.fromkeys(weights, 0.0)
+    active = {s for s, w in weights.items() if w > 0}
     while active:
         step, binding = math.inf, []
         for name, (cap, use) in cons.items():
@@ -158,7 +117,7 @@ def site_rates(p: Problem, assignment: dict[str, str]) -> dict[str, float]:
         if math.isinf(step):
             break
         active -= {s for name in binding for s in active if cons[name][1].get(s, 0.0) > 0}
-    return {s: lam[s] * p.source_rates[s] for s in lam}
+    return {s: lam[s] * weights[s] for s in lam}
 
 
 def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:

@@ -130,6 +130,19 @@ class Problem:
             r[v] = self.source_rates.get(v, 0.0) if not preds else sum(r[u] * self.op[u].selectivity for u in preds)
         return r
 
+    @cached_property
+    def rates_by_source(self) -> dict[str, dict[str, float]]:
+        """Per source s: records into each operator per unit of source rate from s alone (Σ over s = rates)."""
+        out = {}
+        for s in self.source_rates:
+            r: dict[str, float] = {}
+            for v in nx.topological_sort(self.graph):
+                preds = list(self.graph.predecessors(v))
+                r[v] = (self.source_rates[s] if v == s else 0.0) if not preds else \
+                    sum(r[u] * self.op[u].selectivity for u in preds)
+            out[s] = r
+        return out
+
     def allowed(self, op_id: str) -> list[str]:
         """Nodes the operator may run on (its pin: a node id or a site)."""
         pin = self.op[op_id].pin

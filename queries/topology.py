@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from queries.options import OptionsError
+
 KEY_HELPER = "_stream_key_by_map_operator"  # the Python operator PyFlink puts in front of every key_by
 KIND_PREFIX = {"source": "Source: ", "sink": "Sink: ", "operator": ""}
 
@@ -82,7 +84,6 @@ def per_site(opts) -> bool:
     `--opt per_site=0` asks for one shared operator that reads every site (the layout before replicas)."""
     flag = opts.extra.get("per_site", "1")
     if flag not in ("0", "1"):
-        from queries.options import OptionsError
         raise OptionsError(f"--opt per_site takes 0 or 1, got {flag!r}")
     return len(opts.sites) > 1 and flag == "1"
 

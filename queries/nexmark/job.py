@@ -43,12 +43,12 @@ def topology(opts: JobOptions) -> list[OpSpec]:
     # selections that read one event at a time run once per site (with several sites); the stages after them
     # read every site (the joins of q3/q8 keep one shared selection per side: their key-by helpers read a union)
     if q in ("q3", "q8"):
-        label = "Q3" if q == "q3" else "Q8"
-        mid = [OpSpec("persons", "Persons OR ID CA" if q == "q3" else "New Persons", opts.par("persons"), inputs=ins),
-               OpSpec("auctions", "Auctions cat 10" if q == "q3" else "New Auctions", opts.par("auctions"),
-                      inputs=ins),
-               OpSpec("join", f"{label} Join" if q == "q3" else f"{label} Window Join", opts.par("join"),
-                      stateful=True, inputs=("persons", "auctions"), ship="HASH", two_input=True)]
+        persons, auctions, join = {"q3": ("Persons OR ID CA", "Auctions cat 10", "Q3 Join"),
+                                   "q8": ("New Persons", "New Auctions", "Q8 Window Join")}[q]
+        mid = [OpSpec("persons", persons, opts.par("persons"), inputs=ins),
+               OpSpec("auctions", auctions, opts.par("auctions"), inputs=ins),
+               OpSpec("join", join, opts.par("join"), stateful=True, inputs=("persons", "auctions"), ship="HASH",
+                      two_input=True)]
         return [*srcs, *mid, sink_op("sink", f"Nexmark {q} Sink", ("join",), opts.par("sink"))]
     if q == "q2":  # SELECT auction, price FROM bid WHERE auction % 123 = 0: selection on the event stream
         chain = [OpSpec("filter", "Q2 Filter", opts.par("filter"), inputs=ins),
