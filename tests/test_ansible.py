@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jinja2
@@ -20,6 +19,7 @@ from experiments import cluster
 from experiments.testbed import flinkconf, network
 from experiments.testbed.spec import TestbedSpec, members
 from tests.conftest import edgeplace
+from tests.counts_sink import assert_exact, read_sink, wait_rows
 
 # ~420 MB of wheels for the hosts, built once and kept (in root's private cache, not a shared /tmp path)
 WHEELHOUSE = Path.home() / ".cache" / "edgeplace" / "test-wheelhouse"
@@ -128,37 +128,29 @@ def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
     job = res.stdout.strip().splitlines()[-1]
     res = edgeplace("where", "-i", inv, "--job", job, "--out", str(tmp_path / "where.json"), timeout=300)
     assert res.returncode == 0 and Placement.read(tmp_path / "where.json").assignments == a, res.stderr
-    _wait_rows(out, 200)
+    wait_rows(out, 200, timeout=120)
     res = edgeplace("redeploy", "-i", inv, "--job", job, "--placement", str(tmp_path / "b.json"), timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     new = res.stdout.strip().splitlines()[-1]
     res = edgeplace("where", "-i", inv, "--job", new, "--out", str(tmp_path / "where.json"), timeout=300)
     assert res.returncode == 0 and Placement.read(tmp_path / "where.json").assignments == b, res.stderr
-    _wait_rows(out, len(_rows(out)) + 200)
+    wait_rows(out, len(read_sink(out)) + 200, timeout=120)
     res = edgeplace("redeploy", "-i", inv, "--job", new, "--placement", str(tmp_path / "a.json"), timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     from collectors.rest import FlinkRest
     from placement.flink import stop_with_savepoint
     host = yaml.safe_load(Path(inv).read_text())["all"]["children"]["cloud"]["hosts"]["cloud-1"]["ansible_host"]
     stop_with_savepoint(FlinkRest(f"http://{host}:18091"), res.stdout.strip().splitlines()[-1], tmp_path / "sp")
-    rows = _rows(out)
-    seqs = sorted(r["seq"] for r in rows)
-    assert seqs == list(range(len(seqs))), "events lost or doubled across the redeploys"
-    per_key: dict = {}
-    for r in rows:
-        per_key.setdefault(r["key"], []).append(r["count"])
-    assert all(sorted(c) == list(range(1, len(c) + 1)) for c in per_key.values()), "keyed counts did not continue"
+    assert_exact(read_sink(out))
 
 
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(out.glob("sink-*.jsonl")) for line in f.read_text().splitlines()]
-
-
-def _wait_rows(out: Path, n: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while len(_rows(out)) < n:
-        assert time.monotonic() < deadline, f"the sink never reached {n} rows"
-        time.sleep(1)
+def _wan_changed(inv: str, *args: str) -> int:
+    """`cluster wan` with `args`; the number of tasks it changed (the edge host's recap line)."""
+    res = edgeplace("cluster", "wan", "-i", inv, *args, timeout=300)
+    assert res.returncode == 0, res.stderr
+    recap = [l for l in res.stderr.splitlines() if " ok=" in l]
+    assert len(recap) == 1, res.stderr  # one edge host
+    return int(recap[0].split("changed=")[1].split()[0])
 
 
 @pytest.mark.live
@@ -214,16 +206,17 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         assert res.returncode == 0 and len(recaps) == 2 and all("changed=0" in l for l in recaps), res.stderr
 
         edge = state.ssh_hosts[1]
-        res = edgeplace("cluster", "wan", "-i", inv, "--mbit", "4", timeout=300)
-        assert res.returncode == 0, res.stderr
+        assert _wan_changed(inv, "--mbit", "4") == 1
         shown = subprocess.run(["ip", "netns", "exec", edge["netns"], "tc", "class", "show", "dev", edge["ifname"]],
                                capture_output=True, text=True).stdout
         assert "htb 1:10" in shown and "rate 4Mbit" in shown
-        res = edgeplace("cluster", "wan", "-i", inv, "--clear", timeout=300)
-        assert res.returncode == 0, res.stderr
+        assert _wan_changed(inv, "--mbit", "4") == 0  # shaping twice at the same rate changes nothing
+        assert _wan_changed(inv, "--mbit", "3") == 1
+        assert _wan_changed(inv, "--clear") == 1
         shown = subprocess.run(["ip", "netns", "exec", edge["netns"], "tc", "qdisc", "show", "dev", edge["ifname"]],
                                capture_output=True, text=True).stdout
         assert "htb" not in shown
+        assert _wan_changed(inv, "--clear") == 0
 
         res = edgeplace("cluster", "provision", "-i", inv, "--wheelhouse", str(wheelhouse), timeout=1200)
         assert res.returncode == 0, res.stderr[-3000:]

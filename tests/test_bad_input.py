@@ -176,3 +176,11 @@ def test_what_down_counts_as_the_testbeds_own():
     assert owned({"kind": "link", "name": "epbr7"}) and not owned({"kind": "link", "name": "epbr7; rm"})
     assert owned({"kind": "cgroup", "path": "/sys/fs/cgroup/cpu/edgeplace/x/edge-1"})
     assert not owned({"kind": "cgroup", "path": "/sys/fs/cgroup/cpu/edgeplace/../system.slice"})
+
+
+@pytest.mark.parametrize("value, says", [("-3", "pad must be ≥ 0"), ("x", "invalid literal")])
+def test_a_bad_job_option_is_refused_before_any_job_is_built(value, says):
+    from common.errors import EdgeplaceError
+    from placement.realize import operators
+    with pytest.raises(EdgeplaceError, match=f"counts: bad job argument: {says}"):
+        operators("counts", ["--opt", f"pad={value}"])

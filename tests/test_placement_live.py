@@ -1,10 +1,8 @@
 """Placement on vanilla Flink 2.3, on the shared live testbed: deploy, verify, redeploy with state, rollback."""
 from __future__ import annotations
 
-import collections
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from placement.model import Placement
 from queries import options
 from queries.counts import job as counts
 from tests.conftest import edgeplace
+from tests.counts_sink import assert_exact, read_sink, wait_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 REST = FlinkRest("http://127.0.0.1:18081")
@@ -43,19 +42,6 @@ def running_jobs() -> list[str]:
 def end(job_id: str, tmp_path: Path) -> None:
     """End a job gracefully (stop with savepoint), so sinks flush and no TaskManager is taken down by a cancel."""
     stop_with_savepoint(REST, job_id, tmp_path / "final-savepoints")
-
-
-def read_sink(out: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted(out.glob("sink-*.jsonl")) for line in f.read_text().splitlines()]
-
-
-def wait_rows(out: Path, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(read_sink(out)) >= n:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"sink never reached {n} rows")
 
 
 A = {"src-edge-1": "edge-1", "parse": "edge-1", "count": "cloud-1", "sink": "cloud-1"}
@@ -98,15 +84,7 @@ def test_redeploy_keeps_keyed_state_exactly(shared_testbed, tmp_path):
     before = len(read_sink(out))
     wait_rows(out, before + 500)
     end(new_job, tmp_path)
-    rows = read_sink(out)
-    seqs = sorted(r["seq"] for r in rows)
-    assert seqs == list(range(len(seqs))), "events lost or doubled across the redeploy"
-    per_key = collections.defaultdict(list)
-    for r in rows:
-        per_key[r["key"]].append(r["count"])
-    for key, cs in per_key.items():
-        assert sorted(cs) == list(range(1, len(cs) + 1)), f"count of key {key} did not continue"
-        assert len(cs) == sum(1 for s in seqs if counts.event(s, 1)[0] == key)
+    assert_exact(read_sink(out))
 
 
 def test_failed_redeploy_rolls_back_to_the_old_placement(shared_testbed, tmp_path):
