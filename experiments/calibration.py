@@ -60,7 +60,8 @@ def measure_speeds(env: Environment, say: Say, loops: int = 40_000, rate: float 
         placement = Placement({f"src-{site}": src.id, "work": node.id, "sink": ref.id})
         out = Path(tempfile.mkdtemp(prefix="edgeplace-speed-"))
         try:
-            with running(env, "calibrate", [*args, "--out", str(out)], placement, out / "savepoints", say) as d:
+            with running(env, "calibrate", [*args, "--out", str(env.target.flink_side(out))], placement,
+                         out / "savepoints", say) as d:
                 problem, _ = profile(env, d.job_id, ops, None, seconds, warmup, nodes)
         finally:
             shutil.rmtree(out, ignore_errors=True)

@@ -175,7 +175,10 @@ class AnsibleCluster:
 
     @property
     def target(self) -> Target:
-        return Target(self.rest, self.conf_dir)  # systemd restarts a TaskManager that died: nothing to tend
+        # systemd restarts a TaskManager that died: nothing to tend. Flink runs as its own user (provisioned
+        # by this version's flink role): it writes in its data dir only
+        data = next((n.get("data_dir") for n in self.facts["nodes"] if n["jobmanager"]), None)
+        return Target(self.rest, self.conf_dir, flink_dir=Path(data) if data else None)
 
     @property
     def nodes(self) -> list[Node]:

@@ -66,7 +66,8 @@ def run_phased(conf: cfg.ExperimentConfig, res: Results, todo: list[dict], env: 
 def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: str, placement: Placement,
                     cells: list[dict], problem: Problem | None, say: Say, progress, done: list[int], total: int):
     c0 = cells[0]
-    out_dir = res.root / "sinks" / f"{c0['query']}-{policy}-{c0['repetition']}-{int(time.time())}"
+    name = f"{c0['query']}-{policy}-{c0['repetition']}-{int(time.time())}"
+    out_dir = env.target.flink_side(res.root / "sinks" / name)
     log = res.root / "adapt" / f"{c0['query']}-{c0['repetition']}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     env.before_deploy(conf.cluster.rates(conf.phases[0].mbit, env.sites))

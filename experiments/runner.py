@@ -221,7 +221,7 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
     c0, placement, _ = members[0]
     q = conf.query(c0["query"])
     args, ops = jobs[c0["query"]]
-    out_dir = res.root / "sinks" / f"group-{gi}-{int(time.time())}"
+    out_dir = env.target.flink_side(res.root / "sinks" / f"group-{gi}-{int(time.time())}")
     env.before_deploy(conf.cluster.rates(members[0][0]["bandwidth_mbit"], env.sites))
     names = ", ".join(sorted({m[0]["policy"] for m in members}))
     say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")

@@ -179,13 +179,16 @@ class StoppedThenInterrupted(KeyboardInterrupt):
         self.savepoint = savepoint
 
 
-def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout: float = 120) -> str:
+def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout: float = 120,
+                        make: bool = True) -> str:
     """Stop the job with a savepoint; returns the savepoint path. Once the stop is requested, Ctrl-C does
     not abandon it (the job would end with nobody knowing its savepoint): it raises StoppedThenInterrupted
-    when the savepoint is complete."""
+    when the savepoint is complete. `make`: create `target_dir` here first (not where Flink runs as its
+    own user on other hosts: the JobManager makes it there, as that user)."""
     rest.running_job(job_id)
     target_dir = target_dir.resolve()  # Flink reads file://results/… as host "results"
-    target_dir.mkdir(parents=True, exist_ok=True)
+    if make:
+        target_dir.mkdir(parents=True, exist_ok=True)
     trigger = rest.post(f"/jobs/{job_id}/stop", {"targetDirectory": f"file://{target_dir}", "drain": False})
     deadline = time.monotonic() + timeout
     interrupted = False
@@ -208,13 +211,15 @@ def stop_with_savepoint(rest: FlinkRest, job_id: str, target_dir: Path, timeout:
     raise EdgeplaceError(f"stop-with-savepoint of {job_id} did not complete within {timeout:.0f} s")
 
 
-def end(rest: FlinkRest, job_id: str, scratch: Path, timeout: float = 60) -> None:
-    """End a job gently: stop with a savepoint (then discard it), falling back to cancel. Cancelling a
-    Python job can take its TaskManager down (Beam's "Reference count must not be negative")."""
+def end(rest: FlinkRest, job_id: str, scratch: Path, timeout: float = 60, make: bool = True) -> None:
+    """End a job gently: stop with a savepoint (then discard it, where this machine sees it), falling back
+    to cancel. Cancelling a Python job can take its TaskManager down (Beam's "Reference count must not be
+    negative")."""
     try:
-        path = stop_with_savepoint(rest, job_id, scratch, timeout)
-        shutil.rmtree(path.removeprefix("file:"), ignore_errors=True)
-        if not any(scratch.iterdir()):
-            scratch.rmdir()
+        path = stop_with_savepoint(rest, job_id, scratch, timeout, make)
     except Exception:
         cancel(rest, job_id)
+        return
+    shutil.rmtree(path.removeprefix("file:"), ignore_errors=True)
+    if scratch.is_dir() and not any(scratch.iterdir()):
+        scratch.rmdir()

@@ -34,6 +34,17 @@ class Target:
     rest: FlinkRest
     conf_dir: Path
     tend: Callable[[Say], object] | None = None
+    flink_dir: Path | None = None  # where Flink, as its own user on its own hosts, may write; None: anywhere
+
+    def flink_side(self, path: Path) -> Path:
+        """Where Flink writes (savepoints, job output) what edgeplace would keep at `path`: that path when
+        Flink may write anywhere, else a folder of the same name in the cluster's data dir."""
+        return path if self.flink_dir is None else self.flink_dir / path.name
+
+    @property
+    def local(self) -> bool:
+        """Whether what Flink writes is on this machine's file system, where edgeplace made its folder."""
+        return self.flink_dir is None
 
 
 @dataclass
@@ -140,7 +151,7 @@ class Realizer:
 
         def stop_old() -> str:
             try:
-                sp = flink.stop_with_savepoint(self.rest, job_id, paths.home() / "savepoints")
+                sp = flink.stop_with_savepoint(self.rest, job_id, self._savepoints, make=self.target.local)
             except flink.StoppedThenInterrupted as exc:
                 stopped.append(exc.savepoint)
                 raise
@@ -159,7 +170,7 @@ class Realizer:
             raise EdgeplaceError(f"redeploy failed and was rolled back: job {back.job_id} runs the previous "
                                  f"placement from savepoint {stopped[0]}. Cause: {exc}") from exc
         new.phases = {**new.phases, "total": time.monotonic() - t0}
-        records.prune(paths.home() / "savepoints", KEEP_SAVEPOINTS)
+        records.prune(self._savepoints, KEEP_SAVEPOINTS)
         return new
 
     def _roll_back(self, rec: dict, old: Placement | None, savepoint: str, since: float, timeout: float,
@@ -178,8 +189,12 @@ class Realizer:
 
     def end(self, job_id: str, scratch: Path) -> None:
         """Stop the job with a savepoint in `scratch` (then discard it), then repair the cluster."""
-        flink.end(self.rest, job_id, scratch)
+        flink.end(self.rest, job_id, self.target.flink_side(scratch), make=self.target.local)
         self._tend()
+
+    @property
+    def _savepoints(self) -> Path:
+        return self.target.flink_side(paths.home() / "savepoints")
 
     def _tend(self) -> None:
         if self.target.tend is not None:

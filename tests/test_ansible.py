@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import requests
 import yaml
 
 from experiments import cluster
-from experiments.testbed import flinkconf, network
+from experiments.testbed import flinkconf, network, sshhosts
 from experiments.testbed.spec import TestbedSpec, members
 from tests.conftest import edgeplace
 from tests.counts_sink import assert_exact, read_sink, wait_rows
@@ -70,6 +71,25 @@ def test_taskmanager_template_follows_the_testbed_rules():
         assert theirs[key] == ours[key], key
 
 
+def test_flink_runs_as_its_own_user_with_no_way_to_gain_privileges():
+    """The systemd unit (real hosts) runs Flink as the role's unprivileged user; the daemon scripts (hosts
+    without systemd, as the testbed's) start and stop it through setpriv as that user."""
+    defaults = yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())
+    assert defaults["flink_user"] not in ("root", "") and defaults["flink_user"] == sshhosts.FLINK_USER
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    unit = env.from_string((ANSIBLE / "roles/flink/templates/edgeplace-flink.service.j2").read_text()).render(
+        item="taskmanager", flink_resource_id="pi-1", flink_root="/opt/edgeplace", flink_lib_dir="/opt/edgeplace/lib",
+        flink_home="/opt/edgeplace/venv/lib/pyflink", flink_user="edgeplace-flink",
+        flink_data_dir="/opt/edgeplace/data")
+    lines = set(unit.splitlines())
+    assert {"User=edgeplace-flink", "Group=edgeplace-flink", "NoNewPrivileges=true", "PrivateTmp=true"} <= lines
+    tasks = yaml.safe_load((ANSIBLE / "roles/flink/tasks/daemon.yml").read_text())
+    argvs = [t["ansible.builtin.command"]["argv"] for t in tasks if "ansible.builtin.command" in t]
+    assert len(argvs) == 2 and all(a.startswith("{{ flink_as_user + ") for a in argvs)
+    as_user = yaml.safe_load((ANSIBLE / "roles/flink/vars/main.yml").read_text())["flink_as_user"]
+    assert as_user[0] == "setpriv" and "--reuid={{ flink_user }}" in as_user and as_user[-1] == "--"
+
+
 def test_tc_module_uses_the_testbed_queue_and_parses_rates():
     sys.path.insert(0, str(ANSIBLE / "roles/wan/library"))
     try:
@@ -121,7 +141,10 @@ def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
     b = {**a, "parse": "cloud-1", "count": "edge-1"}
     for name, asg in (("a", a), ("b", b)):
         Placement(asg).write(tmp_path / f"{name}.json")
-    out = tmp_path / "counts-out"  # the hosts share this machine's file system: the sink's files are readable here
+    # Flink writes in the cluster's data dir only (it runs as its own user); the hosts share this machine's
+    # file system, so the sink's files are readable here
+    data = Path(yaml.safe_load(Path(inv).read_text())["all"]["vars"]["flink_data_dir"])
+    out = data / "counts-out"
     res = edgeplace("deploy", "-i", inv, "--query", "counts", "--placement", str(tmp_path / "a.json"),
                     "--rate", "100", "--out", str(out), timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -140,8 +163,25 @@ def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
     from collectors.rest import FlinkRest
     from placement.flink import stop_with_savepoint
     host = yaml.safe_load(Path(inv).read_text())["all"]["children"]["cloud"]["hosts"]["cloud-1"]["ansible_host"]
-    stop_with_savepoint(FlinkRest(f"http://{host}:18091"), res.stdout.strip().splitlines()[-1], tmp_path / "sp")
+    stop_with_savepoint(FlinkRest(f"http://{host}:18091"), res.stdout.strip().splitlines()[-1], data / "sp",
+                        make=False)
+    assert {p.owner() for p in data.iterdir()} == {sshhosts.FLINK_USER}  # Flink made them, as its user
     assert_exact(read_sink(out))
+
+
+def _runs_as_flinks_own_user(state, inv: str) -> None:
+    """Every Flink process (JobManager, TaskManagers) runs as the unprivileged user the role made, and that
+    user can change neither the code it runs nor its configuration."""
+    uid = pwd.getpwnam(sshhosts.FLINK_USER).pw_uid
+    assert uid != 0
+    procs = [psutil.Process(p) for h in state.ssh_hosts for p in _flink_in(h["netns"])]
+    assert len(procs) == 3 and {p.uids().real for p in procs} == {uid}, [(p.pid, p.uids()) for p in procs]
+    hostvars = yaml.safe_load(Path(inv).read_text())["all"]["children"]["cloud"]["hosts"]["cloud-1"]
+    root = Path(hostvars["flink_root"])
+    for path in (root / "venv", root / "venv" / "bin" / "python", root / "jobmanager" / "conf" / "config.yaml",
+                 root / "lib"):
+        st_ = path.stat()
+        assert st_.st_uid == 0 and not st_.st_mode & 0o022, (path, oct(st_.st_mode))
 
 
 def _wan_changed(inv: str, *args: str) -> int:
@@ -177,6 +217,7 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         assert {t["id"]: t["totalResource"]["extendedResources"] for t in tms} == \
             {"cloud-1": {"cloud1": 4.0}, "edge-1": {"edge1": 2.0}}
         assert {t["id"]: t["slotsNumber"] for t in tms} == {"cloud-1": 4, "edge-1": 2}
+        _runs_as_flinks_own_user(state, inv)
         # facts see the CPU quota each host runs under (--edge-cpu 1.0 of this machine's CPUs), not its CPUs
         res = edgeplace("cluster", "facts", "-i", inv, "--out", str(tmp_path / "cluster.json"), timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
@@ -231,3 +272,5 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
     assert res.returncode == 0, res.stderr
     assert not any(network.netns_exists(h["netns"]) for h in hosts.values())
     assert st.load() is None
+    # nothing of the hosts is left: their installs, and the user provisioning made for Flink
+    assert not sshhosts.hosts_root("10.213.9.0/24").exists() and not sshhosts.user_exists(sshhosts.FLINK_USER)

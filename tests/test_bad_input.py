@@ -176,6 +176,11 @@ def test_what_down_counts_as_the_testbeds_own():
     assert owned({"kind": "link", "name": "epbr7"}) and not owned({"kind": "link", "name": "epbr7; rm"})
     assert owned({"kind": "cgroup", "path": "/sys/fs/cgroup/cpu/edgeplace/x/edge-1"})
     assert not owned({"kind": "cgroup", "path": "/sys/fs/cgroup/cpu/edgeplace/../system.slice"})
+    from experiments.testbed.sshhosts import FLINK_USER, HOSTS_BASE, hosts_root
+    assert owned({"kind": "dir", "path": str(hosts_root("10.213.9.0/24"))})
+    assert not owned({"kind": "dir", "path": str(HOSTS_BASE)})
+    assert not owned({"kind": "dir", "path": str(HOSTS_BASE / ".." / "dpkg")})
+    assert owned({"kind": "user", "name": FLINK_USER}) and not owned({"kind": "user", "name": "root"})
 
 
 @pytest.mark.parametrize("value, says", [("-3", "pad must be ≥ 0"), ("x", "invalid literal")])

@@ -1,5 +1,6 @@
 """Placement JSON and schedulercfg: round trips and every malformed input rejected clearly."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,12 @@ def test_prune_keeps_the_newest_entries(tmp_path):
         os.utime(tmp_path / f"f{i}", (1000 + i, 1000 + i))
     prune(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f3", "f4"]
+
+
+def test_flink_writes_where_its_own_user_may_on_a_cluster_and_anywhere_on_the_testbed(tmp_path):
+    from placement.realize import Target
+    local = Target(None, tmp_path)
+    assert local.local and local.flink_side(tmp_path / "sinks" / "g-1") == tmp_path / "sinks" / "g-1"
+    cluster = Target(None, tmp_path, flink_dir=Path("/opt/edgeplace/data"))
+    assert not cluster.local
+    assert cluster.flink_side(tmp_path / "sinks" / "g-1") == Path("/opt/edgeplace/data/g-1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -34,8 +35,15 @@ def start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
     state.ssh_hosts = hosts
     inv = Path(state.workdir) / "inventory.yml"
     known = sshhosts.known_hosts(d, [h["addr"] for h in hosts])
-    sshhosts.write_inventory(inv, sshhosts.inventory(hosts, key, Path(state.workdir) / "hosts",
-                                                     spec.rest_port, spec.rpc_port, known=known))
+    root = sshhosts.hosts_root(spec.subnet)
+    if not sshhosts.user_exists(sshhosts.FLINK_USER):  # provisioning makes it on this machine: down removes it
+        state.record("user", name=sshhosts.FLINK_USER)
+    state.record("dir", path=str(root))
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(mode=0o755, parents=True)
+    root.parent.chmod(0o755)
+    sshhosts.write_inventory(inv, sshhosts.inventory(hosts, key, root, spec.rest_port, spec.rpc_port, known=known))
     deadline = time.monotonic() + 15
     pending = list(hosts)
     while pending and time.monotonic() < deadline:

@@ -14,6 +14,8 @@ import yaml
 from common.errors import EdgeplaceError
 
 SSHD = "/usr/sbin/sshd"
+HOSTS_BASE = Path("/var/lib/edgeplace-testbed")
+FLINK_USER = "edgeplace-flink"  # = the flink role's default flink_user: Flink runs as it on the hosts
 
 
 def require_sshd() -> str:
@@ -21,6 +23,29 @@ def require_sshd() -> str:
     if path is None:
         raise EdgeplaceError("--ssh-hosts needs OpenSSH's sshd (apt-get install openssh-server)")
     return path
+
+
+def user_exists(name: str) -> bool:
+    import pwd
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def remove_user(name: str) -> None:
+    """Remove the system user (and its group) that provisioning the testbed's hosts made on this machine."""
+    import grp
+    if user_exists(name):
+        res = subprocess.run(["userdel", name], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise EdgeplaceError(f"userdel {name}: {res.stderr.strip()}")
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return
+    subprocess.run(["groupdel", name], capture_output=True, text=True)
 
 
 def make_keys(d: Path) -> Path:
@@ -68,10 +93,17 @@ def known_hosts(d: Path, addrs: list[str]) -> Path:
     return path
 
 
+def hosts_root(subnet: str) -> Path:
+    """Where the hosts' installs live: outside edgeplace's home (whose parents only root may enter), so that
+    Flink's own unprivileged user can reach its venv and data dir; one per testbed subnet."""
+    return HOSTS_BASE / subnet.replace("/", "-")
+
+
 def inventory(hosts: list[dict], key: Path, root: Path, rest_port: int, rpc_port: int,
               python: str = "/usr/bin/python3", known: Path | None = None) -> dict:
     """Ansible inventory: the first host forms group `cloud` (JobManager + a TaskManager), the rest `edge`.
-    Each host gets its own directory under `root` (the hosts share this machine's file system)."""
+    Each host gets its own directory under `root`; they share one data dir there, as this machine's file
+    system is theirs too (a real cluster would share one over NFS for the same effect)."""
     def entry(h: dict, name: str, site: str) -> dict:
         return {"ansible_host": h["addr"], "site": site, "slots": h["slots"], "wan_interface": h["ifname"],
                 "flink_root": str(root / name)}
@@ -79,7 +111,8 @@ def inventory(hosts: list[dict], key: Path, root: Path, rest_port: int, rpc_port
               "ansible_ssh_private_key_file": str(key),
               **({"ansible_ssh_common_args": f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known}",
                   "known_hosts_file": str(known)} if known else {}),
-              "flink_rest_port": rest_port, "flink_rpc_port": rpc_port,
+              "flink_rest_port": rest_port, "flink_rpc_port": rpc_port, "flink_data_dir": str(root / "data"),
+              "flink_user": FLINK_USER,
               # the hosts share this machine's interpreters: the venv is made from the one running edgeplace,
               # so that a wheelhouse downloaded here (`cluster provision --wheelhouse`) fits it exactly
               "flink_python": base_python()}

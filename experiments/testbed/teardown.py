@@ -12,7 +12,7 @@ import psutil
 
 from common.errors import EdgeplaceError
 from common.say import Say
-from experiments.testbed import cgroups, network, state as st
+from experiments.testbed import cgroups, network, sshhosts, state as st
 from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
 
 
@@ -22,16 +22,21 @@ LINK = re.compile(r"^(epbr\d{1,3}|ep\d{1,3}[ec]\d{1,3}[hn])$")  # spec.bridge_na
 
 def owned(r: dict) -> bool:
     """Whether a recorded resource is one the testbed can have made: its folders under edgeplace's home,
-    its cgroups under edgeplace/, interfaces and namespaces by its naming. A state file that lists anything
+    its cgroups under edgeplace/, interfaces and namespaces by its naming, an SSH-host testbed's installs and
+    the Flink user their provisioning made. A state file that lists anything
     else (damaged, or planted) does not make `down` remove it."""
     if r["kind"] == "dir":
-        return Path(r["path"]).resolve().is_relative_to((st.home() / "testbed" / "run").resolve())
+        path = Path(r["path"]).resolve()
+        return path.is_relative_to((st.home() / "testbed" / "run").resolve()) or (
+            path.parent == sshhosts.HOSTS_BASE)  # an SSH-host testbed's installs (one folder per subnet)
     if r["kind"] == "cgroup":
         rel = Path(r["path"]).resolve()
         return any(rel.is_relative_to(base / "edgeplace") and rel != base / "edgeplace"
                    for base in (cgroups.ROOT, cgroups.ROOT / "cpu"))
     if r["kind"] == "netns":
         return bool(NETNS.match(r["name"]))
+    if r["kind"] == "user":
+        return r["name"] == sshhosts.FLINK_USER
     if r["kind"] == "link":
         return bool(LINK.match(r["name"]))
     return r["kind"] == "process"
@@ -58,11 +63,15 @@ def teardown(state: st.State, say: Say) -> None:
                 network.delete_link(r["name"])
             elif r["kind"] == "dir":
                 shutil.rmtree(r["path"], ignore_errors=True)
+            elif r["kind"] == "user":
+                sshhosts.remove_user(r["name"])
         except EdgeplaceError as exc:
             errors.append(str(exc))
     if errors:
         state.save()
         raise EdgeplaceError("testbed down could not remove everything: " + "; ".join(errors))
+    if sshhosts.HOSTS_BASE.is_dir() and not any(sshhosts.HOSTS_BASE.iterdir()):
+        sshhosts.HOSTS_BASE.rmdir()
     st.forget()
     say(f"testbed down: {len(procs)} processes ended, {len(state.resources)} recorded resources removed "
         f"in {time.monotonic() - t0:.1f} s")
