@@ -113,9 +113,9 @@ def inventory(hosts: list[dict], key: Path, root: Path, rest_port: int, rpc_port
                   "known_hosts_file": str(known)} if known else {}),
               "flink_rest_port": rest_port, "flink_rpc_port": rpc_port, "flink_data_dir": str(root / "data"),
               "flink_user": FLINK_USER,
-              # the hosts share this machine's interpreters: the venv is made from the one running edgeplace,
-              # so that a wheelhouse downloaded here (`cluster provision --wheelhouse`) fits it exactly
-              "flink_python": base_python()}
+              # the hosts share this machine's interpreters: the venv is made from one of the same version as
+              # the one running edgeplace, so that a wheelhouse downloaded here fits it
+              "flink_python": host_python()}
     first, rest = hosts[0], hosts[1:]
     return {"all": {"vars": common, "children": {
         "cloud": {"hosts": {"cloud-1": entry(first, "cloud-1", "cloud")}},
@@ -127,6 +127,21 @@ def base_python() -> str:
     """The interpreter behind this process's venv (a real file, usable to create further venvs)."""
     import sys
     return str(Path(getattr(sys, "_base_executable", sys.executable)).resolve())
+
+
+def host_python() -> str:
+    """The interpreter the hosts' venv is made from: this process's own (a wheelhouse downloaded here fits
+    it exactly) where Flink's unprivileged user can reach it, else the system's of the same version (e.g.
+    when this one lives under root's 0700 home, as pyenv's does)."""
+    import sys
+    own = Path(base_python())
+    if all(d.stat().st_mode & 0o001 for d in own.parents) and own.stat().st_mode & 0o001:
+        return str(own)
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system.exists():
+        raise EdgeplaceError(f"--ssh-hosts: {own} lies where other users cannot reach it and there is no {system}; "
+                             "Flink's own user could not run the hosts' Python")
+    return str(system)
 
 
 def write_inventory(path: Path, inv: dict) -> None:
