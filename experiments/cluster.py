@@ -129,16 +129,18 @@ def project_wheel(say: Say = print) -> Path:
     return wheels[0]
 
 
-def wheelhouse(d: Path, platform: str | None, say: Say = print) -> Path:
-    """apache-flink (the version edgeplace pins) and its dependencies as wheels in `d`, for offline hosts.
-    An existing non-empty `d` is used as it is."""
+def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | None = None) -> Path:
+    """apache-flink (the version edgeplace pins) and its dependencies as wheels in `d`, for offline hosts,
+    resolved by `python` (default: this one): its exact version decides which dependencies a host needs
+    (e.g. async-timeout below 3.11.3). An existing non-empty `d` is used as it is."""
     from importlib.metadata import version
     if d.is_dir() and any(d.glob("apache_flink-*")):
         return d
     d.mkdir(parents=True, exist_ok=True)
     # `pip wheel` rather than `pip download`: sdists (crcmod, dill, …) become wheels here, so the hosts need
     # no build tools and no index
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(d), f"apache-flink=={version('apache-flink')}"]
+    cmd = [python or sys.executable, "-m", "pip", "wheel", "-q", "-w", str(d),
+           f"apache-flink=={version('apache-flink')}"]
     if platform:
         cmd += ["--platform", platform, "--python-version", "3.11", "--only-binary=:all:"]
     say(f"downloading apache-flink and its dependencies into {d}" + (f" for {platform}" if platform else ""))
@@ -149,12 +151,13 @@ def wheelhouse(d: Path, platform: str | None, say: Say = print) -> Path:
 
 
 def provision(inventory: str, say: Say = print, with_wheel: bool = True, forks: int | None = None,
-              wheelhouse_dir: str | None = None, platform: str | None = None) -> PlaybookRun:
+              wheelhouse_dir: str | None = None, platform: str | None = None,
+              wheel_python: str | None = None) -> PlaybookRun:
     extra: dict = {}
     if with_wheel:
         extra["flink_extra_wheels"] = [str(project_wheel(say))]
     if wheelhouse_dir:
-        extra["flink_wheelhouse"] = str(wheelhouse(Path(wheelhouse_dir).resolve(), platform, say))
+        extra["flink_wheelhouse"] = str(wheelhouse(Path(wheelhouse_dir).resolve(), platform, say, wheel_python))
     return run_playbook("provision", inventory, extra, say, forks)
 
 

@@ -22,8 +22,12 @@ from experiments.testbed.spec import TestbedSpec, members
 from tests.conftest import edgeplace
 from tests.counts_sink import assert_exact, read_sink, wait_rows
 
-# ~420 MB of wheels for the hosts, built once and kept (in root's private cache, not a shared /tmp path)
-WHEELHOUSE = Path.home() / ".cache" / "edgeplace" / "test-wheelhouse"
+# ~420 MB of wheels for the hosts, built once per interpreter version with the hosts' own interpreter and
+# kept (in root's private cache, not a shared /tmp path)
+HOST_PYTHON = sshhosts.host_python()
+HOST_VERSION = subprocess.run([HOST_PYTHON, "-c", "import platform; print(platform.python_version())"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+WHEELHOUSE = Path.home() / ".cache" / "edgeplace" / f"test-wheelhouse-{HOST_VERSION}"
 
 ANSIBLE = cluster.ANSIBLE_DIR
 BIN = Path(sys.executable).parent
@@ -208,7 +212,8 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
     hosts = {h["addr"]: h for h in state.ssh_hosts}
     try:
         wheelhouse = WHEELHOUSE  # kept across runs: the hosts have no route to PyPI
-        res = edgeplace("cluster", "provision", "-i", inv, "--wheelhouse", str(wheelhouse), timeout=1200)
+        res = edgeplace("cluster", "provision", "-i", inv, "--wheelhouse", str(wheelhouse), "--wheel-python",
+                        HOST_PYTHON, timeout=1800)
         assert res.returncode == 0, res.stderr[-3000:]
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]

@@ -27,11 +27,14 @@ def _recap(run) -> None:
 @click.option("--forks", type=int, help="hosts provisioned at once (Ansible forks)")
 @click.option("--wheelhouse", help="install offline from this directory of wheels (filled from PyPI if empty)")
 @click.option("--platform", help="wheel platform of the hosts for --wheelhouse, e.g. manylinux2014_aarch64 for Pis")
-def cluster_provision(inventory, no_wheel, forks, wheelhouse, platform) -> None:
+@click.option("--wheel-python", type=click.Path(exists=True, dir_okay=False),
+              help="fill --wheelhouse with this interpreter (the hosts' Python version: it decides which "
+                   "dependencies they need)")
+def cluster_provision(inventory, no_wheel, forks, wheelhouse, platform, wheel_python) -> None:
     """Install Java 17 and Flink 2.3 (PyFlink venv) and write every JobManager/TaskManager config (site.yml)."""
     from experiments.cluster import provision
     _recap(provision(inventory, say, with_wheel=not no_wheel, forks=forks, wheelhouse_dir=wheelhouse,
-                     platform=platform))
+                     platform=platform, wheel_python=wheel_python))
 
 
 @cluster.command("start")
