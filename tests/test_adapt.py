@@ -39,3 +39,25 @@ def test_noise_that_changes_the_best_placement_never_redeploys():
     assert all(decide(opts, st, i, "A", b, 0.3 if b != "A" else 0).action != "redeploy" for i, b in enumerate(flips))
     gains = [0.3, 0.1, 0.3, 0.3, 0.05, 0.3]  # the same better placement, but the gain dips below the threshold
     assert all(decide(opts, st, i, "A", "B", g).action != "redeploy" for i, g in enumerate(gains))
+
+
+def test_costs_come_from_the_busiest_window_and_everything_else_from_the_window_now():
+    import dataclasses
+
+    from experiments.adapt import CostMemory
+    from tests.test_costmodel_units import chain
+    busy = chain(("flag", 3e-3, 1.0, 100, False), ("sink", 1e-5, 1.0, 0, False))
+
+    def scaled(p, k, sel=1.0):  # costs ×k (fixed overhead spread over fewer records), flag's selectivity `sel`
+        return dataclasses.replace(p, operators=tuple(dataclasses.replace(
+            o, cost_s_per_record=o.cost_s_per_record * k,
+            selectivity=sel if o.id == "flag" else o.selectivity) for o in p.operators))
+    memory = CostMemory()
+    assert memory.apply(busy, 430.0) is busy
+    slow = memory.apply(scaled(busy, 2.4, sel=0.5), 97.0)  # a link-bound window at a quarter of the rate
+    assert slow.op["flag"].cost_s_per_record == busy.op["flag"].cost_s_per_record
+    assert slow.op["flag"].selectivity == 0.5  # what the window measures now is kept
+    assert memory.rate == 430.0
+    near = scaled(busy, 1.1)
+    assert memory.apply(near, 400.0) is near  # a window as busy (within 10 %) refreshes the costs
+    assert memory.apply(scaled(busy, 3.0), 100.0).op["flag"].cost_s_per_record == near.op["flag"].cost_s_per_record
