@@ -5,6 +5,8 @@ is made for root, and an inventory lists the sites as hosts, so `edgeplace clust
 tried (and tested) on this one machine exactly as on Raspberry Pis."""
 from __future__ import annotations
 
+import grp
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +28,6 @@ def require_sshd() -> str:
 
 
 def user_exists(name: str) -> bool:
-    import pwd
     try:
         pwd.getpwnam(name)
         return True
@@ -36,7 +37,6 @@ def user_exists(name: str) -> bool:
 
 def remove_user(name: str) -> None:
     """Remove the system user (and its group) that provisioning the testbed's hosts made on this machine."""
-    import grp
     if user_exists(name):
         res = subprocess.run(["userdel", name], capture_output=True, text=True)
         if res.returncode != 0:

@@ -53,7 +53,8 @@ def build(opts: JobOptions) -> None:
 
     ops = topology(opts)
     ctx = JobContext(opts, ops)
-    extra = ("x" * pad(opts),) if pad(opts) else ()  # (key, seq, site[, padding], created)
+    padding = pad(opts)
+    extra = ("x" * padding,) if padding else ()  # (key, seq, site[, padding], created)
     parsed_type = Types.TUPLE([Types.LONG(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
     event_type = Types.TUPLE([Types.LONG(), Types.LONG(), Types.STRING(), *(Types.STRING() for _ in extra),
                               Types.DOUBLE()])
