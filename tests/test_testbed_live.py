@@ -47,7 +47,7 @@ def clean_machine(root_required):
     assert snapshot() == before
 
 
-def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machine):
+def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machine, tmp_path):
     res = edgeplace("testbed", "up", "--edge", "1", "--cloud", "1", "--wan-mbit", "8", *TEST_ARGS)
     assert res.returncode == 0, res.stderr
     state = st.load()
@@ -103,6 +103,21 @@ def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machin
     again = edgeplace("testbed", "up", *TEST_ARGS)
     assert again.returncode == 1 and "already up" in again.stderr.strip().splitlines()[-1]
     assert requests.get(f"{REST}/taskmanagers", timeout=5).ok
+
+    # a second testbed (another home, subnet and ports) comes up and goes down beside it without touching
+    # it: no shared CPU group, namespace or interface (their CPU groups were once one, and one testbed's
+    # `down` ended the other's TaskManagers)
+    other = {**os.environ, "EDGEPLACE_HOME": str(tmp_path / "other-home")}
+    cli = [sys.executable, "-m", "experiments.cli", "testbed"]
+    res = subprocess.run([*cli, "up", "--edge", "1", "--rest-port", "18091", "--rpc-port", "16133",
+                          "--subnet", "10.213.9.0/24"], env=other, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert subprocess.run([*cli, "down"], env=other, capture_output=True, text=True, timeout=120).returncode == 0
+    mine = [psutil.Process(p["pid"]) for p in state.of_kind("process")]
+    assert all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in mine)
+    assert {t["id"] for t in requests.get(f"{REST}/taskmanagers", timeout=5).json()["taskmanagers"]} == {
+        "edge-1", "cloud-1"}
+    assert all(Path(r["path"]).exists() for r in state.of_kind("cgroup"))
 
     # a crashed TaskManager: status says so, down still cleans everything (checked by the fixture)
     os.kill(java[0].pid, signal.SIGKILL)

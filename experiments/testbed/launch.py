@@ -16,7 +16,7 @@ from common.errors import EdgeplaceError
 from common.say import Say
 from experiments.testbed import cgroups, pyworkers, sshhosts, state as st
 from experiments.testbed.processes import ProcRef
-from experiments.testbed.spec import TestbedSpec, members, site_links
+from experiments.testbed.spec import TestbedSpec, bridge_name, members, site_links
 from placement import flinkdist
 from experiments.testbed.state import rest_of
 
@@ -92,8 +92,13 @@ def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: 
     cmd = shlex.join(fg)
     cg_path = None
     if isolate:
-        cg_name = f"edgeplace/{Path(state.workdir).parent.name}/{name}"
+        # one group folder per testbed, named like its interfaces after its subnet (which no other testbed
+        # can hold): a testbed's `down` ends every process in its groups, so they must never be shared
+        cg_name = f"edgeplace/{bridge_name(TestbedSpec.from_dict(state.spec))}/{name}"
         cg_path = cgroups.group_path(cg_name)
+        if cg_path.exists() and str(cg_path) not in {r["path"] for r in state.of_kind("cgroup")}:
+            raise EdgeplaceError(f"cgroup {cg_path} exists but is not recorded by this testbed (another testbed "
+                                 "on the same --subnet?); take that one down, or remove the group")
         state.record("cgroup", path=str(cg_path))
         cgroups.create(cg_name, cores)
         prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
