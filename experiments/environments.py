@@ -41,6 +41,9 @@ class Environment(Protocol):
     @property
     def link_rates(self) -> dict[str, float | None]: ...
 
+    @property
+    def hosts(self) -> dict[str, str]: ...
+
     def set_wan(self, mbit: Rates) -> None: ...
 
     def before_deploy(self, mbit: Rates) -> None: ...
@@ -96,6 +99,10 @@ class LocalTestbed:
     @property
     def sites(self) -> list[str]:
         return [t["site"] for t in self.state.taskmanagers if t["site"] != CLOUD]
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        return {}  # every TaskManager on this machine, in a namespace of its own
 
     @property
     def link_rates(self) -> dict[str, float | None]:
@@ -187,6 +194,11 @@ class AnsibleCluster:
     @property
     def sites(self) -> list[str]:
         return [n["site"] for n in self.facts["nodes"] if n["site"] != CLOUD]
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        """TaskManager id → the address Ansible reaches its host at."""
+        return {n["id"]: str(n["host"]) for n in self.facts["nodes"]}
 
     @property
     def link_rates(self) -> dict[str, float | None]:

@@ -79,6 +79,22 @@ def _metadata(results: Path) -> dict:
         raise EdgeplaceError(f"{f} is damaged ({exc}); restore it or re-run the experiment") from None
 
 
+def _cluster(meta: dict) -> str:
+    """The cluster the cells ran on: as the runner recorded it, else (older results) as the config asked."""
+    ran = meta.get("cluster")
+    if not ran:
+        c = meta["config"]["cluster"]
+        return (f"{c['edge']} edge TaskManager(s) at {c['edge_cpu']} cores each, {c['cloud']} cloud "
+                "TaskManager(s); links shaped with tc htb")
+    nodes = "; ".join(f"{n['id']}{' on ' + n['host'] if n.get('host') else ''} (site {n['site']}, {n['slots']} slots, "
+                      f"{n['cores']:g} cores{', speed %.2f' % n['speed'] if ran.get('speeds_measured') else ''})"
+                      for n in ran["nodes"])
+    kind = "the local emulated testbed" if ran["kind"] == "local" else "an Ansible cluster"
+    unmeasured = [k for k, v in (ran.get("measured") or {}).items() if not v]
+    return (f"{kind}: {nodes}; links shaped with tc htb"
+            + (f"; not measured there: {', '.join(unmeasured)}" if unmeasured else ""))
+
+
 def _crossover_lines(results: Path) -> list[str]:
     """Per profiled query: the link bandwidths at which the cost model's best layout changes."""
     from costmodel.problem import load
@@ -105,8 +121,7 @@ def write_report(results: Path) -> Path:
         lines += [f"Made on {h['hostname']} ({h['cpus']} CPUs, {h['processor']}, kernel {v['kernel']}) with "
                   f"edgeplace {v['edgeplace']}, Flink {v['apache-flink']}, Python {v['python']}; config hash "
                   f"`{meta['config_hash']}`, seed {meta['seed']}.", "",
-                  f"Cluster: {conf['cluster']['edge']} edge TaskManager(s) at {conf['cluster']['edge_cpu']} cores "
-                  f"each, {conf['cluster']['cloud']} cloud TaskManager(s); links shaped with tc htb. Sources "
+                  f"Cluster: {_cluster(meta)}. Sources "
                   f"{'unthrottled (sustainable rate)' if conf.get('source_rate') == 'max' else conf.get('source_rate')}, "
                   f"warm-up {conf.get('warmup_s')} s, measured {conf.get('duration_s')} s, "
                   f"{conf.get('repetitions')} repetition(s).", ""]
@@ -123,6 +138,8 @@ def write_report(results: Path) -> Path:
         p99_ms=("latency_p99", "mean"), n=("measured_rate", "count")).reset_index()
     table["p50_ms"] *= 1000
     table["p99_ms"] *= 1000
+    if table[["p50_ms", "p99_ms"]].isna().all().all():  # not measured (real clusters): no empty columns
+        table = table.drop(columns=["p50_ms", "p99_ms"])
     lines += ["## Results (mean over repetitions)", "", _markdown(table), ""]
     lines += ["## Placements", ""]
     for _, r in df.drop_duplicates(["query", "bandwidth_mbit", "policy"]).iterrows():

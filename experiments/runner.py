@@ -23,7 +23,7 @@ from common.say import Say
 from common.signals import sigterm_interrupts
 from costmodel.predict import predict
 from costmodel.pricing import structure_problem, with_bandwidth
-from costmodel.problem import Problem, from_json, to_json
+from costmodel.problem import Node, Problem, from_json, to_json
 from experiments import config as cfg
 from experiments.environments import AnsibleCluster, Environment, LocalTestbed
 from experiments.measure import measure
@@ -87,6 +87,17 @@ def metadata(conf: cfg.ExperimentConfig, config_path: str) -> dict:
             "seed": conf.seed, "command": " ".join(sys.argv)}
 
 
+def as_run(conf: cfg.ExperimentConfig, env: Environment, nodes: list[Node]) -> dict:
+    """The cluster the cells ran on, as the planner saw it (a real cluster's facts, not the config's testbed
+    defaults): its nodes, the host each runs on where known, and what was measured there."""
+    hosts = env.hosts
+    return {"kind": conf.cluster.kind,
+            "nodes": [{"id": n.id, "site": n.site, "slots": n.slots, "cores": n.cores, "speed": n.speed,
+                       **({"host": hosts[n.id]} if n.id in hosts else {})} for n in nodes],
+            "speeds_measured": conf.calibrate_speeds,
+            "measured": {"latency": env.target.local, "cpu": bool(env.tm_processes())}}
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -123,11 +134,15 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
         try:
             env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
                    else AnsibleCluster(conf.cluster.inventory, say))
+            nodes = _nodes(conf, res, env, say)
+            meta = json.loads(meta_file.read_text())
+            meta["cluster"] = as_run(conf, env, nodes)
+            write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
             if conf.phases:
                 from experiments.phased import run_phased
-                run_phased(conf, res, todo, env, _nodes(conf, res, env, say), say, progress)
+                run_phased(conf, res, todo, env, nodes, say, progress)
             else:
-                _run_cells(conf, res, todo, env, say, progress)
+                _run_cells(conf, res, todo, env, nodes, say, progress)
         finally:
             if env is not None:
                 env.close()
@@ -160,10 +175,10 @@ def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
     return True
 
 
-def _run_cells(conf, res: Results, todo: list[dict], env: Environment, say: Say, progress) -> None:
+def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: list[Node], say: Say,
+               progress) -> None:
     """Cells that share a query and a placement are measured in one deployment, one bandwidth after the
     other (thinnest first): only the tc shaping changes between them, so each deployment is paid once."""
-    nodes = _nodes(conf, res, env, say)
     profiled: dict[str, Problem] = {}
     groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
     order: list[tuple] = []

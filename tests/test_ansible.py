@@ -244,6 +244,19 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         # 2 Mbit/s carried the events across the shaped uplink: ≈ payload bytes per event crossed it
         assert 50 < cells.wan_bytes_per_event[0] < 400
         assert cells.measured_rate[0] * cells.wan_bytes_per_event[0] * 8 < 2.0e6 * 1.1
+        # the report describes the cluster that ran (its facts, not the testbed defaults) and draws nothing
+        # it did not measure there (latency and CPU per TaskManager are measured on the local testbed only)
+        root = next((tmp_path / "results").glob("real-*"))
+        ran = json.loads((root / "metadata.json").read_text())["cluster"]
+        by_id = {n["id"]: n for n in nodes}
+        assert ran["kind"] == "ansible" and {n["id"]: (n["host"], n["cores"]) for n in ran["nodes"]} == {
+            i: (n["host"], pytest.approx(float(n["cores"]))) for i, n in by_id.items()}
+        assert ran["measured"] == {"latency": False, "cpu": False}
+        res = edgeplace("report", str(root))
+        assert res.returncode == 0, res.stderr
+        report = (root / "report.md").read_text()
+        assert f"edge-1 on {by_id['edge-1']['host']} (site edge-1" in report and "p50_ms" not in report
+        assert not (root / "figures" / "latency.png").exists() and not (root / "figures" / "cpu_per_node.png").exists()
 
         _deploy_where_redeploy_keep_state(inv, tmp_path)
 

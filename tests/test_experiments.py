@@ -217,6 +217,34 @@ def test_report_and_figures_of_a_results_folder(tmp_path):
     assert headline(df)[-1].startswith("cost model: median |predicted − measured| / measured λ* = 15%")
 
 
+def test_a_real_clusters_report_describes_its_nodes_and_omits_what_was_not_measured(tmp_path):
+    """Results from an Ansible cluster: no latency, no CPU per TaskManager; the runner recorded the nodes."""
+    import json
+    from experiments.report import write_report
+    root = tmp_path / "real-abc"
+    _synthetic_results(root)
+    df = pd.read_parquet(root / "cells.parquet")
+    df[["latency_p50", "latency_p95", "latency_p99"]] = float("nan")
+    df["cpu_cores"] = "{}"
+    df.to_parquet(root / "cells.parquet")
+    nodes = [{"id": "cloud-1", "site": "cloud", "slots": 8, "cores": 3.5, "speed": 1.0, "host": "10.9.0.1"},
+             {"id": "edge-1", "site": "edge-1", "slots": 2, "cores": 0.5, "speed": 0.42, "host": "10.9.1.2"}]
+    (root / "metadata.json").write_text(json.dumps({
+        "config": {"name": "real", "cluster": {"kind": "ansible", "edge": 1, "cloud": 1, "edge_cpu": 0.5},
+                   "source_rate": "max", "warmup_s": 8, "duration_s": 10, "repetitions": 1},
+        "versions": {"edgeplace": "0", "apache-flink": "2.3.0", "python": "3.11", "kernel": "k"},
+        "host": {"hostname": "h", "cpus": 2, "processor": "p"}, "config_hash": "abc", "seed": 1,
+        "cluster": {"kind": "ansible", "nodes": nodes, "speeds_measured": True,
+                    "measured": {"latency": False, "cpu": False}}}))
+    text = write_report(root).read_text()
+    assert ("Cluster: an Ansible cluster: cloud-1 on 10.9.0.1 (site cloud, 8 slots, 3.5 cores, speed 1.00); "
+            "edge-1 on 10.9.1.2 (site edge-1, 2 slots, 0.5 cores, speed 0.42); links shaped with tc htb; "
+            "not measured there: latency, cpu.") in text
+    assert "p50_ms" not in text and "0.5 cores each" not in text  # not the config's testbed defaults
+    figures = sorted(p.name for p in (root / "figures").glob("*.png"))
+    assert figures == ["predicted_vs_measured.png", "throughput_vs_bandwidth.png", "wan_bytes_per_event.png"]
+
+
 def _prof(vertex, name, busy, rate_in, rate_out, bytes_out_rate):
     from collectors.profiles import OperatorProfile
     return OperatorProfile(vertex, name, 1, 0, 0, 0, rate_in, rate_out, bytes_out_rate, 1, 0, busy, 0, 0, 5, 0)
