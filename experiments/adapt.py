@@ -118,16 +118,18 @@ def key(assignment: dict[str, str]) -> str:
 
 
 def adapt(env: Environment, job_id: str, opts: AdaptOptions, log: Path, say: Say, dry_run: bool = False,
-          rounds: int | None = None) -> str:
+          rounds: int | None = None, memory: CostMemory | None = None) -> str:
     """Run the loop on `job_id` until Ctrl-C/SIGTERM (or `rounds` decisions); returns the id of the job
-    that runs at the end (a redeploy gives the job a new id)."""
+    that runs at the end (a redeploy gives the job a new id). A caller that runs the loop in stretches
+    (`rounds`) passes one `memory` to all of them, so that it keeps what it learnt, as one loop would."""
     if opts.objective not in OBJECTIVES:
         raise EdgeplaceError(f"unknown objective {opts.objective!r}; known: {', '.join(OBJECTIVES)}")
     rec = records.load_record(paths.home(), job_id)
     if rec is None:
         raise EdgeplaceError(f"job {job_id} was not deployed by edgeplace here (no record); cannot adapt it")
     ops = operators(rec["query"], rec["args"])
-    rest, realizer, state, memory = env.target.rest, Realizer(env.target, say), RuleState(), CostMemory()
+    rest, realizer, state = env.target.rest, Realizer(env.target, say), RuleState()
+    memory = CostMemory() if memory is None else memory
     rest.running_job(job_id)
     window = max(opts.window, MIN_PROFILE_S)
     rows: list[dict] = []

@@ -17,7 +17,7 @@ from costmodel.predict import predict
 from costmodel.pricing import structure_problem, with_bandwidth
 from costmodel.problem import Problem
 from experiments import config as cfg
-from experiments.adapt import AdaptOptions, adapt
+from experiments.adapt import AdaptOptions, CostMemory, adapt
 from experiments.environments import Environment
 from experiments.measure import measure
 from experiments.runner import Results, _failed_row, _placement, _profile, _row, cell_id, job_of
@@ -72,6 +72,7 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
     log.parent.mkdir(parents=True, exist_ok=True)
     env.before_deploy(conf.cluster.rates(conf.phases[0].mbit, env.sites))
     say(f"deploying {c0['query']} ({policy}, repetition {c0['repetition']}) for {len(conf.phases)} phases")
+    memory = CostMemory()  # one loop through all phases: what it learnt in one phase it knows in the next
     with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
                  say) as d:
         for c in sorted(cells, key=lambda x: x["phase"]):
@@ -80,7 +81,7 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
             started = time.time()
             redeploys, warmup = 0, conf.settle_s
             if policy == cfg.ADAPTIVE:  # the loop decides while the phase settles
-                d.job_id, redeploys, since = _adapt_through(env, d.job_id, conf, log, say)
+                d.job_id, redeploys, since = _adapt_through(env, d.job_id, conf, log, memory, say)
                 warmup = max(0.0, conf.warmup_s - since)  # a job the loop just redeployed warms up first
             m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, warmup,
                         phase.duration_s - conf.settle_s, env.wan_counters)
@@ -96,13 +97,16 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
                 progress(done[0], total)
 
 
-def _adapt_through(env: Environment, job_id: str, conf: cfg.ExperimentConfig, log: Path, say: Say):
-    """Run the closed loop for the settle time; (the job now running, redeploys, seconds since the last)."""
+def _adapt_through(env: Environment, job_id: str, conf: cfg.ExperimentConfig, log: Path, memory: CostMemory,
+                   say: Say):
+    """Run the closed loop for the settle time, keeping `memory` from the phases before; (the job now
+    running, redeploys, seconds since the last)."""
     a = conf.adapt
     opts = AdaptOptions(a.interval_s, a.window_s, a.min_gain, a.stable, a.cooldown_s, "throughput",
                         conf.warmup_s)
     started = time.time()
-    job_id = adapt(env, job_id, opts, log, say, rounds=max(1, round(conf.settle_s / a.interval_s)))
+    job_id = adapt(env, job_id, opts, log, say, rounds=max(1, round(conf.settle_s / a.interval_s)),
+                   memory=memory)
     moves = [e for e in _redeploys(log) if e["time"] >= started]  # entries of earlier phases are older
     since = time.time() - moves[-1]["time"] - moves[-1].get("redeploy_s", 0) if moves else float("inf")
     return job_id, len(moves), since

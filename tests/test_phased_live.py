@@ -54,6 +54,10 @@ def test_adaptive_policy_follows_a_link_that_thins_with_one_redeploy(root_requir
     assert thin["measured_rate"] > 2 * 450, thin["measured_rate"]
     decisions = [json.loads(x) for x in (root / "adapt" / "q2-0.jsonl").read_text().splitlines()]
     assert [d["action"] for d in decisions].count("redeploy") == 1
+    # one loop through both phases: the costs it keeps (from its busiest window) are never forgotten when a
+    # phase starts (a loop restarted per phase priced the thin phase from link-bound windows only)
+    kept = [d["costs_at_rate"] for d in decisions if "costs_at_rate" in d]
+    assert kept and kept == sorted(kept), kept
     report = (root / "report.md").read_text()
     assert "q2 phase 1 (0.5 Mbit/s): adaptive" not in report  # no static policy to compare with: no such line
     assert (root / "figures" / "phases.png").exists()
