@@ -69,6 +69,13 @@ def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machin
     assert 6.4 <= shaped <= 9.6
     assert unshaped > 4 * shaped
 
+    # the CLI's probe measures the same link; an unknown site is one clear line
+    probe = edgeplace("testbed", "probe", "--site", "edge-1", "--seconds", "2")
+    assert probe.returncode == 0, probe.stderr
+    assert 6.4 <= float(probe.stdout.split("edge-1 → cloud:")[1].split("Mbit/s")[0]) <= 9.6, probe.stdout
+    bad = edgeplace("testbed", "probe", "--site", "edge-9")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == ["edgeplace: error: unknown edge site 'edge-9'"]
+
     # status reports the link, its rate and the bytes that crossed it
     status = json.loads(edgeplace("testbed", "status", "--json", check=True).stdout)
     (link,) = status["links"]
@@ -127,6 +134,15 @@ def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machin
     assert tm["alive"] is False
     gone, _ = psutil.wait_procs([server], timeout=10)
     assert gone, "the Python worker server outlived its TaskManager"
+    # heal restarts it in its group and namespace; it registers again; a second heal has nothing to do
+    healed = edgeplace("testbed", "heal", timeout=180)
+    assert healed.returncode == 0 and "restarted edge-1" in healed.stderr, healed.stderr
+    assert {t["id"] for t in requests.get(f"{REST}/taskmanagers", timeout=5).json()["taskmanagers"]} == {
+        "edge-1", "cloud-1"}
+    again = st.load()
+    new = next(p for p in reversed(again.of_kind("process")) if p["name"] == "edge-1")
+    assert new["pid"] != proc["pid"] and new["pid"] in cgroups.pids(cg)
+    assert "every TaskManager is running" in edgeplace("testbed", "heal", timeout=120).stderr
     assert edgeplace("testbed", "down").returncode == 0
     assert st.load() is None
 
