@@ -53,8 +53,20 @@ def adaptive_vs_static(df: pd.DataFrame) -> list[str]:
         a = g.loc["adaptive"]
         lines.append(f"{q} phase {ph} ({a['bw']:g} Mbit/s): adaptive {a['rate']:,.0f} events/s = "
                      f"{a['rate'] / static.loc[best, 'rate']:.0%} of the best static ({best}, "
-                     f"{static.loc[best, 'rate']:,.0f}); {a['redeploys']:g} redeploy(s)")
+                     f"{static.loc[best, 'rate']:,.0f}); " + _per_repetition(df[(df["query"] == q) & (df["phase"] == ph)]))
     return lines
+
+
+def _per_repetition(cells: pd.DataFrame) -> str:
+    """Adaptive's redeploys in one phase, and with several repetitions each one's share of that
+    repetition's best static rate (the spread between repetitions on a shared machine is large)."""
+    rates = cells.pivot_table(index="repetition", columns="policy", values="measured_rate", aggfunc="mean")
+    moves = cells[cells["policy"] == "adaptive"].groupby("repetition")["redeploys"].sum()
+    if len(rates) < 2:
+        return f"{moves.sum():g} redeploy(s)"
+    share = rates["adaptive"] / rates.drop(columns="adaptive").max(axis=1)
+    return (f"redeploys per repetition: {', '.join(f'{m:g}' for m in moves)}; per repetition "
+            + ", ".join(f"{x:.0%}" for x in share) + " of its best static")
 
 
 def model_error(df: pd.DataFrame) -> float | None:
@@ -77,6 +89,15 @@ def _metadata(results: Path) -> dict:
         return meta
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EdgeplaceError(f"{f} is damaged ({exc}); restore it or re-run the experiment") from None
+
+
+def _measured(conf: dict) -> str:
+    """How long each cell was measured: its duration, or for a changing-conditions config its phases."""
+    phases = conf.get("phases") or []
+    if not phases:
+        return f"measured {conf.get('duration_s')} s"
+    return ("phases " + " → ".join(f"{p['mbit']:g} Mbit/s for {p['duration_s']:g} s" for p in phases)
+            + f", each measured after {conf.get('settle_s'):g} s of settling")
 
 
 def _cluster(meta: dict) -> str:
@@ -123,7 +144,7 @@ def write_report(results: Path) -> Path:
                   f"`{meta['config_hash']}`, seed {meta['seed']}.", "",
                   f"Cluster: {_cluster(meta)}. Sources "
                   f"{'unthrottled (sustainable rate)' if conf.get('source_rate') == 'max' else conf.get('source_rate')}, "
-                  f"warm-up {conf.get('warmup_s')} s, measured {conf.get('duration_s')} s, "
+                  f"warm-up {conf.get('warmup_s')} s, {_measured(conf)}, "
                   f"{conf.get('repetitions')} repetition(s).", ""]
         own = conf["cluster"].get("sites") or {}
         if own:

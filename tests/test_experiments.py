@@ -357,6 +357,16 @@ def test_report_compares_adaptive_with_the_best_static_policy_in_each_phase(tmp_
     assert "q2 phase 0 (20 Mbit/s): adaptive 5,800 events/s = 97% of the best static (cloud-only, 6,000); 0 redeploy" in text
     assert "q2 phase 1 (0.5 Mbit/s): adaptive 1,900 events/s = 95% of the best static (edge-max, 2,000); 1 redeploy" in text
     assert (root / "figures" / "phases.png").stat().st_size > 5000
+    # a second repetition: the means, each repetition's redeploys and its share of its own best static
+    again = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    again["repetition"] = 1
+    again["cell"] = again["cell"].str.replace("|0|", "|1|", regex=False)
+    again.loc[(again["policy"] == "edge-max") & (again["phase"] == 1), "measured_rate"] = 1000.0
+    again.loc[(again["policy"] == "adaptive") & (again["phase"] == 1), "redeploys"] = 2
+    pd.concat([pd.DataFrame(rows, columns=CELL_COLUMNS), again]).to_parquet(root / "cells.parquet")
+    text = write_report(root).read_text()
+    assert ("q2 phase 1 (0.5 Mbit/s): adaptive 1,900 events/s = 127% of the best static (edge-max, 1,500); "
+            "redeploys per repetition: 1, 2; per repetition 95%, 190% of its best static") in text
 
 
 def test_a_site_with_its_own_link_keeps_it_in_every_cell():
