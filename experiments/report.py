@@ -100,7 +100,18 @@ def _measured(conf: dict) -> str:
             + f", each measured after {conf.get('settle_s'):g} s of settling")
 
 
-def _cluster(meta: dict) -> str:
+def _unmeasured(df: pd.DataFrame) -> list[str]:
+    """What no cell measured (real clusters: CPU per TaskManager; latency where the sinks' files are not
+    on this machine)."""
+    out = []
+    if not df[["latency_p50", "latency_p95", "latency_p99"]].notna().any().any():
+        out.append("latency")
+    if all(not json.loads(x or "{}") for x in df["cpu_cores"]):
+        out.append("CPU per TaskManager")
+    return out
+
+
+def _cluster(meta: dict, df: pd.DataFrame) -> str:
     """The cluster the cells ran on: as the runner recorded it, else (older results) as the config asked."""
     ran = meta.get("cluster")
     if not ran:
@@ -111,7 +122,7 @@ def _cluster(meta: dict) -> str:
                       f"{n['cores']:g} cores{', speed %.2f' % n['speed'] if ran.get('speeds_measured') else ''})"
                       for n in ran["nodes"])
     kind = "the local emulated testbed" if ran["kind"] == "local" else "an Ansible cluster"
-    unmeasured = [k for k, v in (ran.get("measured") or {}).items() if not v]
+    unmeasured = _unmeasured(df)
     return (f"{kind}: {nodes}; links shaped with tc htb"
             + (f"; not measured there: {', '.join(unmeasured)}" if unmeasured else ""))
 
@@ -142,7 +153,7 @@ def write_report(results: Path) -> Path:
         lines += [f"Made on {h['hostname']} ({h['cpus']} CPUs, {h['processor']}, kernel {v['kernel']}) with "
                   f"edgeplace {v['edgeplace']}, Flink {v['apache-flink']}, Python {v['python']}; config hash "
                   f"`{meta['config_hash']}`, seed {meta['seed']}.", "",
-                  f"Cluster: {_cluster(meta)}. Sources "
+                  f"Cluster: {_cluster(meta, df)}. Sources "
                   f"{'unthrottled (sustainable rate)' if conf.get('source_rate') == 'max' else conf.get('source_rate')}, "
                   f"warm-up {conf.get('warmup_s')} s, {_measured(conf)}, "
                   f"{conf.get('repetitions')} repetition(s).", ""]

@@ -89,13 +89,12 @@ def metadata(conf: cfg.ExperimentConfig, config_path: str) -> dict:
 
 def as_run(conf: cfg.ExperimentConfig, env: Environment, nodes: list[Node]) -> dict:
     """The cluster the cells ran on, as the planner saw it (a real cluster's facts, not the config's testbed
-    defaults): its nodes, the host each runs on where known, and what was measured there."""
+    defaults): its nodes and the host each runs on where known."""
     hosts = env.hosts
     return {"kind": conf.cluster.kind,
             "nodes": [{"id": n.id, "site": n.site, "slots": n.slots, "cores": n.cores, "speed": n.speed,
                        **({"host": hosts[n.id]} if n.id in hosts else {})} for n in nodes],
-            "speeds_measured": conf.calibrate_speeds,
-            "measured": {"latency": env.target.local, "cpu": bool(env.tm_processes())}}
+            "speeds_measured": conf.calibrate_speeds}
 
 
 def _cpu_model() -> str:

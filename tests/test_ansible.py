@@ -251,18 +251,21 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         assert 50 < cells.wan_bytes_per_event[0] < 400
         assert cells.measured_rate[0] * cells.wan_bytes_per_event[0] * 8 < 2.0e6 * 1.1
         # the report describes the cluster that ran (its facts, not the testbed defaults) and draws nothing
-        # it did not measure there (latency and CPU per TaskManager are measured on the local testbed only)
+        # it did not measure there: CPU per TaskManager is measured on the local testbed only (latency is
+        # measured here, where the hosts' sink files are on this machine's file system)
         root = next((tmp_path / "results").glob("real-*"))
         ran = json.loads((root / "metadata.json").read_text())["cluster"]
-        by_id = {n["id"]: n for n in nodes}
-        assert ran["kind"] == "ansible" and {n["id"]: (n["host"], n["cores"]) for n in ran["nodes"]} == {
-            i: (n["host"], pytest.approx(float(n["cores"]))) for i, n in by_id.items()}
-        assert ran["measured"] == {"latency": False, "cpu": False}
+        assert ran["kind"] == "ansible"
+        assert {n["id"]: n["host"] for n in ran["nodes"]} == {n["id"]: n["host"] for n in nodes}
+        assert all(float(n["cores"]) == pytest.approx(1.0, rel=0.15) for n in ran["nodes"]), ran  # facts, again
         res = edgeplace("report", str(root))
         assert res.returncode == 0, res.stderr
         report = (root / "report.md").read_text()
-        assert f"edge-1 on {by_id['edge-1']['host']} (site edge-1" in report and "p50_ms" not in report
-        assert not (root / "figures" / "latency.png").exists() and not (root / "figures" / "cpu_per_node.png").exists()
+        host = next(n["host"] for n in nodes if n["id"] == "edge-1")
+        assert f"edge-1 on {host} (site edge-1" in report
+        assert "CPU per TaskManager" in report.split("not measured there: ")[1].split(".")[0]
+        assert not (root / "figures" / "cpu_per_node.png").exists()
+        assert (root / "figures" / "latency.png").exists() == cells.latency_p50.notna().any() == ("p50_ms" in report)
 
         _deploy_where_redeploy_keep_state(inv, tmp_path)
 

@@ -234,12 +234,11 @@ def test_a_real_clusters_report_describes_its_nodes_and_omits_what_was_not_measu
                    "source_rate": "max", "warmup_s": 8, "duration_s": 10, "repetitions": 1},
         "versions": {"edgeplace": "0", "apache-flink": "2.3.0", "python": "3.11", "kernel": "k"},
         "host": {"hostname": "h", "cpus": 2, "processor": "p"}, "config_hash": "abc", "seed": 1,
-        "cluster": {"kind": "ansible", "nodes": nodes, "speeds_measured": True,
-                    "measured": {"latency": False, "cpu": False}}}))
+        "cluster": {"kind": "ansible", "nodes": nodes, "speeds_measured": True}}))
     text = write_report(root).read_text()
     assert ("Cluster: an Ansible cluster: cloud-1 on 10.9.0.1 (site cloud, 8 slots, 3.5 cores, speed 1.00); "
             "edge-1 on 10.9.1.2 (site edge-1, 2 slots, 0.5 cores, speed 0.42); links shaped with tc htb; "
-            "not measured there: latency, cpu.") in text
+            "not measured there: latency, CPU per TaskManager.") in text
     assert "p50_ms" not in text and "0.5 cores each" not in text  # not the config's testbed defaults
     figures = sorted(p.name for p in (root / "figures").glob("*.png"))
     assert figures == ["predicted_vs_measured.png", "throughput_vs_bandwidth.png", "wan_bytes_per_event.png"]
