@@ -37,6 +37,20 @@ def load_cells(results: Path) -> pd.DataFrame:
     return df
 
 
+LATENCY = ["latency_p50", "latency_p95", "latency_p99"]
+
+
+def has_latency(df: pd.DataFrame) -> bool:
+    """Whether any cell measured latency (not where the sinks' files are off this machine)."""
+    return bool(df[LATENCY].notna().any().any())
+
+
+def cpu_rows(df: pd.DataFrame) -> list[dict]:
+    """CPU per TaskManager of every cell, one row each (none: not measured, as on real clusters)."""
+    return [{"query": r["query"], "policy": r["policy"], "bw": r["bandwidth_mbit"], "tm": tm, "cores": cores}
+            for _, r in df.iterrows() for tm, cores in json.loads(r["cpu_cores"] or "{}").items()]
+
+
 def _stats(df: pd.DataFrame, value: str) -> pd.DataFrame:
     return df.groupby(["query", "policy", "bandwidth_mbit"])[value].agg(["mean", "std", "count"]).reset_index()
 
@@ -76,14 +90,9 @@ def plot_all(results: Path) -> list[Path]:
         ax.legend()
     files.append(_save(fig, out / "wan_bytes_per_event.png"))
 
-    lat = ["latency_p50", "latency_p95", "latency_p99"]
-    if df[lat].notna().any().any():  # not measured on real clusters: no empty figure
+    if has_latency(df):  # no empty figure of what was not measured
         files.append(_latency(df, queries, out / "latency.png"))
-
-    rows = []
-    for _, r in df.iterrows():
-        for tm, cores in json.loads(r["cpu_cores"] or "{}").items():
-            rows.append({"query": r["query"], "policy": r["policy"], "bw": r["bandwidth_mbit"], "tm": tm, "cores": cores})
+    rows = cpu_rows(df)
     if rows:  # measured on the local testbed only
         files.append(_cpu(pd.DataFrame(rows), queries, out / "cpu_per_node.png"))
 
@@ -112,10 +121,10 @@ def plot_all(results: Path) -> list[Path]:
 def _latency(df: pd.DataFrame, queries: list[str], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(queries), figsize=(5.5 * len(queries), 4.2), squeeze=False)
     for ax, q in zip(axes[0], queries):
-        s = df[df["query"] == q].groupby(["policy", "bandwidth_mbit"])[["latency_p50", "latency_p95", "latency_p99"]].mean()
+        s = df[df["query"] == q].groupby(["policy", "bandwidth_mbit"])[LATENCY].mean()
         labels = [f"{p}\n{b:g} Mbit/s" for p, b in s.index]
         x = np.arange(len(s))
-        for i, col in enumerate(["latency_p50", "latency_p95", "latency_p99"]):
+        for i, col in enumerate(LATENCY):
             ax.bar(x + i * 0.27, s[col] * 1000, 0.27, label=col.split("_")[1])
         ax.set_xticks(x + 0.27, labels, fontsize=7)
         ax.set(title=f"{q}: end-to-end latency at the sustained rate", ylabel="ms")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from common.errors import EdgeplaceError
 from common.files import write_atomic
-from experiments.plots import load_cells, plot_all
+from experiments.plots import cpu_rows, has_latency, load_cells, plot_all
 
 
 def headline(df: pd.DataFrame) -> list[str]:
@@ -103,12 +103,8 @@ def _measured(conf: dict) -> str:
 def _unmeasured(df: pd.DataFrame) -> list[str]:
     """What no cell measured (real clusters: CPU per TaskManager; latency where the sinks' files are not
     on this machine)."""
-    out = []
-    if not df[["latency_p50", "latency_p95", "latency_p99"]].notna().any().any():
-        out.append("latency")
-    if all(not json.loads(x or "{}") for x in df["cpu_cores"]):
-        out.append("CPU per TaskManager")
-    return out
+    return [what for what, seen in (("latency", has_latency(df)), ("CPU per TaskManager", bool(cpu_rows(df))))
+            if not seen]
 
 
 def _cluster(meta: dict, df: pd.DataFrame) -> str:
@@ -170,7 +166,7 @@ def write_report(results: Path) -> Path:
         p99_ms=("latency_p99", "mean"), n=("measured_rate", "count")).reset_index()
     table["p50_ms"] *= 1000
     table["p99_ms"] *= 1000
-    if table[["p50_ms", "p99_ms"]].isna().all().all():  # not measured (real clusters): no empty columns
+    if not has_latency(df):  # no empty columns of what was not measured
         table = table.drop(columns=["p50_ms", "p99_ms"])
     lines += ["## Results (mean over repetitions)", "", _markdown(table), ""]
     lines += ["## Placements", ""]
