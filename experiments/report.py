@@ -9,7 +9,8 @@ import pandas as pd
 
 from common.errors import EdgeplaceError
 from common.files import write_atomic
-from experiments.plots import cpu_rows, has_latency, load_cells, plot_all
+from experiments.cells import cpu_rows, has_latency, load_cells
+from experiments.plots import plot_all
 
 
 def headline(df: pd.DataFrame) -> list[str]:

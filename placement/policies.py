@@ -5,7 +5,6 @@ from __future__ import annotations
 from common.errors import EdgeplaceError
 from costmodel.problem import Problem
 from placement.heuristics import cloud_only, edge_max, exhaustive, greedy
-from placement.optimal import optimal
 
 POLICIES = ("cloud-only", "edge-max", "greedy", "exhaustive", "optimal")
 FLINK_DEFAULT = "flink-default"
@@ -19,5 +18,7 @@ def plan(p: Problem, policy: str, target_rate: float | None = None) -> dict[str,
         raise EdgeplaceError(f"unknown policy {policy!r}; known: {FLINK_DEFAULT}, {', '.join(POLICIES)}")
     if target_rate is not None and policy != "optimal":
         raise EdgeplaceError("--target-rate goes with --policy optimal")
-    return {"cloud-only": cloud_only, "edge-max": edge_max, "greedy": greedy, "exhaustive": exhaustive,
-            "optimal": lambda q: optimal(q, target_rate)}[policy](p)
+    if policy == "optimal":
+        from placement.optimal import optimal  # scipy's solver loads only when asked for (~0.7 s of every command)
+        return optimal(p, target_rate)
+    return {"cloud-only": cloud_only, "edge-max": edge_max, "greedy": greedy, "exhaustive": exhaustive}[policy](p)

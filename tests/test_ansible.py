@@ -32,24 +32,17 @@ WHEELHOUSE = Path.home() / ".cache" / "edgeplace" / f"test-wheelhouse-{HOST_VERS
 
 ANSIBLE = cluster.ANSIBLE_DIR
 BIN = Path(sys.executable).parent
-PLAYBOOKS = sorted(cluster.PLAYBOOKS.values())
 SSH_ARGS = ["--ssh-hosts", "--edge", "2", "--unshaped", "--edge-cpu", "1.0", "--subnet", "10.213.9.0/24",
             "--rest-port", "18091", "--rpc-port", "16133"]
 
 
 def test_ansible_lint_production_profile_passes():
+    """Lint's unskippable syntax-check rule runs `ansible-playbook --syntax-check` on every playbook (an unknown
+    play keyword in wan.yml or cluster-stop.yml fails this test), so no separate syntax test is needed."""
     proc = subprocess.run([str(BIN / "ansible-lint"), "--profile", "production", "--offline"], cwd=ANSIBLE,
                           capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "passed" in (proc.stdout + proc.stderr)
-
-
-@pytest.mark.parametrize("book", PLAYBOOKS)
-def test_playbook_syntax(book):
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "inventory/example.yml", book],
-                          cwd=ANSIBLE, capture_output=True, text=True,
-                          env={**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg")})
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_taskmanager_template_follows_the_testbed_rules():

@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from costmodel.predict import predict
 from costmodel.problem import from_json
 from common.errors import EdgeplaceError
-from placement.policies import exhaustive, greedy, optimal, plan
+from placement.heuristics import exhaustive, greedy
+from placement.optimal import optimal
+from placement.policies import plan
 
 
 @st.composite

@@ -28,8 +28,8 @@ def _run_and_report(config_file: str, results: str) -> None:
     from experiments import config as cfg
     cfg.load(config_file)  # a bad config is one line within a second, before the runner's heavy imports
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from experiments.cells import load_cells
     from experiments.report import headline, write_report
-    from experiments.plots import load_cells
     from experiments.runner import run
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} cells"),
                   TimeRemainingColumn(), console=err_console, transient=True) as bar:
@@ -46,6 +46,8 @@ def _run_and_report(config_file: str, results: str) -> None:
 @click.argument("results_dir")
 def plot_cmd(results_dir) -> None:
     """PNG figures of an experiment's results."""
+    from experiments.cells import load_cells
+    load_cells(Path(results_dir))  # a damaged or foreign table is one line before matplotlib loads
     from experiments.plots import plot_all
     for f in plot_all(Path(results_dir)):
         console.print(str(f))
@@ -55,8 +57,9 @@ def plot_cmd(results_dir) -> None:
 @click.argument("results_dir")
 def report_cmd(results_dir) -> None:
     """Markdown report (tables, figures, headline numbers) of an experiment's results."""
+    from experiments.cells import load_cells
+    cells = load_cells(Path(results_dir))  # a damaged or foreign table is one line before matplotlib loads
     from experiments.report import headline, write_report
-    from experiments.plots import load_cells
     console.print(f"report: {write_report(Path(results_dir))}")
-    for line in headline(load_cells(Path(results_dir))):
+    for line in headline(cells):
         console.print(f"  {line}", markup=False)
