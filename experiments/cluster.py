@@ -4,11 +4,14 @@ ansible-core is a Python dependency of edgeplace; its `ansible-playbook` is run 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,12 +115,16 @@ def run_playbook(action: str, inventory: str, extra: dict | None = None, say: Sa
 
 
 def project_wheel(say: Say = print) -> Path:
-    """A wheel of edgeplace itself (no dependencies), so TaskManagers' Python workers can import the jobs."""
-    out = paths.home() / "wheels"
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("edgeplace-*.whl"):
-        old.unlink()
+    """A wheel of edgeplace itself (no dependencies), so TaskManagers' Python workers can import the jobs.
+    Kept per digest of its sources: a provisioning with unchanged sources builds nothing (pip takes ~8 s)."""
     root = ANSIBLE_DIR.parent
+    out = paths.home() / "wheels" / _sources_digest(root)
+    wheels = list(out.glob("edgeplace-*.whl"))
+    if wheels:
+        return wheels[0]
+    for old in out.parent.glob("*"):  # wheels of older sources (and, before digests, loose wheels)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    out.mkdir(parents=True)
     say("building a wheel of edgeplace for the TaskManagers' Python workers")
     # fixed zip timestamps: the same sources give the same wheel, so re-provisioning changes nothing
     env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
@@ -125,8 +132,20 @@ def project_wheel(say: Say = print) -> Path:
                           capture_output=True, text=True, timeout=600, env=env)
     wheels = list(out.glob("edgeplace-*.whl"))
     if proc.returncode != 0 or not wheels:
+        shutil.rmtree(out, ignore_errors=True)
         raise EdgeplaceError(f"building the edgeplace wheel failed: {_last_lines(proc.stderr, 4)}")
     return wheels[0]
+
+
+def _sources_digest(root: Path) -> str:
+    """What the wheel is made of: pyproject.toml and the packages' Python files (it holds nothing else)."""
+    h = hashlib.sha256()
+    packages = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    files = [root / "pyproject.toml"] + sorted(f for pattern in packages["include"]
+                                               for f in root.glob(f"{pattern.rstrip('*')}/**/*.py"))
+    for f in files:
+        h.update(f"{f.relative_to(root)}\0".encode() + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | None = None) -> Path:
