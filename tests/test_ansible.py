@@ -20,6 +20,7 @@ import yaml
 from experiments import cluster
 from experiments.testbed import flinkconf, network, sshhosts
 from experiments.testbed.spec import TestbedSpec, members
+from placement import flinkdist
 from tests.conftest import edgeplace
 from tests.counts_sink import assert_exact, read_sink, wait_rows
 
@@ -214,6 +215,11 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
         # installed, the wheelhouse is not kept on the hosts
         installs = sshhosts.hosts_root("10.213.9.0/24")
         assert len(list(installs.glob("*/venv"))) == 2 and not list(installs.glob("*/wheelhouse"))
+        # each host's Flink lib: the distribution's lib/ plus flink-python, as the local testbed's (not all of opt/)
+        dist = flinkdist.flink_home()
+        want = {j.name for j in (dist / "lib").glob("*.jar")} | {j.name for j in (dist / "opt").glob("flink-python*")}
+        for lib in installs.glob("*/lib"):
+            assert {j.name for j in lib.iterdir()} == want and all(j.resolve().is_file() for j in lib.iterdir())
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
         jm = state.ssh_hosts[0]["addr"]
