@@ -23,11 +23,46 @@ def attribution(rest: FlinkRest, job_id: str, ops: list[OpSpec]) -> tuple[dict[s
     return vertex_owners(rest, job_id, ops), where
 
 
+SETTLE_WINDOW_S = 20.0  # two metric refreshes of the JobManager
+SETTLE_TOLERANCE = 0.05
+
+
+def busy_per_event(samples, ops: list[OpSpec]) -> float:
+    """Busy seconds of all the job's subtasks per event out of its sources over `samples` (NaN: no events)."""
+    gens = {f"{o.name} gen" for o in ops if o.is_source}
+    profs = profiles(samples)
+    events = sum(p.observed_out_rate for p in profs if p.name in gens)
+    busy = sum(p.busy * p.parallelism for p in profs if p.busy == p.busy)
+    return busy / events if events > 0 else float("nan")
+
+
+def settle(rest: FlinkRest, job_id: str, ops: list[OpSpec], longest: float,
+           say: Callable[[str], None] = lambda _: None) -> float:
+    """Wait (at most `longest` s) until the job's busy time per event holds still: two consecutive windows
+    of SETTLE_WINDOW_S within SETTLE_TOLERANCE. A JVM compiles its hot code in its first minutes, and on a
+    quota-starved node the compiler's CPU comes out of the job's: a job's first minute on a fresh
+    TaskManager cost up to 1.7× its steady state. Returns the seconds waited."""
+    t0, last = time.monotonic(), float("nan")
+    while time.monotonic() - t0 + SETTLE_WINDOW_S <= longest:
+        now = busy_per_event(sample(rest, job_id, SETTLE_WINDOW_S, interval=2.5).frame(), ops)
+        if now == now and last == last and abs(now - last) <= SETTLE_TOLERANCE * last:
+            break
+        if last == last and now == now:
+            say(f"costs still moving ({(now - last) / last:+.0%} per event in {SETTLE_WINDOW_S:.0f} s)")
+        last = now
+    return time.monotonic() - t0
+
+
 def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float, warmup: float = 0.0,
-                cpu: CpuMeter | None = None, wan: Callable[[], dict[str, int]] | None = None) -> JobProfile:
+                cpu: CpuMeter | None = None, wan: Callable[[], dict[str, int]] | None = None,
+                steady: float = 0.0) -> JobProfile:
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it; with
-    `cpu`, also the cores each TaskManager's process tree used over the same window, with `wan` (the WAN
-    links' byte counters) the bytes/s each link carried."""
+    `steady` > 0, first wait up to that long for its costs to settle (`settle`); with `cpu`, also the cores
+    each TaskManager's process tree used over the same window, with `wan` (the WAN links' byte counters)
+    the bytes/s each link carried."""
+    if steady > 0:
+        waited = settle(rest, job_id, ops, steady)
+        warmup = max(0.0, warmup - waited)
     started: list[dict[str, float]] = []
     t0: list[float] = []
 

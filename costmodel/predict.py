@@ -68,11 +68,14 @@ def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float
             per[s] = per.get(s, 0.0) + use
     for s, r in p.rates_by_source.items():
         for v, n in assignment.items():
-            add(f"node:{n}", p.node[n].cores, s, r[v] * p.op[v].cost_s_per_record / p.node[n].speed)
-            add(f"operator:{v}", p.op[v].parallelism, s, r[v] * p.op[v].busy / p.node[n].speed)
+            site, speed = p.node[n].site, p.node[n].speed
+            add(f"node:{n}", p.node[n].cores, s, r[v] * p.op[v].cost_at(site) / speed)
+            add(f"operator:{v}", p.op[v].parallelism, s, r[v] * p.op[v].busy_at(site) / speed)
         for e in p.edges:
-            su, sv = p.node[assignment[e.src]].site, p.node[assignment[e.dst]].site
+            nu = p.node[assignment[e.src]]
+            su, sv = nu.site, p.node[assignment[e.dst]].site
             if su != sv:
+                add(f"node:{nu.id}", nu.cores, s, r[e.src] * p.op[e.src].send_cost_s_per_record / nu.speed)
                 b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
@@ -130,7 +133,7 @@ def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:
     best: dict[str, float] = {}
     for v in nx.topological_sort(p.graph):
         n = assignment[v]
-        svc = p.op[v].cost_s_per_record / p.node[n].speed / max(1e-9, 1 - rho[n])
+        svc = p.op[v].cost_at(p.node[n].site) / p.node[n].speed / max(1e-9, 1 - rho[n])
         arrive = 0.0
         for u in p.graph.predecessors(v):
             t = best[u]

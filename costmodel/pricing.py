@@ -136,6 +136,38 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
     return _problem(ops, stats, nodes, mbit, control)
 
 
+def with_edge_pass(cloud: Problem, edge: Problem, cloud_where: dict[str, str],
+                   edge_where: dict[str, str]) -> Problem:
+    """The problem priced from a cloud-only pass (`cloud`) with each operator's cost at the edge taken from a
+    pass that ran it there (`edge`), where it was measured with its inputs local. The two differ most at the
+    WAN boundary: the first operator after the link pays for records it receives from the network, the
+    source for those it sends. A source (pinned, so in both passes at the edge) keeps the cost it had with
+    its consumers local, and the difference per consumer that crossed the link in one pass and not the other
+    becomes its send cost. Selectivities and bytes come from the cloud pass."""
+    site = {n.id: n.site for n in cloud.nodes}
+    at_edge = {v for v, n in edge_where.items() if site.get(n, CLOUD) != CLOUD}
+
+    def crossing(where: dict[str, str], u: str) -> int:
+        return sum(site.get(where.get(v, ""), CLOUD) != site.get(where.get(u, ""), CLOUD)
+                   for v in cloud.graph.successors(u))
+
+    ops = []
+    for o in cloud.operators:
+        e = edge.op[o.id]
+        if o.pin is not None and o.id in at_edge:
+            extra = crossing(cloud_where, o.id) - crossing(edge_where, o.id)
+            send = max(0.0, (o.cost_s_per_record - e.cost_s_per_record) / extra) if extra > 0 else 0.0
+            base = o.cost_s_per_record - send * crossing(cloud_where, o.id)
+            ops.append(dataclasses.replace(o, cost_s_per_record=max(0.0, base), send_cost_s_per_record=send,
+                                           busy_s_per_record=e.busy_s_per_record))
+        elif o.id in at_edge:
+            ops.append(dataclasses.replace(o, edge_cost_s_per_record=e.cost_s_per_record,
+                                           edge_busy_s_per_record=e.busy_s_per_record))
+        else:
+            ops.append(o)
+    return dataclasses.replace(cloud, operators=tuple(ops)).validate()
+
+
 def _bytes_per_record(op: OpSpec, main: OperatorProfile, ps: list[OperatorProfile], measured: JobProfile) -> float:
     """Bytes one output record of `op` puts on one edge to a consumer: measured on the vertices whose output
     leaves the operator, per output edge (Flink serialises a record once for each edge it goes out on, and

@@ -1,7 +1,10 @@
 """The planning problem (operators, edges, source rates, nodes, links) and its JSON file format.
 
 Semantics (see README "Planning problems"): cost_s_per_record is CPU-seconds per input record on a node of
-speed 1; records into v per unit of source rate λ: r_v = Σ_{u→v} r_u·selectivity_u (sources: source_rates)."""
+speed 1 (edge_cost_s_per_record: the same on an edge site's node, where it was measured apart, with its
+inputs local); send_cost_s_per_record: the extra CPU per input record, on the operator's node, for each of
+its output edges whose consumer runs at another site (records serialised for the network instead of handed
+on locally); records into v per unit of source rate λ: r_v = Σ_{u→v} r_u·selectivity_u (sources: source_rates)."""
 from __future__ import annotations
 
 import json
@@ -24,6 +27,8 @@ SCHEMA = {
             "type": "object", "additionalProperties": False, "required": ["id", "cost_s_per_record"],
             "properties": {"id": _ID, "parallelism": {"type": "integer", "minimum": 1},
                            "cost_s_per_record": schema.number(0), "busy_s_per_record": schema.number(0),
+                           "edge_cost_s_per_record": schema.number(0), "edge_busy_s_per_record": schema.number(0),
+                           "send_cost_s_per_record": schema.number(0),
                            "selectivity": schema.number(0),
                            "bytes_out_per_record": schema.number(0), "stateful": {"type": "boolean"},
                            "pin": {"type": ["string", "null"]}}}},
@@ -55,10 +60,25 @@ class Operator:
     stateful: bool = False
     pin: str | None = None
     busy_s_per_record: float | None = None  # one subtask's busy time per record (its own limit); None: the cost
+    edge_cost_s_per_record: float | None = None  # on an edge site's node; None: cost_s_per_record
+    edge_busy_s_per_record: float | None = None  # on an edge site's node; None: the edge cost
+    send_cost_s_per_record: float = 0.0  # per output edge to another site; only on an operator pinned to a node
 
     @property
     def busy(self) -> float:
         return self.cost_s_per_record if self.busy_s_per_record is None else self.busy_s_per_record
+
+    def cost_at(self, site: str) -> float:
+        """CPU-seconds per input record on a node of speed 1 at `site`."""
+        if site != CLOUD and self.edge_cost_s_per_record is not None:
+            return self.edge_cost_s_per_record
+        return self.cost_s_per_record
+
+    def busy_at(self, site: str) -> float:
+        """One subtask's busy seconds per input record on a node of speed 1 at `site`."""
+        if site != CLOUD and self.edge_cost_s_per_record is not None:
+            return self.edge_cost_s_per_record if self.edge_busy_s_per_record is None else self.edge_busy_s_per_record
+        return self.busy
 
 
 @dataclass(frozen=True)
@@ -169,12 +189,17 @@ class Problem:
             if not _positive(rate):
                 raise EdgeplaceError(f"problem: source rate of {s} must be a finite number > 0, not {rate}")
         for o in self.operators:
+            extra = [x for x in (o.edge_cost_s_per_record, o.edge_busy_s_per_record) if x is not None]
             if not (isinstance(o.parallelism, int) and o.parallelism >= 1) or not all(
-                    _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record, o.busy)):
+                    _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record, o.busy,
+                                               o.send_cost_s_per_record, *extra)):
                 raise EdgeplaceError(f"problem: operator {o.id} needs parallelism an integer >= 1 and finite "
-                                     "cost, selectivity and bytes >= 0")
+                                     "costs, selectivity and bytes >= 0")
             if not self.allowed(o.id):
                 raise EdgeplaceError(f"problem: operator {o.id} is pinned to {o.pin!r}, which is no node or site")
+            if o.send_cost_s_per_record > 0 and o.pin not in {n.id for n in self.nodes}:
+                raise EdgeplaceError(f"problem: operator {o.id} has a send cost, which only an operator pinned to "
+                                     "one node may have (a source)")
         sites = {n.site for n in self.nodes}
         for n in self.nodes:
             if not (isinstance(n.slots, int) and n.slots >= 0) or not (_positive(n.cores) and _positive(n.speed)):
@@ -211,7 +236,9 @@ def from_json(data: object, source: str = "problem") -> Problem:
         ops = tuple(Operator(o["id"], int(o.get("parallelism", 1)), float(o["cost_s_per_record"]),
                              float(o.get("selectivity", 1.0)), float(o.get("bytes_out_per_record", 0.0)),
                              bool(o.get("stateful", False)), o.get("pin"),
-                             float(o["busy_s_per_record"]) if "busy_s_per_record" in o else None)
+                             *(float(o[k]) if k in o else None for k in
+                               ("busy_s_per_record", "edge_cost_s_per_record", "edge_busy_s_per_record")),
+                             float(o.get("send_cost_s_per_record", 0.0)))
                     for o in data["operators"])
         edges = tuple(Edge(e["from"], e["to"], e.get("ship", "FORWARD")) for e in data.get("edges", []))
         nodes = tuple(Node(n["id"], n["site"], int(n["slots"]), float(n["cores"]), float(n.get("speed", 1.0)))
@@ -231,7 +258,9 @@ def to_json(p: Problem) -> dict:
     return {"operators": [{"id": o.id, "parallelism": o.parallelism, "cost_s_per_record": o.cost_s_per_record,
                            "selectivity": o.selectivity, "bytes_out_per_record": o.bytes_out_per_record,
                            "stateful": o.stateful, **({"pin": o.pin} if o.pin else {}),
-                           **({"busy_s_per_record": o.busy_s_per_record} if o.busy_s_per_record is not None else {})}
+                           **{k: getattr(o, k) for k in ("busy_s_per_record", "edge_cost_s_per_record",
+                                                         "edge_busy_s_per_record") if getattr(o, k) is not None},
+                           **({"send_cost_s_per_record": o.send_cost_s_per_record} if o.send_cost_s_per_record else {})}
                           for o in p.operators],
             "edges": [{"from": e.src, "to": e.dst, "ship": e.ship} for e in p.edges],
             "source_rates": dict(p.source_rates),

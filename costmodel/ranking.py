@@ -28,7 +28,7 @@ def offload_ranking(p: Problem, assignment: dict[str, str]) -> list[RankEntry]:
         sites = {p.node[assignment[u]].site for u in preds}
         bytes_in = sum(r[u] * p.op[u].selectivity * p.op[u].bytes_out_per_record for u in preds)
         bytes_out = r[v] * o.selectivity * o.bytes_out_per_record
-        cpu = r[v] * o.cost_s_per_record
+        cpu = r[v] * o.cost_at(next(iter(sites)) if len(sites) == 1 else CLOUD)  # what it would cost there
         saved = bytes_in - bytes_out
         score = saved / cpu if cpu > 0 else (float("inf") if saved > 0 else 0.0)
         if o.stateful:

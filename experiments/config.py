@@ -87,6 +87,8 @@ class ExperimentConfig:
     phases: tuple[Phase, ...] = ()     # changing conditions: one deployment per (query, policy, repetition)
     settle_s: float = 45.0             # seconds of each phase before it is measured (adaptive adapts then)
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
+    profile_steady_s: float = 0.0      # longest wait for a profiled job's costs to settle before profile_s
+    profile_edge_pass: bool = False    # also profile with everything that fits at the edge (costs measured there)
 
     def cells(self) -> list[dict]:
         if self.phases:
@@ -123,6 +125,7 @@ def schema_of() -> dict:
             "bandwidths_mbit": {"type": "array", "minItems": 1, "items": schema.number(0, True)},
             "source_rate": {"oneOf": [{"const": "max"}, schema.number(0, True)]},
             "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
+            "profile_steady_s": schema.number(0), "profile_edge_pass": {"type": "boolean"},
             "repetitions": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"},
             "calibrate_speeds": {"type": "boolean"},
             "phases": {"type": "array", "minItems": 1, "items": {
@@ -167,7 +170,7 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
             raise EdgeplaceError(f"{source}: queries ({q.label}).args: {exc}") from None
     d = ExperimentConfig.__dataclass_fields__
     num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed",
-                                                  "settle_s")}
+                                                  "settle_s", "profile_steady_s")}
     phases = tuple(Phase(float(p["duration_s"]), float(p["mbit"])) for p in data.get("phases", []))
     short = [i for i, p in enumerate(phases) if p.duration_s <= num["settle_s"]]
     if short:
@@ -182,7 +185,8 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
                             data.get("source_rate", "max"),
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
-                            bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt)
+                            bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt,
+                            float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", False)))
 
 
 def load(path: str | Path) -> ExperimentConfig:

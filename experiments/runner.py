@@ -22,7 +22,7 @@ from common.files import write_atomic
 from common.say import Say
 from common.signals import sigterm_interrupts
 from costmodel.predict import predict
-from costmodel.pricing import structure_problem, with_bandwidth
+from costmodel.pricing import structure_problem, with_bandwidth, with_edge_pass
 from costmodel.problem import Node, Problem, from_json, to_json
 from experiments import config as cfg
 from experiments.environments import AnsibleCluster, Environment, LocalTestbed
@@ -326,18 +326,35 @@ def _placement(policy: str, problem: Problem, ops) -> Placement:
 
 
 def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
-    """Run the query cloud-only, unshaped and unthrottled; turn its profiles into a planning problem."""
+    """Run the query cloud-only (with `profile_edge_pass`, then with everything that fits at the edge:
+    edge-max), unshaped and unthrottled; price each operator from the pass that ran it where it would run
+    (`with_edge_pass`)."""
     path = res.root / f"problem-{q.label}.json"
     if path.exists():
         return from_json(json.loads(path.read_text()))
-    say(f"profiling {q.label} (cloud-only, unshaped link, unthrottled) for {conf.profile_s:.0f} s")
     structure = structure_problem(ops, nodes, None)
-    where = plan(structure, "cloud-only")
     env.set_wan(None)
-    with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
-        problem, measured = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes)
+    layouts = {name: plan(structure, name) for name in ("cloud-only", "edge-max")[:1 + conf.profile_edge_pass]}
+    passes = {}
+    for name, where in layouts.items():
+        if name == "edge-max" and where == layouts["cloud-only"]:
+            break  # nothing but the sources fits at the edge
+        say(f"profiling {q.label} ({name}, unshaped link, unthrottled) for {conf.profile_s:.0f} s once its "
+            f"costs settle (at most {conf.profile_steady_s:.0f} s)")
+        with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
+            passes[name] = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes,
+                                   conf.profile_steady_s)
+        suffix = "" if name == "cloud-only" else "-edge"
+        measured = passes[name][1]
+        write_atomic(res.root / f"profile-{q.label}{suffix}.json", json.dumps(
+            {"operators": [p.to_json() for p in measured.profiles], "owners": measured.owners,
+             "where": measured.where, "cpu_cores": measured.cpu, "edges": measured.edges}, indent=2, default=str),
+            "profile")
+    problem = passes["cloud-only"][0]
+    if "edge-max" in passes:
+        write_atomic(res.root / f"problem-{q.label}-cloud-only.json", json.dumps(to_json(problem), indent=2),
+                     "problem")
+        problem = with_edge_pass(problem, passes["edge-max"][0], passes["cloud-only"][1].where,
+                                 passes["edge-max"][1].where)
     write_atomic(path, json.dumps(to_json(problem), indent=2), "problem")
-    write_atomic(res.root / f"profile-{q.label}.json", json.dumps(
-        {"operators": [p.to_json() for p in measured.profiles], "owners": measured.owners, "where": measured.where,
-         "cpu_cores": measured.cpu, "edges": measured.edges}, indent=2, default=str), "profile")
     return problem

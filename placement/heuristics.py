@@ -156,9 +156,10 @@ def refine_sites(p: Problem, asg: dict[str, str], limit: int = 20_000) -> dict[s
 def exhaustive(p: Problem) -> dict[str, str]:
     """Every distinct placement (interchangeable nodes counted once); refuses problems too large to enumerate."""
     ops = list(p.op)
+    named = {o.pin for o in p.operators}  # a node a pin names is like no other
     classes: dict[tuple, list[str]] = {}
     for n in p.nodes:
-        classes.setdefault(interchangeable(n), []).append(n.id)
+        classes.setdefault(interchangeable(n) if n.id not in named else (n.id,), []).append(n.id)
     size = math.prod(len(p.allowed(v)) for v in ops)
     if size > EXHAUSTIVE_LIMIT:
         raise EdgeplaceError(f"exhaustive search would visit {size:,} placements (limit {EXHAUSTIVE_LIMIT:,}); "
@@ -166,7 +167,7 @@ def exhaustive(p: Problem) -> dict[str, str]:
     cls_of = {n: k for k, ids in classes.items() for n in ids}
     best, best_pred = None, None
     for combo in itertools.product(*(p.allowed(v) for v in ops)):
-        if not _canonical(combo, cls_of, classes, p):
+        if not _canonical(combo, cls_of, classes):
             continue
         asg = dict(zip(ops, combo))
         try:
@@ -180,13 +181,13 @@ def exhaustive(p: Problem) -> dict[str, str]:
     return best
 
 
-def _canonical(combo, cls_of, classes, p) -> bool:
+def _canonical(combo, cls_of, classes) -> bool:
     """Interchangeable nodes are used in order of first use (node i+1 of a class only after node i)."""
     used: dict[tuple, int] = {}
     for n in combo:
         k = cls_of[n]
         ids = classes[k]
-        if len(ids) == 1 or any(p.op[v].pin == n for v in p.op):
+        if len(ids) == 1:
             continue
         i = ids.index(n)
         if i > used.get(k, -1) + 1:

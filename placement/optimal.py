@@ -57,8 +57,9 @@ class _Milp:
         self.xi = {key: i for i, key in enumerate((v, b) for v in ops for b, bn in enumerate(bins)
                                                   if set(bn.members) & allowed[v] and p.op[v].parallelism <= bn.slots)}
         nx_ = len(self.xi)
-        self.load = {(v, b): r[v] * p.op[v].cost_s_per_record / bins[b].speed for (v, b) in self.xi}
-        busy = {(v, b): r[v] * p.op[v].busy / bins[b].speed for (v, b) in self.xi}
+        self.load = {(v, b): r[v] * p.op[v].cost_at(bins[b].site) / bins[b].speed for (v, b) in self.xi}
+        busy = {(v, b): r[v] * p.op[v].busy_at(bins[b].site) / bins[b].speed for (v, b) in self.xi}
+        sends = self._sends(p, bins)
         yi = {}
         for e in p.edges:
             for s in sites:
@@ -94,6 +95,8 @@ class _Milp:
                 m = len(bn.members)
                 add({i: p.op[v].parallelism for v, i in idx}, -np.inf, bn.slots * m)
                 cpu = {i: self.load[(v, b)] for v, i in idx}
+                for i, c in sends.get(b, {}).items():
+                    cpu[i] = cpu.get(i, 0.0) + c
                 if any(cpu.values()):
                     add({**cpu, ti: -bn.cores * m / scale}, -np.inf, 0)
                 if m > 1:  # each operator within one member's cores
@@ -137,6 +140,27 @@ class _Milp:
         self.integrality = np.zeros(nvar)
         self.integrality[:nx_] = 1
         self.nvar = nvar
+
+    def _sends(self, p: Problem, bins: list[_Bin]) -> dict[int, dict[int, float]]:
+        """bin → {variable: CPU per unit λ} of send costs: a producer pinned to one node (validate() allows
+        no other) pays r·send on that node for each consumer not at its site, i.e. r·send·(x_u − Σ_{b at
+        the site} x_vb), x_u being 1."""
+        out: dict[int, dict[int, float]] = {}
+        for u, o in p.op.items():
+            if o.send_cost_s_per_record <= 0:
+                continue
+            own = [b for (w, b) in self.xi if w == u]
+            if len(own) != 1:  # no node fits it: the one-bin-per-operator row reports that
+                continue
+            bu = own[0]
+            c = p.rates[u] * o.send_cost_s_per_record / bins[bu].speed
+            row = out.setdefault(bu, {})
+            for v in p.graph.successors(u):
+                row[self.xi[(u, bu)]] = row.get(self.xi[(u, bu)], 0.0) + c
+                for (w, b), i in self.xi.items():
+                    if w == v and bins[b].site == bins[bu].site:
+                        row[i] = row.get(i, 0.0) - c
+        return out
 
     def solve(self, c, t_lo: float, t_hi: float, wan_lo: float = -np.inf):
         lb, ub = np.zeros(self.nvar), np.ones(self.nvar)

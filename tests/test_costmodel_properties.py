@@ -37,7 +37,12 @@ def problems(draw):
               "stateful": draw(st.booleans())}
         if draw(st.booleans()):  # a subtask's busy time per record may exceed its CPU (it waits on a worker)
             op["busy_s_per_record"] = op["cost_s_per_record"] * draw(st.sampled_from([1.0, 2.0, 5.0]))
-        if i < n_src:
+        if draw(st.booleans()):  # measured apart at the edge, with its inputs local there
+            op["edge_cost_s_per_record"] = op["cost_s_per_record"] * draw(st.sampled_from([0.3, 1.0, 3.0]))
+        if i < n_src and draw(st.booleans()):  # a source pinned to its node pays to send records off its site
+            op["pin"] = f"edge-{i + 1}"
+            op["send_cost_s_per_record"] = draw(st.sampled_from([1e-5, 2e-4]))
+        elif i < n_src:
             op["pin"] = f"site-{i + 1}"
         else:
             preds = draw(st.lists(st.integers(0, i - 1), min_size=1, max_size=2, unique=True))
@@ -86,12 +91,22 @@ def _loads(p, asg, lam):
     rin = {}
     for v in nx.topological_sort(g):
         rin[v] = lam * p.source_rates.get(v, 0.0) + sum(rin[u] * p.op[u].selectivity for u in g.predecessors(v))
+    def at_edge(v, m):  # measured apart at the edge: those figures there
+        return p.node[m].site != "cloud" and p.op[v].edge_cost_s_per_record is not None
+
+    def sends(v, m):  # a send cost per output edge to another site, on the sender's node
+        return sum(p.node[asg[w]].site != p.node[m].site for w in g.successors(v)) * p.op[v].send_cost_s_per_record
+
     out = {}
     for n in p.nodes:
-        cpu = sum(rin[v] * p.op[v].cost_s_per_record / n.speed for v, m in asg.items() if m == n.id)
+        cpu = sum(rin[v] * ((p.op[v].edge_cost_s_per_record if at_edge(v, m) else p.op[v].cost_s_per_record)
+                            + sends(v, m)) / n.speed for v, m in asg.items() if m == n.id)
         out[f"node:{n.id}"] = cpu / n.cores
     for v, m in asg.items():  # an operator's own subtasks are limited by their busy time per record
-        out[f"operator:{v}"] = rin[v] * p.op[v].busy / p.node[m].speed / p.op[v].parallelism
+        o = p.op[v]
+        busy = ((o.edge_busy_s_per_record if o.edge_busy_s_per_record is not None else o.edge_cost_s_per_record)
+                if at_edge(v, m) else o.busy)
+        out[f"operator:{v}"] = rin[v] * busy / p.node[m].speed / o.parallelism
     for l in p.links:
         for d in ("up", "down"):
             crossing = [(u, v) for u, v in g.edges if (p.node[asg[u if d == "up" else v]].site == l.site and

@@ -130,3 +130,35 @@ def test_heterogeneous_sites_offload_only_where_the_link_is_thin():
     best = plan(p, "optimal")
     assert best["flag@edge-1"] == "edge-1"
     assert best["flag@edge-2"] == best["metrics@edge-2"] == "cloud-1"  # its 0.5-core edge would be the bound
+
+
+def test_an_edge_pass_prices_operators_where_they_ran_and_the_source_pays_to_send():
+    """Costs as measured in two passes (the q2 figures of this machine, µs per record): cloud-only, where the
+    filter receives over the network and the source sends; edge-max, where both are local at the edge."""
+    from costmodel.pricing import with_edge_pass
+    from placement.optimal import optimal
+
+    def problem(src, flt):
+        ops = [{"id": "src", "cost_s_per_record": src, "bytes_out_per_record": 131, "pin": "edge-1"},
+               {"id": "filter", "cost_s_per_record": flt, "selectivity": 0.01, "bytes_out_per_record": 100},
+               {"id": "sink", "cost_s_per_record": 2e-3}]
+        return from_json({"operators": ops, "edges": [{"from": "src", "to": "filter"}, {"from": "filter", "to": "sink"}],
+                          "source_rates": {"src": 1.0},
+                          "nodes": [{"id": "edge-1", "site": "site-1", "slots": 4, "cores": 0.5},
+                                    {"id": "cloud-1", "site": "cloud", "slots": 8, "cores": 1.5}],
+                          "links": [{"site": "site-1", "up_bytes_per_s": 1e7, "down_bytes_per_s": 1e7}]})
+
+    cloud_where = {"src": "edge-1", "filter": "cloud-1", "sink": "cloud-1"}
+    edge_where = {"src": "edge-1", "filter": "edge-1", "sink": "edge-1"}
+    p = with_edge_pass(problem(160e-6, 107e-6), problem(100e-6, 55e-6), cloud_where, edge_where)
+    assert p.op["src"].cost_s_per_record == pytest.approx(100e-6)
+    assert p.op["src"].send_cost_s_per_record == pytest.approx(60e-6)
+    assert p.op["filter"].edge_cost_s_per_record == pytest.approx(55e-6)
+    assert p.op["filter"].cost_s_per_record == pytest.approx(107e-6)
+    # each placement is priced with what its own pass measured: the edge node holds 160 µs per event
+    # cloud-only (the source sends), 155 with the filter beside the source (it no longer sends)
+    assert predict(p, cloud_where).limits["node:edge-1"] == pytest.approx(0.5 / 160e-6)
+    with_filter = {**cloud_where, "filter": "edge-1"}
+    assert predict(p, with_filter).limits["node:edge-1"] == pytest.approx(0.5 / 155e-6)
+    assert optimal(p) == with_filter  # the single-pass problem would keep the filter in the cloud
+    assert optimal(problem(160e-6, 107e-6)) == cloud_where
