@@ -39,9 +39,10 @@ def busy_per_event(samples, ops: list[OpSpec]) -> float:
 def settle(rest: FlinkRest, job_id: str, ops: list[OpSpec], longest: float,
            say: Callable[[str], None] = lambda _: None) -> float:
     """Wait (at most `longest` s) until the job's busy time per event holds still: two consecutive windows
-    of SETTLE_WINDOW_S within SETTLE_TOLERANCE. A JVM compiles its hot code in its first minutes, and on a
-    quota-starved node the compiler's CPU comes out of the job's: a job's first minute on a fresh
-    TaskManager cost up to 1.7× its steady state. Returns the seconds waited."""
+    of SETTLE_WINDOW_S within SETTLE_TOLERANCE. A job gets faster for its first minute or more (q2's edge
+    source under a 0.5-core quota: 4,848 events/s in its first 20 s, 6,000–7,800 after a minute; the
+    JIT compiler's CPU comes out of the same quota). On a shared 2-core VM consecutive windows also differ
+    by up to ±15 %, so the wait often runs to `longest`. Returns the seconds waited."""
     t0, last = time.monotonic(), float("nan")
     while time.monotonic() - t0 + SETTLE_WINDOW_S <= longest:
         now = busy_per_event(sample(rest, job_id, SETTLE_WINDOW_S, interval=2.5).frame(), ops)
