@@ -37,32 +37,34 @@ def busy_per_event(samples, ops: list[OpSpec]) -> float:
 
 
 def settle(rest: FlinkRest, job_id: str, ops: list[OpSpec], longest: float,
-           say: Callable[[str], None] = lambda _: None) -> float:
+           say: Callable[[str], None] = lambda _: None) -> tuple[float, bool]:
     """Wait (at most `longest` s) until the job's busy time per event holds still: two consecutive windows
     of SETTLE_WINDOW_S within SETTLE_TOLERANCE. A job gets faster for its first minute or more (q2's edge
     source under a 0.5-core quota: 4,848 events/s in its first 20 s, 6,000–7,800 after a minute; the
     JIT compiler's CPU comes out of the same quota). On a shared 2-core VM consecutive windows also differ
-    by up to ±15 %, so the wait often runs to `longest`. Returns the seconds waited."""
+    by up to ±15 %, so the wait often runs to `longest`. Returns (seconds waited, whether the costs settled)."""
     t0, last = time.monotonic(), float("nan")
     while time.monotonic() - t0 + SETTLE_WINDOW_S <= longest:
         now = busy_per_event(sample(rest, job_id, SETTLE_WINDOW_S, interval=2.5).frame(), ops)
         if now == now and last == last and abs(now - last) <= SETTLE_TOLERANCE * last:
-            break
+            return time.monotonic() - t0, True
         if last == last and now == now:
             say(f"costs still moving ({(now - last) / last:+.0%} per event in {SETTLE_WINDOW_S:.0f} s)")
         last = now
-    return time.monotonic() - t0
+    return time.monotonic() - t0, False
 
 
 def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float, warmup: float = 0.0,
                 cpu: CpuMeter | None = None, wan: Callable[[], dict[str, int]] | None = None,
-                steady: float = 0.0) -> JobProfile:
+                steady: float = 0.0, say: Callable[[str], None] = lambda _: None) -> JobProfile:
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it; with
     `steady` > 0, first wait up to that long for its costs to settle (`settle`); with `cpu`, also the cores
     each TaskManager's process tree used over the same window, with `wan` (the WAN links' byte counters)
     the bytes/s each link carried."""
     if steady > 0:
-        waited = settle(rest, job_id, ops, steady)
+        waited, settled = settle(rest, job_id, ops, steady, say)
+        say(f"profiling after {waited:.0f} s of waiting: "
+            + ("the costs held still" if settled else "the costs were still moving; that is the most it waits"))
         warmup = max(0.0, warmup - waited)
     started: list[dict[str, float]] = []
     t0: list[float] = []

@@ -343,7 +343,7 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
             f"costs settle (at most {conf.profile_steady_s:.0f} s)")
         with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
             passes[name] = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes,
-                                   conf.profile_steady_s)
+                                   conf.profile_steady_s, say)
         suffix = "" if name == "cloud-only" else "-edge"
         measured = passes[name][1]
         write_atomic(res.root / f"profile-{q.label}{suffix}.json", json.dumps(

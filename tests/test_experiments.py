@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ warmup_s = 8
 duration_s = 10
 repetitions = 1
 profile_s = 10
+profile_steady_s = 45
 """ + TEST_CLUSTER_TOML
 
 
@@ -107,6 +109,7 @@ def test_tiny_experiment_interrupted_resumed_and_reported(root_required, tmp_pat
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=120)
     assert run.returncode != 0
+    assert re.search(r"profiling after \d+ s of waiting: the costs (held still|were still moving)", err), err[-2000:]
     assert snapshot() == before, "an interrupted run must leave no testbed behind"
     done = len(pd.read_parquet(cells))  # what was written is intact
     assert 1 <= done < 3
