@@ -155,9 +155,10 @@ def with_edge_pass(cloud: Problem, edge: Problem, cloud_where: dict[str, str],
     for o in cloud.operators:
         e = edge.op[o.id]
         if o.pin is not None and o.id in at_edge:
-            extra = crossing(cloud_where, o.id) - crossing(edge_where, o.id)
+            crossed = crossing(cloud_where, o.id)
+            extra = crossed - crossing(edge_where, o.id)
             send = max(0.0, (o.cost_s_per_record - e.cost_s_per_record) / extra) if extra > 0 else 0.0
-            base = o.cost_s_per_record - send * crossing(cloud_where, o.id)
+            base = o.cost_s_per_record - send * crossed
             ops.append(dataclasses.replace(o, cost_s_per_record=max(0.0, base), send_cost_s_per_record=send,
                                            busy_s_per_record=e.busy_s_per_record))
         elif o.id in at_edge:

@@ -197,7 +197,7 @@ class Problem:
                                      "costs, selectivity and bytes >= 0")
             if not self.allowed(o.id):
                 raise EdgeplaceError(f"problem: operator {o.id} is pinned to {o.pin!r}, which is no node or site")
-            if o.send_cost_s_per_record > 0 and o.pin not in {n.id for n in self.nodes}:
+            if o.send_cost_s_per_record > 0 and o.pin not in self.node:
                 raise EdgeplaceError(f"problem: operator {o.id} has a send cost, which only an operator pinned to "
                                      "one node may have (a source)")
         sites = {n.site for n in self.nodes}

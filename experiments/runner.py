@@ -339,8 +339,8 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     for name, where in layouts.items():
         if name == "edge-max" and where == layouts["cloud-only"]:
             break  # nothing but the sources fits at the edge
-        say(f"profiling {q.label} ({name}, unshaped link, unthrottled) for {conf.profile_s:.0f} s once its "
-            f"costs settle (at most {conf.profile_steady_s:.0f} s)")
+        say(f"profiling {q.label} ({name}, unshaped link, unthrottled) for {conf.profile_s:.0f} s"
+            + (f" once its costs settle (at most {conf.profile_steady_s:.0f} s)" if conf.profile_steady_s else ""))
         with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
             passes[name] = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes,
                                    conf.profile_steady_s, say)

@@ -156,10 +156,7 @@ def refine_sites(p: Problem, asg: dict[str, str], limit: int = 20_000) -> dict[s
 def exhaustive(p: Problem) -> dict[str, str]:
     """Every distinct placement (interchangeable nodes counted once); refuses problems too large to enumerate."""
     ops = list(p.op)
-    named = {o.pin for o in p.operators}  # a node a pin names is like no other
-    classes: dict[tuple, list[str]] = {}
-    for n in p.nodes:
-        classes.setdefault(interchangeable(n) if n.id not in named else (n.id,), []).append(n.id)
+    classes = node_classes(p)
     size = math.prod(len(p.allowed(v)) for v in ops)
     if size > EXHAUSTIVE_LIMIT:
         raise EdgeplaceError(f"exhaustive search would visit {size:,} placements (limit {EXHAUSTIVE_LIMIT:,}); "
@@ -194,6 +191,15 @@ def _canonical(combo, cls_of, classes) -> bool:
             return False
         used[k] = max(used.get(k, -1), i)
     return True
+
+
+def node_classes(p: Problem) -> dict[tuple, list[str]]:
+    """Node ids grouped into classes of interchangeable nodes; a node that a pin names stays alone."""
+    named = {o.pin for o in p.operators}
+    classes: dict[tuple, list[str]] = {}
+    for n in p.nodes:
+        classes.setdefault(interchangeable(n) if n.id not in named else (n.id,), []).append(n.id)
+    return classes
 
 
 def interchangeable(n: Node) -> tuple:

@@ -12,7 +12,7 @@ from scipy.sparse import lil_matrix
 from common.errors import EdgeplaceError
 from costmodel.predict import predict
 from costmodel.problem import CLOUD, Problem
-from placement.heuristics import TIE, cloud_only, interchangeable, refine_sites
+from placement.heuristics import TIE, cloud_only, node_classes, refine_sites
 
 GAP = 1e-7  # relative MIP gap: below TIE (λ ties) and below the 1e-6 WAN tolerance of the property tests
 PRESOLVE = False  # HiGHS presolve returned a worse "optimum" (see the test on it)
@@ -30,16 +30,11 @@ class _Bin:
     members: tuple[str, ...]
 
 
-def _bins(p: Problem, aggregate: bool) -> list[_Bin]:
+def _bins(p: Problem) -> list[_Bin]:
     """Nodes grouped into classes of interchangeable ones (same site, slots, cores and speed; a node named by
-    a pin stays alone) when `aggregate`, else one bin per node."""
-    named = {o.pin for o in p.operators}
-    groups: dict[tuple, list[str]] = {}
-    for n in p.nodes:
-        key = interchangeable(n) if aggregate and n.id not in named else (n.id,)
-        groups.setdefault(key, []).append(n.id)
+    a pin stays alone)."""
     return [_Bin(p.node[ids[0]].site, p.node[ids[0]].slots, p.node[ids[0]].cores, p.node[ids[0]].speed,
-                 tuple(ids)) for ids in groups.values()]
+                 tuple(ids)) for ids in node_classes(p).values()]
 
 
 class _Milp:
@@ -230,7 +225,7 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     t_lo = 0.0
     split: set[tuple[str, ...]] = set()
     while True:
-        bins = [b for c in _bins(p, aggregate=True) for b in
+        bins = [b for c in _bins(p) for b in
                 ([_Bin(c.site, c.slots, c.cores, c.speed, (n,)) for n in c.members] if c.members in split else [c])]
         model = _Milp(p, bins, scale)
         sol = model.lexicographic(target_u, t_lo)
