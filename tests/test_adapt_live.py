@@ -1,13 +1,14 @@
 """The closed loop on the shared testbed, with `adapt`'s default rule: two minutes of unchanged conditions
-(24 decisions, each of which could start a flap) cause no redeploy; a link that thins causes exactly one, towards the edge, within 60 s; the job's keyed
-state goes on across it exactly (the counts job: every event counted once, each key's count without a gap).
+(24 decisions, any of which could start a flap) cause no redeploy; a link that thins causes exactly one,
+towards the edge, within 60 s; the job's keyed state goes on across it exactly (the counts job: every event
+counted once, each key's count without a gap).
 
 The counts job runs with padded events (`pad`) that its `parse` drops: on a fat link the slow edge CPU makes
 the cloud the place for `parse`; on a thin one the padding crossing the link binds, and `parse` belongs at
 the edge.
 
-The ten steady minutes of the closed-loop issue are an experiment, not a test: `experiments/configs/steady.toml`
-(its report's `redeploys` column; README, "The closed loop")."""
+The ten steady minutes of the closed-loop issue are an experiment, not a test:
+`experiments/configs/steady.toml` (its report's `redeploys` column; README, "The closed loop")."""
 from __future__ import annotations
 
 import json
