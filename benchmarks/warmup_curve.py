@@ -16,6 +16,8 @@ import psutil
 
 from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
+from costmodel.problem import CLOUD
+from experiments.measure import tm_processes, tree_cpu
 from experiments.testbed import state as st
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -25,11 +27,9 @@ def thread_class(name: str) -> str:
     return "jit" if "Compiler" in name else "gc" if name.startswith(("GC ", "G1 ", "VM Thread")) else "other"
 
 
-def cpu_by_class(tm_pid: int) -> dict[str, float]:
+def cpu_by_class(tm: psutil.Process) -> dict[str, float]:
     """CPU seconds so far of the TaskManager's JVM threads by class, and of its Python workers."""
-    root = psutil.Process(tm_pid)
-    tree = [root, *root.children(recursive=True)]
-    jvm = next(p for p in tree if p.name() == "java")
+    jvm = next(p for p in [tm, *tm.children(recursive=True)] if p.name() == "java")
     out = {"jit": 0.0, "gc": 0.0, "other": 0.0}
     for tid in os.listdir(f"/proc/{jvm.pid}/task"):
         try:
@@ -40,7 +40,7 @@ def cpu_by_class(tm_pid: int) -> dict[str, float]:
         except OSError:  # the thread ended
             continue
         out[thread_class(name)] += (int(fields[11]) + int(fields[12])) / TICKS
-    out["python"] = sum(sum(p.cpu_times()[:2]) for p in jvm.children(recursive=True) if "python" in p.name())
+    out["python"] = sum(tree_cpu(p) for p in jvm.children() if "python" in p.name())
     return out
 
 
@@ -65,10 +65,11 @@ def main() -> None:
 def curve(job: str, seconds: float, every: float) -> None:
     state = st.require()
     rest = st.rest_of(state)
-    edges = {p["name"]: p["pid"] for p in state.of_kind("process") if p["name"].startswith("edge-")}
+    edge_ids = {tm["id"] for tm in state.taskmanagers if tm["site"] != CLOUD}
+    edges = {tm: p for tm, p in tm_processes(state).items() if tm in edge_ids}
 
     def snap():
-        return time.monotonic(), source_records(rest, job), {tm: cpu_by_class(pid) for tm, pid in edges.items()}
+        return time.monotonic(), source_records(rest, job), {tm: cpu_by_class(p) for tm, p in edges.items()}
 
     start = last = snap()
     print(f"{'s':>5} {'events/s':>9}  per edge TaskManager: cores of jit, gc, other JVM threads, python workers")
