@@ -69,6 +69,24 @@ def test_key_by_helpers_belong_to_their_input_or_to_the_operator_keying_a_union(
     assert helpers(nexmark.topology(options.parse(["--opt", "query=q2"]))) == []
 
 
+@pytest.mark.parametrize("q, partial, merge", [("q5", "count", "hot"), ("q7", "site-max", "max")])
+def test_windowed_aggregates_run_in_two_phases_at_several_sites_and_in_one_at_one(q, partial, merge):
+    """q5's counts and q7's highest bids: a partial result per site (reading only that site's bids, keyed by
+    that site's helper), merged by one operator that keys the union of the sites; one site, or
+    `per_site=0`, keeps the one-phase job: the merge reads the single aggregate."""
+    from queries.nexmark import job as nexmark
+    two = {o.uid: o for o in nexmark.topology(options.parse(["--opt", f"query={q}", "--sites", "edge-1,edge-2"]))}
+    for site in ("edge-1", "edge-2"):
+        p = two[f"{partial}@{site}"]
+        assert (p.inputs, p.key_helper_owners, p.site, p.stateful) == ((f"bids@{site}",), (f"bids@{site}",), site, True)
+    assert two[merge].inputs == (f"{partial}@edge-1", f"{partial}@edge-2") and two[merge].key_helper_owners == (merge,)
+    assert partial not in two
+    for args in (["--sites", "edge-1"], ["--sites", "edge-1,edge-2", "--opt", "per_site=0"]):
+        one = {o.uid: o for o in nexmark.topology(options.parse(["--opt", f"query={q}", *args]))}
+        first = "count" if q == "q5" else merge
+        assert one[first].inputs == ("bids",) and not any("@" in u or u == "site-max" for u in one)
+
+
 def test_schedulercfg_helper_lines_are_checked_but_optional():
     text = schedulercfg.emit(PLACED, TASKS, HOSTS)
     without = "".join(l + "\n" for l in text.splitlines() if not l.startswith(schedulercfg.KEY_HELPER))

@@ -6,14 +6,16 @@ reference SQL: q0 pass-through of bids; q1 price in euro (×0.908); q2 bids with
 q14 bids with 1e6 < 0.908·price < 5e7, their time-of-day type and 'c' count of extra.
 Event-time queries (watermarks at the sources, windows in event time; sizes via --opt window_ms=,
 slide_ms=, gap_ms=, Nexmark's defaults 10 s / 2 s / 10 s): q5 hot items (auctions with the most bids per
-sliding window), q7 highest bid per tumbling window, q8 persons who opened an auction in the tumbling
+sliding window; with several sites in two phases, as Flink's local-global aggregation: each site counts
+its own bids per auction and window, and the hottest-items stage sums the sites' counts before it takes
+the maximum), q7 highest bid per tumbling window (with several sites, each site's highest bids first), q8 persons who opened an auction in the tumbling
 window they registered in, q11 bids per bidder session."""
 from __future__ import annotations
 
 import sys
 
 from queries.options import JobOptions, OptionsError, parse
-from queries.topology import OpSpec, site_chains, sink_op, source_op
+from queries.topology import OpSpec, per_site, site_chains, sink_op, source_op
 
 DESCRIPTION = "Nexmark q0 q1 q2 q3 q5 q7 q8 q11 q14 (--opt query=qN)"
 QUERIES = ("q0", "q1", "q2", "q3", "q5", "q7", "q8", "q11", "q14")
@@ -55,16 +57,26 @@ def topology(opts: JobOptions) -> list[OpSpec]:
                  OpSpec("project", "Q2 Project", opts.par("project"), inputs=("filter",))]
     else:
         chain = [OpSpec("bids", "Bids", opts.par("bids"), inputs=ins)]
-        if q == "q1":
+        # two phases with several sites: each site counts (q5) or finds its highest bids (q7) per window itself,
+        # and the stage after it merges the sites' partial results
+        if q == "q5" and per_site(opts):
+            chain.append(OpSpec("count", "Q5 Count per Window", opts.par("count"), stateful=True, inputs=("bids",),
+                                ship="HASH"))
+        elif q == "q7" and per_site(opts):
+            chain.append(OpSpec("site-max", "Q7 Site Highest Bid", 1, stateful=True, inputs=("bids",), ship="HASH"))
+        elif q == "q1":
             chain.append(OpSpec("convert", "Q1 Euro", opts.par("convert"), inputs=("bids",)))
         elif q == "q14":
             chain.append(OpSpec("q14", "Q14 Price Band", opts.par("q14"), inputs=("bids",)))
     mid, ends = site_chains(opts, srcs, chain)
     if q == "q5":
-        mid += [OpSpec("count", "Q5 Count per Window", opts.par("count"), stateful=True, inputs=ends, ship="HASH"),
-                OpSpec("hot", "Q5 Hottest", opts.par("hot"), stateful=True, inputs=("count",), ship="HASH")]
+        if not per_site(opts):
+            mid.append(OpSpec("count", "Q5 Count per Window", opts.par("count"), stateful=True, inputs=ends,
+                              ship="HASH"))
+            ends = ("count",)
+        mid.append(OpSpec("hot", "Q5 Hottest", opts.par("hot"), stateful=True, inputs=ends, ship="HASH"))
         ends = ("hot",)
-    elif q == "q7":  # one global maximum per window: parallelism 1
+    elif q == "q7":  # one global maximum per window: parallelism 1 (of the sites' maxima, with several sites)
         mid.append(OpSpec("max", "Q7 Highest Bid", 1, stateful=True, inputs=ends, ship="HASH"))
         ends = ("max",)
     elif q == "q11":

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pyflink.common import Time, Types
 from pyflink.datastream.functions import (AggregateFunction, KeyedCoProcessFunction, KeyedProcessFunction,
                                           ProcessWindowFunction)
-from pyflink.datastream.state import MapStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
 from pyflink.datastream.window import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
 
 # bid tuple: (auction, bidder, price, date_time, extra, created)
@@ -59,14 +59,20 @@ class WithWindow(ProcessWindowFunction):
 
 
 class Hottest(KeyedProcessFunction):
-    """Keyed by window end: collects each auction's count, and when the watermark passes the window emits the
-    auctions whose count is the window's maximum (q5's join of AuctionBids with MaxBids)."""
+    """Keyed by window end: sums each auction's counts (one per site when the sites count their own bids),
+    and when the watermark passes the window emits the auctions whose count is the window's maximum (q5's
+    join of AuctionBids with MaxBids). The watermark passes only once every site's count of the window has
+    arrived: each count carries the window's last instant, and a site forwards its watermark after it."""
 
     def open(self, rc):
         self.counts = rc.get_map_state(MapStateDescriptor("counts", Types.LONG(), Types.STRING()))
 
     def process_element(self, r, ctx):
-        self.counts.put(r[0], f"{r[1]}|{r[2]}|{r[4]}")
+        n, created = r[1], r[4]
+        if self.counts.contains(r[0]):
+            before, _, seen = self.counts.get(r[0]).split("|")
+            n, created = n + int(before), max(created, float(seen))
+        self.counts.put(r[0], f"{n}|{r[2]}|{created}")
         ctx.timer_service().register_event_time_timer(r[3] - 1)
 
     def on_timer(self, ts, ctx):
@@ -103,6 +109,24 @@ class EmitMaxBids(ProcessWindowFunction):
         _, bids = next(iter(elements))
         for b in bids:
             yield b[0], b[2], b[1], b[3], context.window().end, b[5]
+
+
+class HighestOfSites(KeyedProcessFunction):
+    """q7's second phase, keyed by window end: keeps every site's highest bids of the window, and when the
+    watermark passes the window (every site's result has arrived) emits those with the highest price."""
+
+    def open(self, rc):
+        self.bids = rc.get_list_state(ListStateDescriptor("bids", Types.PICKLED_BYTE_ARRAY()))
+
+    def process_element(self, r, ctx):
+        self.bids.add(tuple(r))
+        ctx.timer_service().register_event_time_timer(r[4] - 1)
+
+    def on_timer(self, ts, ctx):
+        rows = list(self.bids.get())
+        top = max(r[1] for r in rows)
+        yield from (r for r in rows if r[1] == top)
+        self.bids.clear()
 
 
 class NewUserJoin(KeyedCoProcessFunction):
@@ -145,27 +169,36 @@ def build(q: str, ctx, streams: list, bid_of, ms: dict[str, int]) -> None:
     the bids (one selection per site where the topology replicates it)."""
     band = ("q14", lambda s, uid: s.flat_map(q14_row, output_type=Types.TUPLE(
         [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.STRING(), Types.LONG(), Types.INT(), Types.DOUBLE()])))
-    bids = ctx.stages(streams, [("bids", bid_of)]) if q not in ("q8", "q14") else None
+    bids = ctx.stages(streams, [("bids", bid_of)]) if q not in ("q5", "q7", "q8", "q14") else None
     if q == "q14":
         out = ctx.stages(streams, [("bids", bid_of), band])
         ctx.sink(out, "sink", lambda r: {"auction": r[0], "bidder": r[1], "price": r[2], "bid_time_type": r[3],
                                          "date_time": r[4], "c_counts": r[5]})
     elif q == "q5":
-        counts = ctx.pin(ctx.keyed(bids.key_by(lambda b: b[0], key_type=Types.LONG()), "count")
-                         .window(SlidingEventTimeWindows.of(Time.milliseconds(ms["window_ms"]),
-                                                            Time.milliseconds(ms["slide_ms"])))
-                         .aggregate(CountWithLatest(), WithWindow(),
-                                    accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]),
-                                    output_type=COUNT_T), "count")
+        count = ("count", lambda s, uid: ctx.keyed(s.key_by(lambda b: b[0], key_type=Types.LONG()), uid)
+                 .window(SlidingEventTimeWindows.of(Time.milliseconds(ms["window_ms"]),
+                                                    Time.milliseconds(ms["slide_ms"])))
+                 .aggregate(CountWithLatest(), WithWindow(),
+                            accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]), output_type=COUNT_T))
+        if "count" in ctx.ops:  # one count reads every site's bids
+            counts = ctx.pin(count[1](ctx.stages(streams, [("bids", bid_of)]), "count"), "count")
+        else:  # two phases: each site's partial counts, summed per auction by Hottest
+            counts = ctx.stages(streams, [("bids", bid_of), count])
         hot = ctx.pin(ctx.keyed(counts.key_by(lambda r: r[3], key_type=Types.LONG()), "hot").process(Hottest(), output_type=COUNT_T),
                       "hot")
         ctx.sink(hot, "sink", lambda r: {"auction": r[0], "num": r[1], "start": r[2], "end": r[3]})
     elif q == "q7":
-        best = ctx.pin(ctx.keyed(bids.key_by(lambda b: 0, key_type=Types.INT()), "max")
-                       .window(TumblingEventTimeWindows.of(Time.milliseconds(ms["window_ms"])))
-                       .aggregate(MaxBids(), EmitMaxBids(), accumulator_type=Types.PICKLED_BYTE_ARRAY(),
-                                  output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(),
-                                                           Types.LONG(), Types.DOUBLE()])), "max")
+        best_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.DOUBLE()])
+        highest = lambda s, uid: (ctx.keyed(s.key_by(lambda b: 0, key_type=Types.INT()), uid)
+                                  .window(TumblingEventTimeWindows.of(Time.milliseconds(ms["window_ms"])))
+                                  .aggregate(MaxBids(), EmitMaxBids(), accumulator_type=Types.PICKLED_BYTE_ARRAY(),
+                                             output_type=best_t))
+        if any(u.startswith("site-max@") for u in ctx.ops):  # two phases: each site's highest, then theirs
+            sites = ctx.stages(streams, [("bids", bid_of), ("site-max", highest)])
+            best = ctx.pin(ctx.keyed(sites.key_by(lambda r: r[4], key_type=Types.LONG()), "max")
+                           .process(HighestOfSites(), output_type=best_t), "max")
+        else:
+            best = ctx.pin(highest(ctx.stages(streams, [("bids", bid_of)]), "max"), "max")
         ctx.sink(best, "sink", lambda r: {"auction": r[0], "price": r[1], "bidder": r[2], "date_time": r[3],
                                           "end": r[4]})
     elif q == "q11":
