@@ -91,3 +91,17 @@ def client_env(conf_dir: Path) -> dict[str, str]:
 
 PYTHON_PARENT_FIRST = "org.apache.beam.;pemja."
 LEAN_JAR = "flink-python-empty.jar"  # the name must start with flink-python: `flink run -py` looks for that
+
+
+def taskmanager_memory_mb(slots: int, at_least: int = 1280) -> int:
+    """`taskmanager.memory.process.size` (MB) for a TaskManager whose every slot may hold one of edgeplace's
+    slot sharing groups (`queries.topology.GROUP_*`): with Flink's default memory model (metaspace 256 MB,
+    JVM overhead 10 % of the process within 192 MB–1 GB, framework heap and off-heap 128 MB each, network 10 %
+    and managed memory 40 % of Flink's memory) its task heap and managed memory hold `slots` groups. At the
+    1280 MB that fits a few slots, a TaskManager with more slots could not schedule a job with one group per
+    slot (measured: 9 groups on a 16-slot TaskManager of 1280 MB stayed unscheduled)."""
+    from queries.topology import GROUP_HEAP_MB, GROUP_MANAGED_MB
+    margin = 16  # MB of task heap: Flink rounds its memory sizes
+    flink = max(2 * (slots * GROUP_HEAP_MB + margin + 256), slots * GROUP_MANAGED_MB / 0.4)  # heap = 0.5 F - 256
+    process = max(flink + 256 + 192, (flink + 256) / 0.9)  # + metaspace + JVM overhead
+    return max(at_least, int(-(-process // 1)))

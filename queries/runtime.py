@@ -15,7 +15,7 @@ from pyflink.datastream.functions import FlatMapFunction, MapFunction, RuntimeCo
 from pyflink.datastream.slot_sharing_group import SlotSharingGroup
 
 from queries.options import JobOptions
-from queries.topology import OpSpec
+from queries.topology import GROUP_CPU_CORES, GROUP_HEAP_MB, GROUP_MANAGED_MB, OpSpec
 
 UNBOUNDED_END = 2 ** 62
 
@@ -65,7 +65,8 @@ class JobContext:
             return None
         tm, resource = self.pins[uid]
         return (SlotSharingGroup.builder(f"{uid}@{tm}")
-                .set_cpu_cores(0.25).set_task_heap_memory_mb(24).set_managed_memory_mb(24)
+                .set_cpu_cores(GROUP_CPU_CORES).set_task_heap_memory_mb(GROUP_HEAP_MB)
+                .set_managed_memory_mb(GROUP_MANAGED_MB)
                 .set_external_resource(resource, 1.0).build())
 
     def keyed(self, keyed, consumer: str):

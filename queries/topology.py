@@ -11,6 +11,9 @@ from queries.options import OptionsError
 
 KEY_HELPER = "_stream_key_by_map_operator"  # the Python operator PyFlink puts in front of every key_by
 KIND_PREFIX = {"source": "Source: ", "sink": "Sink: ", "operator": ""}
+# What each logical operator's slot sharing group requests of its TaskManager (`JobContext._group`): every
+# slot a TaskManager offers must be able to hold one such group (`placement.flinkdist.taskmanager_memory_mb`)
+GROUP_CPU_CORES, GROUP_HEAP_MB, GROUP_MANAGED_MB = 0.25, 24, 24
 
 
 @dataclass(frozen=True)

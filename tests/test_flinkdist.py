@@ -19,3 +19,18 @@ def test_a_lean_client_has_flink_python_on_its_classpath_and_ships_an_empty_jar(
     (shipped,) = [j for j in opt.rglob("*") if j.name.startswith("flink-python")]  # the one `flink run` takes
     assert shipped.stat().st_size < 1000
     assert zipfile.ZipFile(shipped).namelist() == ["META-INF/MANIFEST.MF"]
+
+
+def test_ansible_sizes_a_taskmanager_for_its_slots_as_the_testbed_does():
+    """The Ansible role's default TaskManager process size is the testbed's (`taskmanager_memory_mb`) for every
+    slot count, and an explicit `memory_mb` of the inventory wins."""
+    import jinja2
+    import yaml
+    defaults = yaml.safe_load((Path(__file__).parents[1] / "ansible/roles/flink/defaults/main.yml").read_text())
+    env = jinja2.Environment(undefined=jinja2.Undefined)
+    for slots in range(1, 65):
+        flink = env.from_string(defaults["flink_tm_flink_mb"]).render(flink_slots=slots)
+        got = env.from_string(defaults["flink_tm_memory_mb"]).render(flink_slots=slots, flink_tm_flink_mb=flink)
+        assert int(got) == flinkdist.taskmanager_memory_mb(slots), slots
+    assert env.from_string(defaults["flink_tm_memory_mb"]).render(flink_slots=64, flink_tm_flink_mb="1", memory_mb=900) == "900"
+    assert flinkdist.taskmanager_memory_mb(4) == 1280 and flinkdist.taskmanager_memory_mb(16) > 1280

@@ -55,3 +55,16 @@ def test_per_site_replicas_run_at_their_own_sites(shared_testbed, tmp_path, quer
         assert actual(REST, job, ops) == {u: {tm} for u, tm in asg.items()}
     finally:
         stop_with_savepoint(REST, job, tmp_path / "sp")
+
+
+def test_every_slot_of_a_taskmanager_can_hold_one_operators_group(shared_testbed):
+    """Each logical operator's slot sharing group requests task heap and managed memory of its TaskManager
+    (`queries.topology.GROUP_*`): a TaskManager must have enough of both for one group per slot, or a job
+    with an operator per slot stays unscheduled (a 16-slot TaskManager of 1280 MB held only 6)."""
+    from queries.topology import GROUP_HEAP_MB, GROUP_MANAGED_MB
+    tms = REST.taskmanagers()
+    assert tms
+    for tm in tms:
+        total = tm["totalResource"]
+        assert total["taskHeapMemory"] >= tm["slotsNumber"] * GROUP_HEAP_MB, (tm["id"], total)
+        assert total["managedMemory"] >= tm["slotsNumber"] * GROUP_MANAGED_MB, (tm["id"], total)

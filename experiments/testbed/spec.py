@@ -5,6 +5,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 
 from common.errors import EdgeplaceError
+from placement.flinkdist import taskmanager_memory_mb
 
 RFC1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 MAX_PER_SIDE = 49  # TaskManager hosts use last octets 101..149 (cloud) and 151..199 (edge)
@@ -24,7 +25,7 @@ class TestbedSpec:
     rest_port: int = 8081
     rpc_port: int = 6123
     subnet: str = "10.213.0.0/24"
-    edge_memory_mb: int = 1280
+    edge_memory_mb: int = 1280   # at least: more where the slots need it (flinkdist.taskmanager_memory_mb)
     cloud_memory_mb: int = 1280
     isolate: bool = True  # namespaces + tc + cgroups; False forces the loopback fallback
     ssh_hosts: bool = False  # edge sites run sshd instead of Flink (hosts for the Ansible path)
@@ -138,11 +139,12 @@ def members(spec: TestbedSpec) -> list[Member]:
     for i in range(1, spec.cloud + 1):
         out.append(Member(f"cloud-{i}", "cloud", str(base + 100 + i) if spec.isolate else "127.0.0.1",
                           spec.cloud_slots, f"cloud{i}", _netns(spec, i, "cloud") if spec.isolate else None, None,
-                          spec.cloud_memory_mb))
+                          taskmanager_memory_mb(spec.cloud_slots, spec.cloud_memory_mb)))
     for i in range(1, spec.edge + 1):
         out.append(Member(f"edge-{i}", f"edge-{i}", str(base + 150 + i) if spec.isolate else "127.0.0.1",
                           spec.edge_slots, f"edge{i}", _netns(spec, i) if spec.isolate else None,
-                          spec.cpu_of(f"edge-{i}") if spec.isolate else None, spec.edge_memory_mb))
+                          spec.cpu_of(f"edge-{i}") if spec.isolate else None,
+                          taskmanager_memory_mb(spec.edge_slots, spec.edge_memory_mb)))
     return out
 
 
