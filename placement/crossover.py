@@ -52,5 +52,14 @@ def crossovers(p: Problem, lo: float = 0.05, hi: float = 1000.0, steps: int = 24
 
 
 def describe(p: Problem, asg: dict[str, str]) -> str:
-    edge = sorted(v for v, n in asg.items() if p.node[n].site != CLOUD and not p.op[v].pin)
-    return "at the edge: " + (", ".join(edge) if edge else "nothing but the sources")
+    """The operators (sources aside) that run away from the cloud, by edge site where there are several:
+    two layouts with the same operators at different sites must not read alike."""
+    at: dict[str, list[str]] = {}
+    for v, n in sorted(asg.items()):
+        if p.node[n].site != CLOUD and not p.op[v].pin:
+            at.setdefault(p.node[n].site, []).append(v)
+    if not at:
+        return "at the edge: nothing but the sources"
+    if len({n.site for n in p.nodes if n.site != CLOUD}) == 1:
+        return "at the edge: " + ", ".join(next(iter(at.values())))
+    return "; ".join(f"at {site}: {', '.join(ops)}" for site, ops in sorted(at.items()))

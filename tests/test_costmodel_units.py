@@ -132,6 +132,18 @@ def test_heterogeneous_sites_offload_only_where_the_link_is_thin():
     assert best["flag@edge-2"] == best["metrics@edge-2"] == "cloud-1"  # its 0.5-core edge would be the bound
 
 
+def test_a_layout_is_described_by_site_when_there_are_several():
+    from placement.crossover import describe
+    p = _qa_two_sites({"edge-1": 0.5, "edge-2": 0.5})
+    base = cloud_only(p)
+    assert describe(p, base) == "at the edge: nothing but the sources"
+    one, other = {**base, "sink": "edge-1"}, {**base, "sink": "edge-2"}
+    assert describe(p, one) == "at edge-1: sink" and describe(p, other) == "at edge-2: sink"
+    assert describe(p, {**one, "flag@edge-2": "edge-2"}) == "at edge-1: sink; at edge-2: flag@edge-2"
+    single = chain(("filter", 2e-4, 0.01, 100, False), ("sink", 1e-6, 1.0, 0, False))
+    assert describe(single, {**cloud_only(single), "filter": "edge-1"}) == "at the edge: filter"
+
+
 def test_an_edge_pass_prices_operators_where_they_ran_and_the_source_pays_to_send():
     """Costs as measured in two passes (the q2 figures of this machine, µs per record): cloud-only, where the
     filter receives over the network and the source sends; edge-max, where both are local at the edge."""

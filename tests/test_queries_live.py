@@ -162,11 +162,12 @@ def test_nexmark_windowed_and_q14_equal_the_pandas_reference(shared_testbed, tmp
 def test_nexmark_two_phase_windows_at_two_sites_equal_the_reference(shared_testbed, tmp_path, q, partial, merge,
                                                                     reference, keys):
     """Two phases: each site counts its bids per auction and window (q5), or finds its highest bids per
-    window (q7), at its own edge; the next stage merges the two sites' results in the cloud. Both sites
-    generate the same seeded stream, so q5's counts double (the hottest auctions stay the reference's) and
-    q7's highest bids come once from each site."""
+    window (q7), at its own edge; the next stage merges the two sites' results in the cloud (the bids are
+    selected in the cloud: the edges have two slots here). Both sites generate the same seeded stream, so q5's
+    counts double (the hottest auctions stay the reference's) and q7's highest bids come once from each site."""
     sites = ("edge-1", "edge-2")
-    asg = {f"{op}-{s}" if op == "src" else f"{op}@{s}": s for s in sites for op in ("src", "bids", partial)}
+    asg = {**{f"src-{s}": s for s in sites}, **{f"{partial}@{s}": s for s in sites},
+           **{f"bids@{s}": "cloud-1" for s in sites}}
     rows = run_bounded(tmp_path, "nexmark", {**asg, merge: "cloud-1", "sink": "cloud-1"}, "--opt", f"query={q}",
                        "--sites", ",".join(sites), "--events", str(N), *WIN_ARGS)
     expected = sorted(tuple(x.item() if hasattr(x, "item") else x for x in t) for t in reference())
