@@ -79,9 +79,25 @@ class Submission:
                 self.restore_file.unlink(missing_ok=True)
         m = re.search(r"JobID ([0-9a-f]{32})", out)
         if self.proc.returncode != 0 or not m:
-            tail = "\n".join(out.strip().splitlines()[-12:])
-            raise EdgeplaceError(f"flink run failed (exit {self.proc.returncode}):\n{tail}")
+            raise EdgeplaceError(run_failure(out, self.proc.returncode))
         return m.group(1)
+
+
+def run_failure(out: str, code: int) -> str:
+    """What a failed `flink run` says: the job script's own Python error when it raised one (the client
+    prints the script's traceback before Flink's Java stack, which only says that Python exited), with the
+    frame that raised it; else the last lines of the client's output."""
+    lines = out.strip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if starts:
+        tb = lines[starts[-1]:]
+        end = next((i for i, line in enumerate(tb[1:], 1) if line and not line[0].isspace()), None)
+        if end is not None:
+            frame = next((l.strip() for l in reversed(tb[:end]) if l.strip().startswith("File ")), "")
+            return (f"flink run failed (exit {code}): the job script raised {tb[end].strip()}"
+                    + (f" ({frame})" if frame else ""))
+    tail = "\n".join(lines[-12:])
+    return f"flink run failed (exit {code}):\n{tail}"
 
 
 def submit(script: Path, args: list[str], conf_dir: Path, savepoint: str | None = None) -> str:

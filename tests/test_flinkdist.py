@@ -34,3 +34,16 @@ def test_ansible_sizes_a_taskmanager_for_its_slots_as_the_testbed_does():
         assert int(got) == flinkdist.taskmanager_memory_mb(slots), slots
     assert env.from_string(defaults["flink_tm_memory_mb"]).render(flink_slots=64, flink_tm_flink_mb="1", memory_mb=900) == "900"
     assert flinkdist.taskmanager_memory_mb(4) == 1280 and flinkdist.taskmanager_memory_mb(16) > 1280
+
+
+def test_a_job_script_that_raises_is_reported_by_its_python_error_not_by_flinks_java_stack():
+    """Recorded from a real `flink run` (Flink 2.3) of a script that fails while it builds its job."""
+    from placement.flink import run_failure
+    out = (Path(__file__).parent / "recorded" / "flink-run-python-error.txt").read_text()
+    msg = run_failure(out, 31)
+    assert msg.startswith("flink run failed (exit 31): the job script raised NameError: name 'GROUP_CPU_CORES' "
+                          "is not defined"), msg
+    assert 'line 7, in build' in msg and "\n" not in msg and "PythonDriver" not in msg
+    # no Python traceback (e.g. the JobManager refused the job): the client's last lines, as before
+    java_only = "\n".join(l for l in out.splitlines() if not l.startswith(("Traceback", " ", "NameError")))
+    assert run_failure(java_only, 1).splitlines()[-1].strip() == java_only.strip().splitlines()[-1].strip()
