@@ -263,8 +263,17 @@ def test_qa_keeps_per_baseline_state_across_savepoint_restore(shared_testbed, tm
         assert got[k]["run_length"] == exp["run_length"]
 
 
-def test_imaging_dirty_images_peak_at_the_source(shared_testbed, tmp_path):
-    rows = run_bounded(tmp_path, "imaging", cloud(["image", "stats", "sink"]), "--events", "40")
-    assert len(rows) == 40
+PER_SITE_IMAGING = {"src-edge-1": "edge-1", "src-edge-2": "edge-2", "image@edge-1": "edge-1",
+                    "image@edge-2": "edge-2", "stats@edge-1": "cloud-1", "stats@edge-2": "cloud-1", "sink": "cloud-1"}
+
+
+@pytest.mark.parametrize("sites, placement", [("edge-1", cloud(["image", "stats", "sink"])),
+                                              ("edge-1,edge-2", PER_SITE_IMAGING)], ids=["one site", "per-site replicas"])
+def test_imaging_dirty_images_peak_at_the_source(shared_testbed, tmp_path, sites, placement):
+    """One site, and two sites whose slices are imaged at their own edges: every slice once, each image's
+    peak where that slice's source is (site i's slices are numbered seq * 100 + i)."""
+    n = len(sites.split(","))
+    rows = run_bounded(tmp_path, "imaging", placement, "--sites", sites, "--events", "40")
+    assert sorted(int(r["slice"]) for r in rows) == sorted(seq * 100 + i for i in range(n) for seq in range(40))
     for r in rows:
         assert (int(r["peak_x"]), int(r["peak_y"])) == im.source_position(int(r["slice"]), 1)
