@@ -132,9 +132,13 @@ def _crossover_lines(results: Path) -> list[str]:
     for f in sorted(results.glob("problem-*.json")):
         p = load(f)
         found = crossovers(p)
-        what = "; ".join(f"at {c.mbit:.3g} Mbit/s from {describe(p, c.below)} to {describe(p, c.above)}"
-                         for c in found) or "none between 0.05 and 1000 Mbit/s"
-        lines.append(f"- {f.stem.removeprefix('problem-')}: {what}")
+        query = f.stem.removeprefix("problem-")
+        if not found:
+            lines.append(f"- {query}: none between 0.05 and 1000 Mbit/s")
+            continue
+        lines.append(f"- {query}:")  # one line per change: a layout of several sites is itself a list
+        lines += [f"  - at {c.mbit:.3g} Mbit/s: from {describe(p, c.below)}, to {describe(p, c.above)}"
+                  for c in found]
     return ["", "## Predicted crossovers (where the best layout changes with the link)", "", *lines] if lines else []
 
 

@@ -378,3 +378,19 @@ def test_a_site_with_its_own_link_keeps_it_in_every_cell():
     assert cfg.parse({**GOOD, "cluster": {"edge": 2}}).cluster.rates(0.5, ["edge-1", "edge-2"]) == 0.5
     with pytest.raises(EdgeplaceError, match="names edge-2, not an edge site"):
         c.rates(0.5, ["edge-1"])
+
+
+def test_report_lists_each_predicted_crossover_on_its_own_line(tmp_path):
+    """The q2-like chain of the cost-model tests changes layout once, at ~1.42 Mbit/s (filter at the edge
+    below, in the cloud above); a report of a folder holding its problem says so, one line per change."""
+    import json
+
+    from costmodel.problem import to_json
+    from experiments.report import write_report
+    from tests.test_costmodel_units import chain
+    root = tmp_path / "demo-abc"
+    _synthetic_results(root)
+    p = chain(("filter", 2e-4, 0.01, 100, False), ("sink", 1e-6, 1.0, 0, False))
+    (root / "problem-q9.json").write_text(json.dumps(to_json(p)))
+    text = write_report(root).read_text()
+    assert "- q9:\n  - at 1.42 Mbit/s: from at the edge: filter, to at the edge: nothing but the sources\n" in text
