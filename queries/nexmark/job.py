@@ -6,10 +6,10 @@ reference SQL: q0 pass-through of bids; q1 price in euro (×0.908); q2 bids with
 q14 bids with 1e6 < 0.908·price < 5e7, their time-of-day type and 'c' count of extra.
 Event-time queries (watermarks at the sources, windows in event time; sizes via --opt window_ms=,
 slide_ms=, gap_ms=, Nexmark's defaults 10 s / 2 s / 10 s): q5 hot items (auctions with the most bids per
-sliding window; with several sites in two phases, as Flink's local-global aggregation: each site counts
-its own bids per auction and window, and the hottest-items stage sums the sites' counts before it takes
-the maximum), q7 highest bid per tumbling window (with several sites, each site's highest bids first), q8 persons who opened an auction in the tumbling
-window they registered in, q11 bids per bidder session."""
+sliding window), q7 highest bid per tumbling window, q8 persons who opened an auction in the tumbling
+window they registered in, q11 bids per bidder session. With several sites q5 and q7 run in two phases,
+as Flink's local-global aggregation: each site counts its own bids per auction and window (q5) or finds
+its own highest bids per window (q7), and the stage after it merges the sites' results."""
 from __future__ import annotations
 
 import sys

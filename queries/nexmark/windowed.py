@@ -175,15 +175,16 @@ def build(q: str, ctx, streams: list, bid_of, ms: dict[str, int]) -> None:
         ctx.sink(out, "sink", lambda r: {"auction": r[0], "bidder": r[1], "price": r[2], "bid_time_type": r[3],
                                          "date_time": r[4], "c_counts": r[5]})
     elif q == "q5":
-        count = ("count", lambda s, uid: ctx.keyed(s.key_by(lambda b: b[0], key_type=Types.LONG()), uid)
-                 .window(SlidingEventTimeWindows.of(Time.milliseconds(ms["window_ms"]),
-                                                    Time.milliseconds(ms["slide_ms"])))
-                 .aggregate(CountWithLatest(), WithWindow(),
-                            accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]), output_type=COUNT_T))
+        count = lambda s, uid: (ctx.keyed(s.key_by(lambda b: b[0], key_type=Types.LONG()), uid)
+                                .window(SlidingEventTimeWindows.of(Time.milliseconds(ms["window_ms"]),
+                                                                   Time.milliseconds(ms["slide_ms"])))
+                                .aggregate(CountWithLatest(), WithWindow(),
+                                           accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]),
+                                           output_type=COUNT_T))
         if "count" in ctx.ops:  # one count reads every site's bids
-            counts = ctx.pin(count[1](ctx.stages(streams, [("bids", bid_of)]), "count"), "count")
+            counts = ctx.pin(count(ctx.stages(streams, [("bids", bid_of)]), "count"), "count")
         else:  # two phases: each site's partial counts, summed per auction by Hottest
-            counts = ctx.stages(streams, [("bids", bid_of), count])
+            counts = ctx.stages(streams, [("bids", bid_of), ("count", count)])
         hot = ctx.pin(ctx.keyed(counts.key_by(lambda r: r[3], key_type=Types.LONG()), "hot").process(Hottest(), output_type=COUNT_T),
                       "hot")
         ctx.sink(hot, "sink", lambda r: {"auction": r[0], "num": r[1], "start": r[2], "end": r[3]})
