@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from common.errors import EdgeplaceError
+from queries.topology import GROUP_HEAP_MB, GROUP_MANAGED_MB
 
 
 @functools.cache
@@ -100,7 +101,6 @@ def taskmanager_memory_mb(slots: int, at_least: int = 1280) -> int:
     and managed memory 40 % of Flink's memory) its task heap and managed memory hold `slots` groups. At the
     1280 MB that fits a few slots, a TaskManager with more slots could not schedule a job with one group per
     slot (measured: 9 groups on a 16-slot TaskManager of 1280 MB stayed unscheduled)."""
-    from queries.topology import GROUP_HEAP_MB, GROUP_MANAGED_MB
     margin = 16  # MB of task heap: Flink rounds its memory sizes
     flink = max(2 * (slots * GROUP_HEAP_MB + margin + 256), slots * GROUP_MANAGED_MB / 0.4)  # heap = 0.5 F - 256
     process = max(flink + 256 + 192, (flink + 256) / 0.9)  # + metaspace + JVM overhead

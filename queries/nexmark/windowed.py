@@ -181,10 +181,8 @@ def build(q: str, ctx, streams: list, bid_of, ms: dict[str, int]) -> None:
                                 .aggregate(CountWithLatest(), WithWindow(),
                                            accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]),
                                            output_type=COUNT_T))
-        if "count" in ctx.ops:  # one count reads every site's bids
-            counts = ctx.pin(count(ctx.stages(streams, [("bids", bid_of)]), "count"), "count")
-        else:  # two phases: each site's partial counts, summed per auction by Hottest
-            counts = ctx.stages(streams, [("bids", bid_of), ("count", count)])
+        # one count of every site's bids, or (per-site replicas) each site's partial counts, which Hottest sums
+        counts = ctx.stages(streams, [("bids", bid_of), ("count", count)])
         hot = ctx.pin(ctx.keyed(counts.key_by(lambda r: r[3], key_type=Types.LONG()), "hot").process(Hottest(), output_type=COUNT_T),
                       "hot")
         ctx.sink(hot, "sink", lambda r: {"auction": r[0], "num": r[1], "start": r[2], "end": r[3]})
