@@ -47,10 +47,28 @@ def _run_calibrate(tmp_path: Path, rate: str, duration: str, **opt) -> tuple:
     return by_name(profiles(load_samples(out)[0]))["Work"], out
 
 
+def _cpu_stall_seconds() -> float:
+    """Seconds, summed since boot, in which some task of this machine waited for a CPU (Linux PSI)."""
+    line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    return int(line.rsplit("total=", 1)[1]) / 1e6
+
+
 def test_true_processing_rate_of_an_operator_with_known_cost(shared_testbed, tmp_path):
+    """The known cost is 20 ms of sleep per record: the true rate is 50/s while the machine has CPUs to spare.
+    On this shared 2-core VM, another tenant can starve Flink and its Python worker for a while (CI once read
+    39/s). Starvation only ever lowers the rate, so a low reading is measured again once (the printout shows
+    how long tasks waited for a CPU, from Linux PSI); a high reading, or a low one twice, fails."""
     cost_ms = 20.0  # Python framework overhead per record (~0.3 ms) stays well inside 10 %
-    work, out = _run_calibrate(tmp_path, "30", "50", cost_ms=cost_ms, keep_every=2, payload=100)
-    print(f"Work: true rate {work.true_processing_rate:.1f}/s (expected {1000 / cost_ms:.0f}), busy {work.busy:.0%}")
+    for attempt in (1, 2):
+        t0, stall0 = time.monotonic(), _cpu_stall_seconds()
+        (run := tmp_path / f"try-{attempt}").mkdir()
+        work, out = _run_calibrate(run, "30", "50", cost_ms=cost_ms, keep_every=2, payload=100)
+        stalled = (_cpu_stall_seconds() - stall0) / (time.monotonic() - t0)
+        print(f"Work: true rate {work.true_processing_rate:.1f}/s (expected {1000 / cost_ms:.0f}), busy "
+              f"{work.busy:.0%}, observed {work.observed_in_rate:.1f}/s, interval spread {work.spread:.0%}; "
+              f"tasks waited for a CPU {stalled:.0%} of the time")
+        if work.true_processing_rate >= 0.9 * 1000 / cost_ms:
+            break
     assert work.true_processing_rate == pytest.approx(1000 / cost_ms, rel=0.10)
     assert 0.3 < work.busy < 0.9  # not saturated: the rate really comes from busy time
     rep = edgeplace("profile", str(out), "--json")
