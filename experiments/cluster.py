@@ -11,12 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import paths
 from common.errors import EdgeplaceError
+from common.files import write_atomic
 from common.say import Say
 
 ANSIBLE_DIR = Path(__file__).resolve().parents[1] / "ansible"
@@ -87,6 +89,8 @@ def run_playbook(action: str, inventory: str, extra: dict | None = None, say: Sa
     """Run the playbook of `action`, streaming its task lines; a failure raises with the failing lines."""
     inventory_hosts(inventory)
     book = PLAYBOOKS[action]
+    if action in ("provision", "start", "stop"):
+        forget_facts(inventory)  # what runs where, and with what, may change
     cmd = [_tool("ansible-playbook"), "-i", str(Path(inventory).resolve()), str(ANSIBLE_DIR / book)]
     if extra:
         cmd += ["-e", json.dumps(extra)]
@@ -191,8 +195,38 @@ def wan(inventory: str, mbit: float | None, delay_ms: float = 0.0, site: str | N
 
 
 def facts(inventory: str, out: str, say: Say = print) -> dict:
+    """Gather the cluster file `out` with facts.yml, and keep a copy for job commands (`kept_facts`)."""
     run_playbook("facts", inventory, {"cluster_file": str(Path(out).resolve())}, say)
-    return json.loads(Path(out).read_text())
+    data = json.loads(Path(out).read_text())
+    cache = facts_cache(inventory)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache, json.dumps({**data, "inventory_digest": _inventory_digest(inventory),
+                                    "gathered_at": time.time()}, indent=2), "cluster facts")
+    return data
+
+
+def facts_cache(inventory: str) -> Path:
+    return paths.home() / "clusters" / (Path(inventory).stem + ".json")
+
+
+def kept_facts(inventory: str, max_age_s: float) -> dict | None:
+    """The facts last gathered from this inventory, if its host variables have not changed since and they
+    are less than `max_age_s` old; else None. `cluster start/stop/provision` forget them."""
+    try:
+        data = json.loads(facts_cache(inventory).read_text())
+    except (OSError, ValueError):
+        return None
+    fresh = isinstance(data, dict) and data.get("inventory_digest") == _inventory_digest(inventory) and \
+        0 <= time.time() - float(data.get("gathered_at", -1e18)) < max_age_s
+    return data if fresh and isinstance(data.get("nodes"), list) else None
+
+
+def forget_facts(inventory: str) -> None:
+    facts_cache(inventory).unlink(missing_ok=True)
+
+
+def _inventory_digest(inventory: str) -> str:
+    return hashlib.sha256(json.dumps(inventory_hostvars(inventory), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _short(line: str, limit: int = 400) -> str:

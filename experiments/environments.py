@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -137,6 +138,26 @@ class LocalTestbed:
         return None
 
 
+FACTS_KEPT_S = 3600.0  # a job command reuses the facts this long while inventory and TaskManagers match
+
+
+def kept_taskmanagers(facts: dict) -> list[dict] | None:
+    """The TaskManagers registered with the JobManager the facts name (None: it does not answer)."""
+    jm = next((n for n in facts.get("nodes", []) if n.get("jobmanager")), None)
+    if jm is None:
+        return None
+    try:
+        return FlinkRest(f"http://{jm['host']}:{facts['rest_port']}").quick().taskmanagers()
+    except Exception:
+        return None
+
+
+def _matches(facts: dict, registered: list[dict] | None) -> bool:
+    """Kept facts still describe the cluster: the same TaskManagers, with the same slots, are registered."""
+    return registered is not None and \
+        {t["id"]: int(t["slotsNumber"]) for t in registered} == {n["id"]: int(n["slots"]) for n in facts["nodes"]}
+
+
 @dataclass
 class AnsibleCluster:
     """A real cluster: nodes from `facts.yml`, shaping with `wan.yml`, WAN counters read over SSH."""
@@ -150,10 +171,18 @@ class AnsibleCluster:
     lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
 
     def __post_init__(self) -> None:
-        out = paths.home() / "clusters" / (Path(self.inventory).stem + ".json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self.facts = ansible_cluster.facts(self.inventory, str(out), say=quiet)
         self.hostvars = ansible_cluster.inventory_hostvars(self.inventory)
+        kept = ansible_cluster.kept_facts(self.inventory, FACTS_KEPT_S)
+        if kept is not None and _matches(kept, kept_taskmanagers(kept)):
+            self.facts = kept
+            self.say(f"cluster facts of {self.inventory} from {(time.time() - kept['gathered_at']) / 60:.0f} min "
+                     f"ago (`edgeplace cluster facts -i {self.inventory}` gathers them again)")
+        else:
+            cache = ansible_cluster.facts_cache(self.inventory)
+            self.facts = ansible_cluster.facts(self.inventory, str(cache), say=quiet)
+        self._connect()
+
+    def _connect(self) -> None:
         self.ssh = SshSessions(self.hostvars)
         jm = next(n for n in self.facts["nodes"] if n["jobmanager"])
         self.conf_dir = paths.home() / "clusters" / (Path(self.inventory).stem + "-client")

@@ -112,6 +112,37 @@ def test_missing_or_jobmanagerless_inventory_is_one_clear_error(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_job_commands_reuse_the_facts_of_an_unchanged_inventory_and_cluster(tmp_path, monkeypatch):
+    from experiments.environments import _matches
+    monkeypatch.setenv("EDGEPLACE_HOME", str(tmp_path / "home"))
+    inv = tmp_path / "inv.yml"
+    hosts = {"cloud-1": {"ansible_host": "10.0.0.8"}}
+    inv.write_text(yaml.safe_dump({"all": {"children": {"cloud": {"hosts": hosts}}}}))
+    gathered = {"nodes": [{"id": "cloud-1", "site": "cloud", "slots": 4, "jobmanager": True, "host": "10.0.0.8"}],
+                "rest_port": 18091}
+
+    def facts_yml(action, inventory, extra, say):  # what facts.yml leaves: the cluster file
+        assert action == "facts"
+        Path(extra["cluster_file"]).write_text(json.dumps(gathered))
+    monkeypatch.setattr(cluster, "run_playbook", facts_yml)
+    assert cluster.kept_facts(str(inv), 3600) is None  # never gathered
+    assert cluster.facts(str(inv), str(tmp_path / "c.json"), say=lambda m: None) == gathered
+    kept = cluster.kept_facts(str(inv), 3600)
+    assert kept is not None and kept["nodes"] == gathered["nodes"]
+    assert cluster.kept_facts(str(inv), 0) is None  # too old
+    inv.write_text(yaml.safe_dump({"all": {"children": {"cloud": {"hosts": hosts}}, "vars": {"flink_slots": 8}}}))
+    assert cluster.kept_facts(str(inv), 3600) is None  # the inventory changed
+    cluster.facts(str(inv), str(tmp_path / "c.json"), say=lambda m: None)
+    assert cluster.kept_facts(str(inv), 3600) is not None
+    cluster.forget_facts(str(inv))  # as `cluster start/stop/provision` do
+    assert cluster.kept_facts(str(inv), 3600) is None
+    # and the JobManager must list the same TaskManagers with the same slots
+    assert _matches(gathered, [{"id": "cloud-1", "slotsNumber": 4}])
+    assert not _matches(gathered, [{"id": "cloud-1", "slotsNumber": 2}])
+    assert not _matches(gathered, [{"id": "cloud-1", "slotsNumber": 4}, {"id": "edge-1", "slotsNumber": 2}])
+    assert not _matches(gathered, None)  # it does not answer
+
+
 REAL_CONFIG = """
 name = "real"
 policies = ["cloud-only"]
@@ -150,6 +181,7 @@ def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
     job = res.stdout.strip().splitlines()[-1]
     res = edgeplace("where", "-i", inv, "--job", job, "--out", str(tmp_path / "where.json"), timeout=300)
     assert res.returncode == 0 and Placement.read(tmp_path / "where.json").assignments == a, res.stderr
+    assert "cluster facts of" in res.stderr  # gathered once (`cluster facts`), not again by each command
     wait_rows(out, 200, timeout=120)
     res = edgeplace("redeploy", "-i", inv, "--job", job, "--placement", str(tmp_path / "b.json"), timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -268,9 +300,11 @@ def test_real_run_over_ssh_into_testbed_namespaces(root_required, tmp_path):
 
         _deploy_where_redeploy_keep_state(inv, tmp_path)
 
+        assert cluster.facts_cache(inv).exists()
         res = edgeplace("cluster", "start", "-i", inv, timeout=600)
         recaps = [l for l in res.stderr.splitlines() if "ok=" in l]
         assert res.returncode == 0 and len(recaps) == 2 and all("changed=0" in l for l in recaps), res.stderr
+        assert not cluster.facts_cache(inv).exists()  # a (re)start forgets them
 
         edge = state.ssh_hosts[1]
         assert _wan_changed(inv, "--mbit", "4") == 1

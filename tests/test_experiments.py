@@ -80,7 +80,7 @@ warmup_s = 8
 duration_s = 10
 repetitions = 1
 profile_s = 10
-profile_steady_s = 45
+profile_steady_s = 20
 """ + TEST_CLUSTER_TOML
 
 
