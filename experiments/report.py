@@ -9,6 +9,7 @@ import pandas as pd
 
 from common.errors import EdgeplaceError
 from common.files import write_atomic
+from experiments.accuracy import accuracy, summary
 from experiments.cells import cpu_rows, has_latency, load_cells
 from experiments.plots import plot_all
 
@@ -174,6 +175,7 @@ def write_report(results: Path) -> Path:
     if not has_latency(df):  # no empty columns of what was not measured
         table = table.drop(columns=["p50_ms", "p99_ms"])
     lines += ["## Results (mean over repetitions)", "", _markdown(table), ""]
+    lines += _accuracy_lines(df)
     lines += ["## Placements", ""]
     for _, r in df.drop_duplicates(["query", "bandwidth_mbit", "policy"]).iterrows():
         asg = json.loads(r["placement"])["assignments"]
@@ -189,6 +191,17 @@ def write_report(results: Path) -> Path:
     out = results / "report.md"
     write_atomic(out, "\n".join(lines), "report")
     return out
+
+
+def _accuracy_lines(df: pd.DataFrame) -> list[str]:
+    """The cost model against the measurements, on the medians over repetitions (errors in %)."""
+    a = accuracy(df[df["policy"] != "adaptive"])  # adaptive's prediction is of the layout it started from
+    if a is None:
+        return []
+    t = a.cells.assign(error_pct=a.cells["error"] * 100, wan_error_pct=a.cells["wan_error"] * 100)
+    t = t[["query", "bandwidth_mbit", "policy", "n", "measured", "predicted", "error_pct", "wan_measured",
+           "wan_predicted", "wan_error_pct"]]
+    return ["## Cost model (medians over repetitions)", ""] + [f"- {x}" for x in summary(a)] + ["", _markdown(t), ""]
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -220,6 +220,46 @@ def test_report_and_figures_of_a_results_folder(tmp_path):
     assert headline(df)[-1].startswith("cost model: median |predicted − measured| / measured λ* = 15%")
 
 
+def test_cost_model_accuracy_is_judged_on_medians_over_repetitions(tmp_path):
+    """#15's figures from any results folder: errors of the per-cell medians, their median and 90th
+    percentile, WAN bytes per event, and where `optimal` fell short of the best measured policy."""
+    from experiments.accuracy import accuracy, summary
+    from experiments.report import write_report
+    from experiments.runner import CELL_COLUMNS
+    measured = {(1, "cloud-only"): ([100, 110, 90], 100), (1, "edge-max"): ([200, 300, 280], 200),
+                (1, "optimal"): ([240, 230, float("nan")], 260), (10, "cloud-only"): ([1000] * 3, 1500),
+                (10, "edge-max"): ([400] * 3, 400), (10, "optimal"): ([1000, 900, 1100], 1000)}
+    rows = [{c: None for c in CELL_COLUMNS} | {
+        "cell": f"q|{bw}|{pol}|{i}", "query": "q", "bandwidth_mbit": float(bw), "policy": pol, "repetition": i,
+        "placement": '{"version": 1, "assignments": {}}', "predicted_rate": float(pred), "measured_rate": float(r),
+        "predicted_wan_bytes_per_event": 110.0, "wan_bytes_per_event": 0.0 if pol == "edge-max" else 100.0,
+        "cpu_cores": "{}", "note": "failed: x" if r != r else ""}
+        for (bw, pol), (rates, pred) in measured.items() for i, r in enumerate(rates)]
+    df = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    a = accuracy(df)
+    by = a.cells.set_index(["bandwidth_mbit", "policy"])
+    assert by.loc[(1.0, "edge-max"), "measured"] == 280  # the median, not the mean (260)
+    assert by.loc[(1.0, "edge-max"), "error"] == pytest.approx(-80 / 280)
+    assert by.loc[(1.0, "optimal"), "n"] == 2 and by.loc[(1.0, "optimal"), "error"] == pytest.approx(25 / 235)
+    # |errors| 0, 0.286, 0.106, 0.5, 0, 0: median of the middle two, 90th percentile between 0.286 and 0.5
+    assert a.rate_error_median == pytest.approx(0.106 / 2, abs=1e-3)
+    assert a.rate_error_p90 == pytest.approx(80 / 280 + (0.5 - 80 / 280) / 2)
+    assert a.wan_error_median == pytest.approx(0.1) and a.cells["wan_error"].notna().sum() == 4  # 0 B: no error
+    assert list(a.choices["share"].round(2)) == [0.84, 1.0]
+    lines = summary(a)
+    assert lines[0] == "λ*: median |predicted − measured| / measured 5%, 90th percentile 39% over 6 cells " \
+                       "(medians over repetitions: 2–3 per cell)"
+    assert lines[-1] == ("optimal reached ≥ 95% of the best measured policy in 1 of 2 (query, bandwidth) cells; "
+                         "not in: q at 1 Mbit/s 84% (best edge-max, 280 vs 235)")
+    root = tmp_path / "v-abc"
+    root.mkdir()
+    df.to_parquet(root / "cells.parquet")
+    text = write_report(root).read_text()
+    assert "## Cost model (medians over repetitions)" in text and lines[-1] in text
+    assert "| q | 1 | edge-max | 3 | 280.0 | 200.0 | -28.6 |" in text
+    assert accuracy(df.assign(measured_rate=float("nan"))) is None  # nothing measured: no section
+
+
 def test_a_real_clusters_report_describes_its_nodes_and_omits_what_was_not_measured(tmp_path):
     """Results from an Ansible cluster: no latency, no CPU per TaskManager; the runner recorded the nodes."""
     import json
