@@ -180,9 +180,6 @@ class AnsibleCluster:
         else:
             cache = ansible_cluster.facts_cache(self.inventory)
             self.facts = ansible_cluster.facts(self.inventory, str(cache), say=quiet)
-        self._connect()
-
-    def _connect(self) -> None:
         self.ssh = SshSessions(self.hostvars)
         jm = next(n for n in self.facts["nodes"] if n["jobmanager"])
         self.conf_dir = paths.home() / "clusters" / (Path(self.inventory).stem + "-client")
