@@ -45,10 +45,13 @@ def edgeplace(*args: str, check: bool = False, timeout: float = 300) -> subproce
 
 
 def pytest_collection_modifyitems(items):
-    """Lifecycle tests (own up/down cycles) first, then everything sharing the session testbed, and tests
-    that break the shared testbed (e.g. kill its JobManager) last."""
+    """Lifecycle tests (own up/down cycles) first, then everything sharing the session testbed (those that
+    need its TaskManagers fresh first), and tests that break the shared testbed (e.g. kill its JobManager)
+    last."""
     def order(it):
-        return 0 if it.get_closest_marker("lifecycle") else 2 if it.get_closest_marker("destructive") else 1
+        marks = {m.name for m in it.iter_markers()}
+        return 0 if "lifecycle" in marks else 3 if "destructive" in marks else \
+            1 if "first_on_shared_testbed" in marks else 2
     items.sort(key=order)
 
 
@@ -62,6 +65,7 @@ def pytest_unconfigure(config):
 def pytest_configure(config):
     config.addinivalue_line("markers", "lifecycle: brings its own testbed up and down (runs first)")
     config.addinivalue_line("markers", "destructive: breaks the shared testbed (runs last)")
+    config.addinivalue_line("markers", "first_on_shared_testbed: needs TaskManagers that ran no other test's jobs")
     os.environ.update(TEST_ENV)
 
 
