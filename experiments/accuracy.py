@@ -29,9 +29,8 @@ def accuracy(df: pd.DataFrame) -> Accuracy | None:
         predicted=("predicted_rate", "median"), wan_measured=("wan_bytes_per_event", "median"),
         wan_predicted=("predicted_wan_bytes_per_event", "median")).reset_index()
     cells["error"] = (cells["predicted"] - cells["measured"]) / cells["measured"]
-    sent = cells["wan_measured"] > 0
-    cells["wan_error"] = np.where(sent, (cells["wan_predicted"] - cells["wan_measured"]) / cells["wan_measured"].where(sent),
-                                  np.nan)
+    cells["wan_error"] = ((cells["wan_predicted"] - cells["wan_measured"]) / cells["wan_measured"]) \
+        .where(cells["wan_measured"] > 0)  # no bytes measured: no relative error
     errors = cells["error"].abs().dropna()
     errors = errors[np.isfinite(errors)]
     if errors.empty:
