@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 
 
+CONTROL_UP, CONTROL_DOWN = "ctl-up", "ctl-down"  # `wan` keys '<TaskManager id>:ctl-up': sent by it to the JobManager
+
+
 @dataclass(frozen=True)
 class OperatorProfile:
     vertex: str
@@ -46,6 +49,17 @@ class JobProfile:
     cpu: dict[str, float] = field(default_factory=dict)  # TaskManager id → cores its process tree used (procfs)
     edges: list[tuple[str, str]] = field(default_factory=list)  # the job graph's vertex → vertex edges
     wan: dict[str, float] = field(default_factory=dict)  # bytes/s on each WAN link direction ('edge-1:up')
+
+    @property
+    def control(self) -> dict[str, dict[str, float]]:
+        """TaskManager id → {up, down}: bytes/s (on the wire) it exchanged with the JobManager, where counted
+        per socket (`wan` keys '<id>:ctl-up' / '<id>:ctl-down')."""
+        out: dict[str, dict[str, float]] = {}
+        for key, rate in self.wan.items():
+            tm, _, kind = key.rpartition(":")
+            if kind in (CONTROL_UP, CONTROL_DOWN) and rate == rate:
+                out.setdefault(tm, {})["up" if kind == CONTROL_UP else "down"] = rate
+        return out
 
 
 BUSY_EPS = 0.005  # below 0.5 % busy the division is meaningless: rate = inf, flagged

@@ -20,6 +20,8 @@ class Prediction:
     limits: dict[str, float] = field(default_factory=dict)  # every constraint's own λ limit
     sources: float = 1.0                    # Σ source weights: events/s out of all sources per unit λ
     site_rates: dict[str, float] = field(default_factory=dict)  # source → events/s when each source runs free
+    wan_up_bytes_per_unit_rate: float = math.nan  # records' bytes edge → cloud only
+    control: dict[str, dict[str, float]] = field(default_factory=dict)  # site → {up, down}: Flink's own bytes/s
 
     @property
     def total_rate(self) -> float:
@@ -31,6 +33,15 @@ class Prediction:
     def wan_bytes_per_event(self) -> float:
         """WAN bytes per event out of any source (a run's WAN bytes / its events)."""
         return self.wan_bytes_per_unit_rate / self.sources if self.sources > 0 else math.nan
+
+    @property
+    def wan_up_bytes_per_event(self) -> float:
+        """Payload bytes edge → cloud per event out of the sources at λ*, records and Flink's own traffic
+        together (what a run measures on the links' up direction); nan when nothing limits λ*."""
+        if not (math.isfinite(self.max_rate) and self.total_rate > 0):
+            return math.nan
+        control = sum(c.get("up", 0.0) for c in self.control.values())
+        return self.wan_up_bytes_per_unit_rate / self.sources + control / self.total_rate
 
     def to_json(self) -> dict:
         """JSON-safe: an unbounded λ* (nothing limits it) is null."""
@@ -79,8 +90,20 @@ def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float
                 b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
-                        add(f"link:{site}:{d}", p.link[site].capacity(d), s, b)
+                        add(f"link:{site}:{d}", link_capacity(p, assignment, site, d), s, b)
     return out
+
+
+def link_capacity(p: Problem, assignment: dict[str, str], site: str, d: str) -> float:
+    """Payload bytes/s left for records on `site`'s link in direction `d` under `assignment`."""
+    return p.link_capacity(site, d, [v for v, n in assignment.items() if p.node[n].site == site])
+
+
+def control_bytes_per_s(p: Problem, assignment: dict[str, str]) -> dict[str, dict[str, float]]:
+    """site → {up, down}: Flink's own traffic on each link under `assignment` (what takes the link's
+    capacity from records besides them)."""
+    return {l.site: {d: l.bandwidth(d) - link_capacity(p, assignment, l.site, d) for d in ("up", "down")}
+            for l in p.links}
 
 
 def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
@@ -94,8 +117,10 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     util = {n.id: at(use.get(f"node:{n.id}", 0.0)) / n.cores for n in p.nodes}
     links = {l.site: {d: at(use.get(f"link:{l.site}:{d}", 0.0)) for d in ("up", "down")} for l in p.links}
     wan = sum(u for name, u in use.items() if name.startswith("link:"))
+    up = sum(u for name, u in use.items() if name.startswith("link:") and name.endswith(":up"))
+    control = control_bytes_per_s(p, assignment)
     rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 else _fill(cons, p.source_rates)
-    return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates)
+    return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates, up, control)
 
 
 def _fill(cons: dict[str, tuple[float, dict[str, float]]], weights: dict[str, float]) -> dict[str, float]:
@@ -141,9 +166,8 @@ def latency_s(p: Problem, assignment: dict[str, str], rate: float) -> float:
             if su != sv:
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
-                        l = p.link[site]
-                        cap = l.capacity(d)
-                        t += p.op[u].bytes_out_per_record / cap + l.rtt_ms / 2000
+                        cap = link_capacity(p, assignment, site, d)
+                        t += p.op[u].bytes_out_per_record / cap + p.link[site].rtt_ms / 2000
             arrive = max(arrive, t)
         best[v] = arrive + svc
     return max(best.values()) if best else 0.0

@@ -5,9 +5,9 @@ node's operators by busy time; else Σ over its Flink vertices of busy fraction 
 where a node's busy total exceeds its cores (busy time on a quota-starved node includes waiting for the
 quota). The latter is also kept as busy_s_per_record: what limits the operator's own subtasks.
 cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
-was measured on (the problem prices costs on a node of speed 1). With `with_control`, each link keeps the
-control traffic profiling measured on it (link counters less the records Flink counted crossing it), and
-predictions give records only what is left of the link."""
+was measured on (the problem prices costs on a node of speed 1). Flink's own traffic (heartbeats, metric
+dumps, checkpoint acknowledgements), counted per TaskManager socket while profiling, is priced per site and
+per operator subtask (`control_prices`); predictions give records only what it leaves of a link."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,35 +38,44 @@ def links_for(nodes: list[Node], mbit: Rates, control: dict[str, dict[str, float
     return out
 
 
-def control_traffic(measured: JobProfile, site_of_op: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Payload bytes/s on each WAN link direction that were not records: what the link counters measured
-    (times WIRE_EFFICIENCY, as link capacities are priced) less the bytes Flink counted on the job-graph
-    edges that crossed that link. Heartbeats, the metric dumps the JobManager fetches from every
-    TaskManager, checkpoint barriers and acks: on a 0.25 Mbit/s link they were ~12 % of it."""
-    if not measured.wan or not measured.edges:
-        return {}
-    owner = measured.owners
-    by_vertex = {p.vertex: p for p in measured.profiles}
-    out_deg: dict[str, int] = {}
-    for a, _ in measured.edges:
-        out_deg[a] = out_deg.get(a, 0) + 1
-    records: dict[tuple[str, str], float] = {}
-    for a, b in measured.edges:
-        if a not in by_vertex or owner.get(a) not in site_of_op or owner.get(b) not in site_of_op:
-            continue
-        sa, sb = site_of_op[owner[a]], site_of_op[owner[b]]
-        rate = by_vertex[a].bytes_out_rate
-        if sa == sb or not rate == rate:
-            continue
-        for site, d in ((sa, "up"), (sb, "down")):
-            if site != CLOUD:
-                records[(site, d)] = records.get((site, d), 0.0) + rate / out_deg[a]
-    out: dict[str, dict[str, float]] = {}
-    for key, wire in measured.wan.items():
-        site, _, d = key.rpartition(":")
-        if d in ("up", "down") and wire == wire:
-            out.setdefault(site, {})[d] = max(0.0, wire * WIRE_EFFICIENCY - records.get((site, d), 0.0))
-    return out
+def control_prices(measured: JobProfile, node_of: dict[str, Node], sources: set[str]) \
+        -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Flink's own traffic from what profiling counted per TaskManager socket (`measured.control`, on the
+    wire; priced in payload bytes/s like the links): (site → {up, down} that stays whatever is placed,
+    op uid → {up, down} that an operator adds to its site's link when it runs there). What a TaskManager
+    exchanged with the JobManager beyond what an idle TaskManager does (heartbeats, its own metrics) comes
+    from the subtasks it ran (a metric dump and a checkpoint acknowledgement each), so it is shared among
+    its operators by their subtasks; an edge site keeps what its TaskManager measured less the share of the
+    operators that may move."""
+    control = measured.control
+    if not control:
+        return {}, {}
+    where = measured.where
+    subtasks: dict[str, int] = {}
+    for p in measured.profiles:
+        uid = measured.owners.get(p.vertex)
+        if uid is not None:
+            subtasks[uid] = subtasks.get(uid, 0) + p.parallelism
+    ran = {tm: {uid: k for uid, k in subtasks.items() if where.get(uid) == tm} for tm in control}
+    per_op: dict[str, dict[str, float]] = {}
+    sites: dict[str, dict[str, float]] = {}
+    for d in ("up", "down"):
+        idle = [c[d] for tm, c in control.items() if d in c and not ran[tm]]
+        base = min(idle) * WIRE_EFFICIENCY if idle else 0.0
+        for tm, c in control.items():
+            if d not in c or not ran[tm]:
+                continue
+            share = max(0.0, c[d] * WIRE_EFFICIENCY - base) / sum(ran[tm].values())
+            movable = 0.0
+            for uid, k in ran[tm].items():
+                if uid not in sources:
+                    per_op.setdefault(uid, {})[d] = share * k
+                    movable += share * k
+            node = node_of.get(tm)
+            if node is not None and node.site != CLOUD:
+                sites.setdefault(node.site, {})[d] = sites.get(node.site, {}).get(d, 0.0) + \
+                    c[d] * WIRE_EFFICIENCY - movable
+    return sites, per_op
 
 
 def with_bandwidth(p: Problem, mbit: Rates) -> Problem:
@@ -83,13 +92,10 @@ def structure_problem(ops: list[OpSpec], nodes: list[Node], mbit: Rates) -> Prob
     return _problem(ops, {o.uid: (0.0, 1.0, 0.0) for o in ops}, nodes, mbit)
 
 
-def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rates,
-          with_control: bool = False) -> Problem:
+def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rates) -> Problem:
     """The planning problem of a job from what profiling measured (`measured.owners`: vertex id → op uid;
-    `measured.where`: op uid → node id during profiling). `with_control` prices the links' measured control
-    traffic off them: off by default, because from a profile at a high data rate it is the small difference
-    of two large numbers (the demo's QA profile gave a control share that left cloud-only 3 ev/s predicted
-    at 0.25 Mbit/s, 57 measured); a per-socket count is what would make it reliable."""
+    `measured.where`: op uid → node id during profiling), with Flink's own traffic where it was counted
+    per socket (`control_prices`)."""
     profiles, owners, where = measured.profiles, measured.owners, measured.where
     uids = {o.uid for o in ops}
     strays = sorted({owners[p.vertex] for p in profiles if p.vertex in owners and owners[p.vertex] not in uids})
@@ -131,9 +137,11 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
         busy_cost = busy_cpu / rate_in * node.speed if rate_in > 0 else 0.0
         sel = 1.0 if op.is_source else (main.observed_out_rate / rate_in if rate_in > 0 else 1.0)
         stats[op.uid] = (cost, sel, _bytes_per_record(op, main, ps, measured), busy_cost)
-    control = control_traffic(measured, {uid: node_of[n].site for uid, n in where.items() if n in node_of}) \
-        if with_control else {}
-    return _problem(ops, stats, nodes, mbit, control)
+    sites, per_op = control_prices(measured, node_of, {o.uid for o in ops if o.is_source})
+    p = _problem(ops, stats, nodes, mbit, sites)
+    return dataclasses.replace(p, operators=tuple(dataclasses.replace(
+        o, control_up_bytes_per_s=per_op.get(o.id, {}).get("up", 0.0),
+        control_down_bytes_per_s=per_op.get(o.id, {}).get("down", 0.0)) for o in p.operators)).validate()
 
 
 def with_edge_pass(cloud: Problem, edge: Problem, cloud_where: dict[str, str],

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterable
 from pathlib import Path
 
 import networkx as nx
@@ -29,6 +30,7 @@ SCHEMA = {
                            "cost_s_per_record": schema.number(0), "busy_s_per_record": schema.number(0),
                            "edge_cost_s_per_record": schema.number(0), "edge_busy_s_per_record": schema.number(0),
                            "send_cost_s_per_record": schema.number(0),
+                           "control_up_bytes_per_s": schema.number(0), "control_down_bytes_per_s": schema.number(0),
                            "selectivity": schema.number(0),
                            "bytes_out_per_record": schema.number(0), "stateful": {"type": "boolean"},
                            "pin": {"type": ["string", "null"]}}}},
@@ -63,6 +65,11 @@ class Operator:
     edge_cost_s_per_record: float | None = None  # on an edge site's node; None: cost_s_per_record
     edge_busy_s_per_record: float | None = None  # on an edge site's node; None: the edge cost
     send_cost_s_per_record: float = 0.0  # per output edge to another site; only on an operator pinned to a node
+    control_up_bytes_per_s: float = 0.0    # Flink's own traffic that the operator's subtasks add to an edge
+    control_down_bytes_per_s: float = 0.0  # site's link when placed there (metric dumps, checkpoint acks)
+
+    def control(self, direction: str) -> float:
+        return self.control_up_bytes_per_s if direction == "up" else self.control_down_bytes_per_s
 
     @property
     def busy(self) -> float:
@@ -104,14 +111,19 @@ class Link:
     down_bytes_per_s: float
     rtt_ms: float = 0.0
     control_up_bytes_per_s: float = 0.0    # what Flink's own traffic (heartbeats, metrics, checkpoint
-    control_down_bytes_per_s: float = 0.0  # acks) takes of the link, as measured while profiling
+    control_down_bytes_per_s: float = 0.0  # acks) takes of the link whatever runs at the site (its sources)
+
+    def bandwidth(self, direction: str) -> float:
+        return self.up_bytes_per_s if direction == "up" else self.down_bytes_per_s
 
     def capacity(self, direction: str) -> float:
-        """Payload bytes/s left for records in `direction` (up | down) once the control traffic has its
-        share (never below 5 % of the link: a link that control traffic fills is priced as nearly full)."""
-        cap, control = ((self.up_bytes_per_s, self.control_up_bytes_per_s) if direction == "up"
-                        else (self.down_bytes_per_s, self.control_down_bytes_per_s))
-        return max(0.05 * cap, cap - control)
+        """Payload bytes/s left for records in `direction` (up | down) once the site's own control traffic
+        has its share (never below 5 % of the link: a link that control traffic fills is priced as nearly full)."""
+        control = self.control_up_bytes_per_s if direction == "up" else self.control_down_bytes_per_s
+        return max(MIN_FREE * self.bandwidth(direction), self.bandwidth(direction) - control)
+
+
+MIN_FREE = 0.05  # share of a link that control traffic is never priced to take from records
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,22 @@ class Problem:
             out[s] = r
         return out
 
+    def control_factor(self, site: str, direction: str) -> float:
+        """What each operator's control traffic at `site` counts for: 1, or less where the link could not
+        carry the control of every operator that may run there and still keep MIN_FREE of it for records
+        (so that the capacity left stays linear in the placement, for the MILP)."""
+        l = self.link[site]
+        most = sum(o.control(direction) for o in self.operators
+                   if any(self.node[n].site == site for n in self.allowed(o.id)))
+        room = l.capacity(direction) - MIN_FREE * l.bandwidth(direction)
+        return 1.0 if most <= room else max(0.0, room) / most
+
+    def link_capacity(self, site: str, direction: str, at_site: Iterable[str]) -> float:
+        """Payload bytes/s left for records on `site`'s link in `direction` when operators `at_site` run
+        there: the link less its own control traffic and that of those operators."""
+        f = self.control_factor(site, direction)
+        return self.link[site].capacity(direction) - f * sum(self.op[v].control(direction) for v in at_site)
+
     def allowed(self, op_id: str) -> list[str]:
         """Nodes the operator may run on (its pin: a node id or a site)."""
         pin = self.op[op_id].pin
@@ -192,9 +220,10 @@ class Problem:
             extra = [x for x in (o.edge_cost_s_per_record, o.edge_busy_s_per_record) if x is not None]
             if not (isinstance(o.parallelism, int) and o.parallelism >= 1) or not all(
                     _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record, o.busy,
-                                               o.send_cost_s_per_record, *extra)):
+                                               o.send_cost_s_per_record, o.control_up_bytes_per_s,
+                                               o.control_down_bytes_per_s, *extra)):
                 raise EdgeplaceError(f"problem: operator {o.id} needs parallelism an integer >= 1 and finite "
-                                     "costs, selectivity and bytes >= 0")
+                                     "costs, selectivity, bytes and control traffic >= 0")
             if not self.allowed(o.id):
                 raise EdgeplaceError(f"problem: operator {o.id} is pinned to {o.pin!r}, which is no node or site")
             if o.send_cost_s_per_record > 0 and o.pin not in self.node:
@@ -238,7 +267,8 @@ def from_json(data: object, source: str = "problem") -> Problem:
                              bool(o.get("stateful", False)), o.get("pin"),
                              *(float(o[k]) if k in o else None for k in
                                ("busy_s_per_record", "edge_cost_s_per_record", "edge_busy_s_per_record")),
-                             float(o.get("send_cost_s_per_record", 0.0)))
+                             float(o.get("send_cost_s_per_record", 0.0)),
+                             float(o.get("control_up_bytes_per_s", 0.0)), float(o.get("control_down_bytes_per_s", 0.0)))
                     for o in data["operators"])
         edges = tuple(Edge(e["from"], e["to"], e.get("ship", "FORWARD")) for e in data.get("edges", []))
         nodes = tuple(Node(n["id"], n["site"], int(n["slots"]), float(n["cores"]), float(n.get("speed", 1.0)))
@@ -260,7 +290,9 @@ def to_json(p: Problem) -> dict:
                            "stateful": o.stateful, **({"pin": o.pin} if o.pin else {}),
                            **{k: getattr(o, k) for k in ("busy_s_per_record", "edge_cost_s_per_record",
                                                          "edge_busy_s_per_record") if getattr(o, k) is not None},
-                           **({"send_cost_s_per_record": o.send_cost_s_per_record} if o.send_cost_s_per_record else {})}
+                           **({"send_cost_s_per_record": o.send_cost_s_per_record} if o.send_cost_s_per_record else {}),
+                           **{k: getattr(o, k) for k in ("control_up_bytes_per_s", "control_down_bytes_per_s")
+                              if getattr(o, k)}}
                           for o in p.operators],
             "edges": [{"from": e.src, "to": e.dst, "ship": e.ship} for e in p.edges],
             "source_rates": dict(p.source_rates),

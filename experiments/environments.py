@@ -15,6 +15,8 @@ import psutil
 import yaml
 
 from collectors.rest import FlinkRest
+from collectors.profiles import CONTROL_DOWN, CONTROL_UP
+from collectors.sockets import ControlMeter
 from common import paths
 from common.errors import EdgeplaceError
 from common.say import Say, quiet
@@ -80,6 +82,7 @@ class LocalTestbed:
 
     edge_cpu: float | None = None
     state: st.State = field(init=False)
+    _meters: dict = field(init=False, default_factory=dict, repr=False)  # TaskManager id → its ControlMeter
 
     def __post_init__(self) -> None:
         from experiments.testbed.testbed import require
@@ -124,7 +127,7 @@ class LocalTestbed:
 
     def wan_counters(self) -> dict[str, int]:
         from experiments.testbed.testbed import wan_counters
-        return wan_counters(self.state)
+        return wan_counters(self.state, self._meters)
 
     def tm_processes(self) -> dict[str, psutil.Process]:
         from experiments.measure import tm_processes
@@ -158,6 +161,9 @@ def _matches(facts: dict, registered: list[dict] | None) -> bool:
         {t["id"]: int(t["slotsNumber"]) for t in registered} == {n["id"]: int(n["slots"]) for n in facts["nodes"]}
 
 
+_SS_MARK = "--- sockets ---"
+
+
 @dataclass
 class AnsibleCluster:
     """A real cluster: nodes from `facts.yml`, shaping with `wan.yml`, WAN counters read over SSH."""
@@ -169,6 +175,7 @@ class AnsibleCluster:
     conf_dir: Path = field(init=False)
     ssh: SshSessions = field(init=False)
     lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
+    _meters: dict = field(init=False, default_factory=dict, repr=False)  # node id → its ControlMeter
 
     def __post_init__(self) -> None:
         self.hostvars = ansible_cluster.inventory_hostvars(self.inventory)
@@ -246,16 +253,22 @@ class AnsibleCluster:
         self.set_wan(mbit if self.lean else None)
 
     def wan_counters(self) -> dict[str, int]:
-        """Bytes sent (up) and received (down) on each edge host's WAN interface, read over SSH."""
+        """Bytes sent (up) and received (down) on each edge host's WAN interface, and each TaskManager's own
+        traffic with the JobManager (per socket, `ss`, where the host has it), read over SSH."""
         out = {}
+        jm = frozenset(n["host"] for n in self.facts["nodes"] if n["jobmanager"])
         for n in self.facts["nodes"]:
-            if n["site"] == CLOUD:
-                continue
-            dev = shlex.quote(n["wan_interface"])
-            text = self.ssh.run(n["id"], f"cat /sys/class/net/{dev}/statistics/tx_bytes "
-                                         f"/sys/class/net/{dev}/statistics/rx_bytes")
-            tx, rx = (int(x) for x in text.split())
-            out[f"{n['site']}:up"], out[f"{n['site']}:down"] = tx, rx
+            dev = shlex.quote(n.get("wan_interface") or "")
+            counters = (f"cat /sys/class/net/{dev}/statistics/tx_bytes /sys/class/net/{dev}/statistics/rx_bytes; "
+                        if n["site"] != CLOUD else "")
+            text = self.ssh.run(n["id"], f"{counters}echo {_SS_MARK}; ss -tinH 2>/dev/null || true")
+            numbers, _, sockets = text.partition(_SS_MARK)
+            if n["site"] != CLOUD:
+                tx, rx = (int(x) for x in numbers.split())
+                out[f"{n['site']}:up"], out[f"{n['site']}:down"] = tx, rx
+            if sockets.strip():
+                sent, received = self._meters.setdefault(n["id"], ControlMeter(jm)).update(sockets.lstrip("\n"))
+                out[f"{n['id']}:{CONTROL_UP}"], out[f"{n['id']}:{CONTROL_DOWN}"] = sent, received
         return out
 
     def tm_processes(self) -> dict[str, psutil.Process]:

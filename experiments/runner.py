@@ -22,7 +22,7 @@ from common.files import write_atomic
 from common.say import Say
 from common.signals import sigterm_interrupts
 from costmodel.predict import predict
-from costmodel.pricing import structure_problem, with_bandwidth, with_edge_pass
+from costmodel.pricing import WIRE_EFFICIENCY, structure_problem, with_bandwidth, with_edge_pass
 from costmodel.problem import Node, Problem, from_json, to_json
 from experiments import config as cfg
 from experiments.environments import AnsibleCluster, Environment, LocalTestbed
@@ -308,7 +308,8 @@ def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note:
            "placement": json.dumps(placement.to_json()),
            "predicted_rate": pred.total_rate if pred else float("nan"),
            "predicted_bottleneck": pred.bottleneck if pred else "",
-           "predicted_wan_bytes_per_event": pred.wan_bytes_per_event if pred else float("nan"),
+           # on the wire, up (edge → cloud), records and Flink's own traffic: what the link counters measure
+           "predicted_wan_bytes_per_event": pred.wan_up_bytes_per_event / WIRE_EFFICIENCY if pred else float("nan"),
            "job": job, "started": started, "finished": time.time(), "note": note}
     if m is not None:
         row.update({"measured_rate": m.source_rate, "wan_bytes_per_event": m.wan_bytes_per_event,

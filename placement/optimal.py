@@ -12,7 +12,7 @@ from scipy.sparse import lil_matrix
 from common.errors import EdgeplaceError
 from costmodel.predict import predict
 from costmodel.problem import CLOUD, Problem
-from placement.heuristics import TIE, cloud_only, node_classes, refine_sites
+from placement.heuristics import TIE, cloud_only, greedy, node_classes, refine_sites
 
 GAP = 1e-7  # relative MIP gap: below TIE (λ ties) and below the 1e-6 WAN tolerance of the property tests
 PRESOLVE = False  # HiGHS presolve returned a worse "optimum" (see the test on it)
@@ -43,7 +43,7 @@ class _Milp:
     For a class bin, CPU and slots are summed over its members and each operator must fit one member: a
     relaxation of the per-node model, exact once its solution is packed onto the members."""
 
-    def __init__(self, p: Problem, bins: list[_Bin], scale: float):
+    def __init__(self, p: Problem, bins: list[_Bin], scale: float, u_hi: float):
         self.bins = bins
         ops = list(p.op)
         sites = sorted({p.node[n].site for n in p.node} - {CLOUD})
@@ -61,7 +61,12 @@ class _Milp:
                 for d in ("up", "down"):
                     yi[(e.src, e.dst, s, d)] = nx_ + len(yi)
         self.ti = ti = nx_ + len(yi)
-        nvar = ti + 1
+        # z = x·U for an operator whose control traffic takes from its edge site's link when it runs there
+        zi = {(v, b): ti + 1 + k for k, (v, b) in enumerate(
+            (v, b) for (v, b) in self.xi if bins[b].site != CLOUD
+            and (p.op[v].control_up_bytes_per_s > 0 or p.op[v].control_down_bytes_per_s > 0))}
+        self.zs = list(zi.values())
+        nvar = ti + 1 + len(zi)
         rows: list[dict[int, float]] = []
         lo: list[float] = []
         hi: list[float] = []
@@ -114,11 +119,17 @@ class _Milp:
             add(coefs, 0, np.inf)
         byts = {(e.src, e.dst): r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
                 for e in p.edges}
+        for (v, b), i in zi.items():  # z ≥ U − U_hi·(1 − x) (and z ≥ 0): z = U where x = 1, exact for U ≤ U_hi
+            add({i: 1.0, ti: -1.0, self.xi[(v, b)]: -u_hi}, -u_hi, np.inf)
         for s in sites:
             for d in ("up", "down"):
-                cap = p.link[s].capacity(d)
+                # records' bytes ≤ (capacity − Σ control of the operators there) · T
+                cap, f = p.link[s].capacity(d), p.control_factor(s, d)
                 coefs = {yi[(u, v, s, d)]: byts[(u, v)] for (u, v) in byts if byts[(u, v)] > 0}
                 if coefs:
+                    for (v, b), i in zi.items():
+                        if bins[b].site == s and p.op[v].control(d) > 0:
+                            coefs[i] = f * p.op[v].control(d) / scale
                     add({**coefs, ti: -cap / scale}, -np.inf, 0)
         self.wan = np.zeros(nvar)
         for (u, v, s, d), i in yi.items():
@@ -160,6 +171,7 @@ class _Milp:
     def solve(self, c, t_lo: float, t_hi: float, wan_lo: float = -np.inf):
         lb, ub = np.zeros(self.nvar), np.ones(self.nvar)
         lb[self.ti], ub[self.ti] = t_lo, t_hi
+        ub[self.zs] = np.inf
         lo = self.lo.copy()
         lo[-1] = wan_lo
         t0 = time.perf_counter()
@@ -208,6 +220,18 @@ def _pack(p: Problem, bn: _Bin, items: list[str], load: dict[str, float], t_cap:
     return out
 
 
+def _u_bound(p: Problem, scale: float) -> float:
+    """An upper bound on the optimum's U = scale/λ: that of the best heuristic placement (with a margin for
+    the tie tolerance); 1e6 (λ ≥ scale/1e6) when no heuristic placement is feasible."""
+    best = 0.0
+    for h in (cloud_only, greedy):
+        try:
+            best = max(best, predict(p, h(p)).max_rate)
+        except EdgeplaceError:
+            continue
+    return 1e6 if best <= 0 else (scale / best if math.isfinite(best) else 1.0) * 1.01 + 1e-9
+
+
 def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     """MILP (HiGHS): maximise λ* — minimise T = 1/λ, which makes every constraint linear — then, among
     placements within TIE of the best T (or sustaining `target_rate`), the fewest WAN bytes per unit λ.
@@ -222,12 +246,14 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
         lam_h = math.nan
     scale = lam_h if math.isfinite(lam_h) and lam_h > 0 else 1.0
     target_u = scale / target_rate if target_rate is not None else None
+    controlled = any(o.control_up_bytes_per_s > 0 or o.control_down_bytes_per_s > 0 for o in p.operators)
+    u_hi = target_u if target_u is not None else _u_bound(p, scale) if controlled else 1.0
     t_lo = 0.0
     split: set[tuple[str, ...]] = set()
     while True:
         bins = [b for c in _bins(p) for b in
                 ([_Bin(c.site, c.slots, c.cores, c.speed, (n,)) for n in c.members] if c.members in split else [c])]
-        model = _Milp(p, bins, scale)
+        model = _Milp(p, bins, scale, u_hi)
         sol = model.lexicographic(target_u, t_lo)
         if sol is None:
             raise EdgeplaceError(f"no placement sustains a source rate of {target_rate:g}" if target_rate

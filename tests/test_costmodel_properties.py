@@ -45,11 +45,15 @@ def problems(draw):
         elif i < n_src:
             op["pin"] = f"site-{i + 1}"
         else:
+            if draw(st.booleans()):  # Flink's own traffic its subtasks add to an edge site's link there
+                op["control_up_bytes_per_s"] = draw(st.sampled_from([1e3, 3e4, 2e5]))
+                op["control_down_bytes_per_s"] = draw(st.sampled_from([0.0, 1e4]))
             preds = draw(st.lists(st.integers(0, i - 1), min_size=1, max_size=2, unique=True))
             edges += [{"from": f"o{u}", "to": f"o{i}"} for u in preds]
         ops.append(op)
     links = [{"site": f"site-{s}", "up_bytes_per_s": draw(st.sampled_from([1e5, 1e6, 1e7])),
-              "down_bytes_per_s": draw(st.sampled_from([1e5, 1e6])), "rtt_ms": 20} for s in range(1, n_sites + 1)]
+              "down_bytes_per_s": draw(st.sampled_from([1e5, 1e6])), "rtt_ms": 20,
+              "control_up_bytes_per_s": draw(st.sampled_from([0.0, 5e3, 9.8e4]))} for s in range(1, n_sites + 1)]
     try:
         return from_json({"operators": ops, "edges": edges, "source_rates": {f"o{i}": 1.0 for i in range(n_src)},
                           "nodes": nodes, "links": links})
@@ -112,8 +116,24 @@ def _loads(p, asg, lam):
             crossing = [(u, v) for u, v in g.edges if (p.node[asg[u if d == "up" else v]].site == l.site and
                                                      p.node[asg[v if d == "up" else u]].site != l.site)]
             sent = sum(rin[u] * p.op[u].selectivity * p.op[u].bytes_out_per_record for u, _ in crossing)
-            out[f"link:{l.site}:{d}"] = sent / (l.up_bytes_per_s if d == "up" else l.down_bytes_per_s)
+            out[f"link:{l.site}:{d}"] = sent / _room(p, l, d, asg)
     return out
+
+
+def _room(p, l, d, asg):
+    """Bytes/s left for records on link `l` in direction `d`: the link less its own control traffic (at most
+    95 % of it), less that of the operators placed at its site, scaled down where the control of every
+    operator that may run there would leave records under 5 % of the link."""
+    bw = l.up_bytes_per_s if d == "up" else l.down_bytes_per_s
+    own = l.control_up_bytes_per_s if d == "up" else l.control_down_bytes_per_s
+    base = max(0.05 * bw, bw - own)
+
+    def ctl(v):
+        return p.op[v].control_up_bytes_per_s if d == "up" else p.op[v].control_down_bytes_per_s
+    may = [v for v in p.op if p.op[v].pin is None or p.op[v].pin in (l.site, *[n.id for n in p.nodes if n.site == l.site])]
+    most = sum(ctl(v) for v in may)
+    f = 1.0 if most <= base - 0.05 * bw else max(0.0, base - 0.05 * bw) / most
+    return base - f * sum(ctl(v) for v, m in asg.items() if p.node[m].site == l.site)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
@@ -156,7 +176,7 @@ def test_predicted_rate_is_exactly_where_the_first_resource_fills(p):
         pred = predict(p, asg)
         unit = _loads(p, asg, 1.0)
         assert pred.wan_bytes_per_unit_rate == pytest.approx(sum(
-            u * (p.link[k.split(":")[1]].up_bytes_per_s if k.endswith(":up") else p.link[k.split(":")[1]].down_bytes_per_s)
+            u * _room(p, p.link[k.split(":")[1]], k.split(":")[2], asg)
             for k, u in unit.items() if k.startswith("link:")), rel=1e-9, abs=1e-12)
         if not math.isfinite(pred.max_rate):
             assert all(u == 0 for u in unit.values())

@@ -323,29 +323,40 @@ def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edg
     assert p.op["src"].cost_s_per_record == pytest.approx(0.2 / 100)  # edge-1 not measured: busy time
 
 
-def test_the_link_share_that_was_not_records_is_control_traffic_and_priced_off_the_link():
-    """The same job, its edge link counted 25,000 B/s up on the wire (23,500 of payload at 94 %): the
-    records crossing it were 20,000 B/s (src's two edges), so 3,500 B/s was Flink's own traffic. On a
-    0.25 Mbit/s link (29,375 B/s of payload) the records get 25,875 B/s, and cloud-only's λ* drops by that."""
+def test_flink_own_traffic_counted_per_socket_is_priced_per_site_and_per_subtask():
+    """The same job, cloud-only, with an idle second cloud TaskManager. What each exchanged with the JobManager
+    (on the wire, up/down B/s): edge-1 5,000/2,000 running the source's 2 subtasks; cloud-1 13,000/2,000
+    running 4 (a, b and the sink's two); cloud-2 1,000/500 running nothing. Beyond an idle TaskManager's,
+    cloud-1's is its subtasks': 12,000 up and 1,500 down over 4, i.e. 2,820 and 352.5 B/s of payload (94 %)
+    per subtask, which a, b and the sink (twice) add to edge-1's link when they run there. edge-1 keeps
+    4,700 up and 1,880 down whatever is placed (its only operator, the source, stays)."""
     from collectors.profiles import JobProfile
     from costmodel.predict import predict
-    from costmodel.pricing import WIRE_EFFICIENCY, link_bytes_per_s, price, with_bandwidth
-    from costmodel.problem import from_json, to_json
+    from costmodel.pricing import link_bytes_per_s, price, with_bandwidth
+    from costmodel.problem import Node, from_json, to_json
     ops, profs, owners, edges, where, nodes = _two_consumer_job()
-    wan = {"edge-1:up": 25_000.0, "edge-1:down": 1_000.0}
-    p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None, True), 0.25)
+    nodes = [*nodes, Node("cloud-2", "cloud", 8, 2.0)]
+    wan = {"edge-1:up": 25_000.0, "edge-1:down": 4_000.0, "edge-1:ctl-up": 5_000.0, "edge-1:ctl-down": 2_000.0,
+           "cloud-1:ctl-up": 13_000.0, "cloud-1:ctl-down": 2_000.0, "cloud-2:ctl-up": 1_000.0,
+           "cloud-2:ctl-down": 500.0}
+    p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None), 0.25)
     link = p.link["edge-1"]
-    assert link.control_up_bytes_per_s == pytest.approx(25_000 * WIRE_EFFICIENCY - 20_000)
-    assert link.control_down_bytes_per_s == pytest.approx(1_000 * WIRE_EFFICIENCY)  # nothing of the job came down
+    assert (link.control_up_bytes_per_s, link.control_down_bytes_per_s) == pytest.approx((4_700, 1_880))
+    assert [p.op[v].control_up_bytes_per_s for v in ("src", "a", "b", "sink")] == pytest.approx([0, 2_820, 2_820, 5_640])
+    assert [p.op[v].control_down_bytes_per_s for v in ("src", "a", "b", "sink")] == pytest.approx([0, 352.5, 352.5, 705])
+    free = link_bytes_per_s(0.25) - 4_700  # 29,375 B/s of payload less edge-1's own
     cloud_only = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
-    free = link_bytes_per_s(0.25) - (25_000 * WIRE_EFFICIENCY - 20_000)
     pred = predict(p, cloud_only)
-    assert pred.bottleneck == "link:edge-1:up" and pred.max_rate == pytest.approx(free / 200)  # 200 B per event
-    assert from_json(to_json(p)).link["edge-1"] == link  # the problem file keeps it
-    bare = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges), nodes, None, True), 0.25)
-    assert predict(bare, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # unmeasured: none
-    off = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan), nodes, None), 0.25)
-    assert predict(off, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # off by default
+    assert pred.bottleneck == "link:edge-1:up" and pred.max_rate == pytest.approx(free / 200)  # 2 × 100 B per event
+    assert pred.wan_up_bytes_per_event == pytest.approx(200 + 4_700 / pred.max_rate)
+    a_at_edge = {**cloud_only, "a": "edge-1"}  # b's copy (100 B) and a's output (50 B) cross; a's control too
+    pred = predict(p, a_at_edge)
+    assert pred.limits["link:edge-1:up"] == pytest.approx((free - 2_820) / 150)
+    assert pred.control["edge-1"] == pytest.approx({"up": 4_700 + 2_820, "down": 1_880 + 352.5})
+    assert from_json(to_json(p)) == p  # the problem file keeps it
+    bare = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, {"edge-1:up": 25_000.0}), nodes,
+                                None), 0.25)
+    assert predict(bare, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # not counted: none
 
 
 PHASED = {**{k: v for k, v in GOOD.items() if k != "bandwidths_mbit"}, "policies": ["cloud-only", "adaptive"],

@@ -8,6 +8,8 @@ import socket
 
 import psutil
 
+from collectors.profiles import CONTROL_DOWN, CONTROL_UP
+from collectors.sockets import ControlMeter
 from common.errors import EdgeplaceError
 from common.say import Say
 from experiments.testbed import network, state as st
@@ -83,12 +85,21 @@ def shape_link(link: dict, mbit: float | None, delay_ms: float, state: st.State,
     return warned
 
 
-def wan_counters(state: st.State) -> dict[str, int]:
-    """Cumulative bytes sent per edge link direction ('edge-1:up' = edge → cloud), from interface counters."""
+def wan_counters(state: st.State, meters: dict[str, ControlMeter] | None = None) -> dict[str, int]:
+    """Cumulative bytes sent per edge link direction ('edge-1:up' = edge → cloud), from interface counters;
+    with `meters` (kept by the caller between calls), also each TaskManager's own traffic with the JobManager
+    ('edge-1:ctl-up' = sent by TaskManager edge-1), counted per socket in its namespace."""
     out = {}
     for link in state.links:
         out[f"{link['site']}:up"] = network.counters(link["ns_if"], link["netns"]).bytes_sent
         out[f"{link['site']}:down"] = network.counters(link["host_if"]).bytes_sent
+    if meters is not None and state.mode == "isolated":
+        jm = frozenset({gateway(TestbedSpec.from_dict(state.spec))})
+        for tm in state.taskmanagers:
+            text = network.run("ss", "-tinH", ns=tm["netns"], check=False).stdout if tm.get("netns") else ""
+            if text:
+                sent, received = meters.setdefault(tm["id"], ControlMeter(jm)).update(text)
+                out[f"{tm['id']}:{CONTROL_UP}"], out[f"{tm['id']}:{CONTROL_DOWN}"] = sent, received
     return out
 
 

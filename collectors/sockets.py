@@ -1,0 +1,58 @@
+"""Flink's own traffic of a TaskManager, counted per TCP socket (`ss -tin`): the bytes it exchanges with the
+JobManager (heartbeats, the metric dumps the JobManager fetches, checkpoint acknowledgements carrying state),
+apart from the records it exchanges with other TaskManagers. Counted on the wire: payload plus one
+Ethernet/IP/TCP header (with timestamps) per segment, as a link's interface counters count them."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+HEADER_BYTES = 14 + 20 + 32  # Ethernet + IPv4 + TCP with the timestamp option, per segment
+_COUNTER = re.compile(r"\b(bytes_sent|bytes_received|segs_out|segs_in):(\d+)")
+
+
+def _host(endpoint: str) -> str:
+    """'[::ffff:10.0.0.1]:6123' or '10.0.0.1:6123' → '10.0.0.1'."""
+    host = endpoint.rsplit(":", 1)[0].strip("[]")
+    return host.removeprefix("::ffff:")
+
+
+def parse(text: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """`ss -tinH` output → (local, peer) → (bytes sent, bytes received) on the wire, per TCP socket."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    head: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            fields = line.split()
+            head = fields if len(fields) >= 5 else None
+            continue
+        if head is None:
+            continue
+        c = {k: int(v) for k, v in _COUNTER.findall(line)}
+        out[(head[3], head[4])] = (c.get("bytes_sent", 0) + HEADER_BYTES * c.get("segs_out", 0),
+                                   c.get("bytes_received", 0) + HEADER_BYTES * c.get("segs_in", 0))
+        head = None
+    return out
+
+
+@dataclass
+class ControlMeter:
+    """Cumulative bytes a TaskManager sent to and received from the JobManager's hosts, over every socket seen
+    (one that closed keeps what it had counted), so that polling it gives counters that never go back."""
+    jobmanager_hosts: frozenset[str]
+    _last: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    _closed: list[int] = field(default_factory=lambda: [0, 0])
+
+    def update(self, ss_text: str) -> tuple[int, int]:
+        """Fold in one `ss -tinH` reading; the cumulative (sent, received) bytes since the first."""
+        now = {k: v for k, v in parse(ss_text).items() if _host(k[1]) in self.jobmanager_hosts}
+        for k, old in self._last.items():
+            new = now.get(k)
+            if new is None or new[0] < old[0] or new[1] < old[1]:  # closed, or the same ports reused
+                self._closed[0] += old[0]
+                self._closed[1] += old[1]
+        self._last = now
+        return (self._closed[0] + sum(v[0] for v in now.values()),
+                self._closed[1] + sum(v[1] for v in now.values()))

@@ -1,0 +1,34 @@
+"""Flink's own traffic per TaskManager socket, from two real `ss -tinH` readings in an edge namespace (a QA job,
+cloud-only, on the testbed: the data socket to the cloud TaskManager, Python workers on loopback, and two
+sockets to the JobManager at 10.213.0.1 — RPC on 6123 and the metric query service)."""
+from pathlib import Path
+
+from collectors.sockets import HEADER_BYTES, ControlMeter, parse
+
+REC = Path(__file__).parent / "recorded"
+A, B = ((REC / f"ss-edge-1-{x}.txt").read_text() for x in "ab")
+JM = frozenset({"10.213.0.1"})
+RPC = ("[::ffff:10.213.0.151]:52098", "[::ffff:10.213.0.1]:6123")
+METRICS = ("[::ffff:10.213.0.151]:46253", "[::ffff:10.213.0.1]:54902")
+
+
+def test_each_socket_is_counted_on_the_wire():
+    socks = parse(B)
+    assert len(socks) == 11  # every ESTAB line of the reading
+    # 5,392,632 B sent in 5,892 segments, 2,194,756 received in 4,803 (data_segs_* are not segs_*)
+    assert socks[RPC] == (5_392_632 + HEADER_BYTES * 5_892, 2_194_756 + HEADER_BYTES * 4_803)
+
+
+def test_only_the_sockets_to_the_jobmanager_count_and_a_closed_one_keeps_its_bytes():
+    meter = ControlMeter(JM)
+    sent0, recv0 = meter.update(A)
+    sent1, recv1 = meter.update(B)
+    # in 5 s only the RPC socket moved: 12,077 B in 20 more segments out, 6,845 B in 17 more segments in
+    assert (sent1 - sent0, recv1 - recv0) == (12_077 + 20 * HEADER_BYTES, 6_845 + 17 * HEADER_BYTES)
+    data = parse(B)[("[::ffff:10.213.0.151]:44539", "[::ffff:10.213.0.101]:48554")]
+    assert sent1 < data[0]  # the records to the cloud TaskManager (225 MB) are not in it
+    lines = B.splitlines()
+    at = next(i for i, l in enumerate(lines) if "46253" in l)
+    closed = "\n".join(lines[:at] + lines[at + 2:])  # the metric socket gone from the next reading
+    assert meter.update(closed) == (sent1, recv1)
+    assert meter.update(B) == (sent1 + parse(B)[METRICS][0], recv1 + parse(B)[METRICS][1])  # reopened: counted anew
