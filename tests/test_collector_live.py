@@ -102,11 +102,17 @@ def test_wan_bytes_match_the_shaped_link_and_flink_byte_counters(shared_testbed,
     finally:
         set_wan(8.0, sites=["edge-1"], say=lambda m: None)
     df = load_samples(out)[0]
-    wan = wan_rates(df)["edge-1:up"]
+    rates = wan_rates(df)
+    wan = rates["edge-1:up"]
     crossing = by_name(profiles(df))["Work"].bytes_out_rate
-    print(f"edge-1 up: tc {wan * 8 / 1e6:.3f} Mbit/s, Flink numBytesOut of Work {crossing * 8 / 1e6:.3f} Mbit/s")
+    print(f"edge-1 up: tc {wan * 8 / 1e6:.3f} Mbit/s, Flink numBytesOut of Work {crossing * 8 / 1e6:.3f} Mbit/s, "
+          f"TaskManagers' own traffic (sent, B/s): edge-1 {rates['edge-1:ctl-up']:.0f}, "
+          f"cloud-1 {rates['cloud-1:ctl-up']:.0f}")
     assert wan == pytest.approx(4e6 / 8, rel=0.10)
     assert crossing == pytest.approx(wan, rel=0.10)
+    # what the TaskManagers sent the JobManager, counted per socket: some (heartbeats, metrics, checkpoint
+    # acks), and on edge-1 a small part of its link next to 4 Mbit/s of records
+    assert 0 < rates["edge-1:ctl-up"] < 0.1 * wan and rates["cloud-1:ctl-up"] > 0
 
 
 def test_unknown_job_and_unreachable_jobmanager_fail_in_one_line(shared_testbed, tmp_path):
