@@ -47,7 +47,9 @@ class Prediction:
         """JSON-safe: an unbounded λ* (nothing limits it) is null."""
         return {"max_rate": self.max_rate if math.isfinite(self.max_rate) else None, "bottleneck": self.bottleneck,
                 "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate, "sources": self.sources, "nodes": self.nodes,
-                "links": self.links}
+                "links": self.links, "control": self.control,
+                "wan_up_bytes_per_event": self.wan_up_bytes_per_event if math.isfinite(self.wan_up_bytes_per_event)
+                else None}
 
 
 def check_placement(p: Problem, assignment: dict[str, str]) -> None:

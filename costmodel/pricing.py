@@ -119,6 +119,9 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
         ps = by_op.get(op.uid, [])
         main = _main_vertex(op, ps)
         usable = main is not None and (main.observed_out_rate if op.is_source else main.observed_in_rate) > 0
+        if not usable and main is not None and _starved(op, ops, by_op):
+            stats[op.uid] = (0.0, 1.0, 0.0, 0.0)  # nothing reached it: per unit λ it gets 0 records, costs 0
+            continue
         if not usable:
             raise EdgeplaceError(f"profiling gave no usable metrics for operator {op.uid} "
                                  f"({'no samples' if main is None else ', '.join(main.flags) or 'no records'}); "
@@ -194,6 +197,14 @@ def _bytes_per_record(op: OpSpec, main: OperatorProfile, ps: list[OperatorProfil
         return 0.0
     per_edge = [by_vertex[a].bytes_out_rate / out_deg[a] for a in leaving]
     return float(sum(per_edge) / len(per_edge) / records)
+
+
+def _starved(op: OpSpec, ops: list[OpSpec], by_op: dict[str, list[OperatorProfile]]) -> bool:
+    """No record came in because none went out of its inputs in the window (e.g. a sink after a window that
+    did not fire while profiled): the inputs' measured selectivity 0 already prices it at no records."""
+    spec = {o.uid: o for o in ops}
+    mains = [_main_vertex(spec[u], by_op.get(u, [])) for u in op.inputs if u in spec]
+    return not op.is_source and bool(mains) and all(m is not None and m.observed_out_rate == 0 for m in mains)
 
 
 def _main_vertex(op: OpSpec, ps: list[OperatorProfile]) -> OperatorProfile | None:

@@ -309,6 +309,24 @@ def _two_consumer_job():
     return ops, profs, owners, edges, where, nodes
 
 
+def test_an_operator_that_nothing_reached_while_profiled_is_priced_at_no_records():
+    """A windowed operator that fired no window while profiled: its sink got no record (busy ≈ 0). With every
+    input silent it is priced at no records (the inputs' selectivity 0 says so); a sink that got nothing
+    while an input sent records is an error naming it."""
+    from collectors.profiles import JobProfile
+    from costmodel.predict import predict
+    from costmodel.pricing import price
+    ops, profs, owners, edges, where, nodes = _two_consumer_job()
+    silent = [_prof("v2", "A", 0.2, 100, 0, 0), _prof("v3", "B", 0.2, 100, 0, 0), _prof("v4", "Out", 0.0, 0, 0, 0)]
+    quiet_profs = [*profs[:2], *silent, profs[5]]
+    p = price(ops, JobProfile(quiet_profs, owners, where, {}, edges), nodes, 1)
+    assert p.op["a"].selectivity == 0 and p.op["b"].selectivity == 0 and p.op["sink"].cost_s_per_record == 0
+    assert predict(p, {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "edge-1"}).max_rate > 0
+    one_sent = [*profs[:2], silent[0], _prof("v3", "B", 0.2, 100, 10, 500), silent[2], profs[5]]
+    with pytest.raises(EdgeplaceError, match="operator sink"):
+        price(ops, JobProfile(one_sent, owners, where, {}, edges), nodes, 1)
+
+
 def test_pricing_uses_the_measured_cpu_of_a_taskmanager_and_bytes_per_output_edge():
     """A source sending each record to two consumers: Flink counts the bytes of both copies in numBytesOut
     (200 B/record here), one edge carries 100. CPU: the TaskManager's process tree used 0.3 cores while its

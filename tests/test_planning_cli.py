@@ -41,3 +41,27 @@ def test_plan_rank_puts_the_filter_first_and_refuses_the_sink_with_its_reason(tm
     assert [r[0] for r in rows] == ["filter", "sink"]
     assert rows[0][2] == "yes" and "reduces WAN bytes by 99 per unit rate" in rows[0][3]
     assert rows[1][2] == "NO" and "not all at one edge site" in rows[1][3]
+
+
+def test_predict_shows_flink_own_traffic_and_the_wan_bytes_per_event_it_adds(tmp_path):
+    """The edge site's link carries 5,000 B/s of Flink's own traffic up whatever is placed, and the filter adds
+    3,000 when it runs there: with it at the edge, 8,000 B/s up at any rate, so 8,000 / λ* more per event."""
+    def control(d):
+        d["links"][0]["control_up_bytes_per_s"] = 5_000.0
+        next(o for o in d["operators"] if o["id"] == "filter")["control_up_bytes_per_s"] = 3_000.0
+    f = problem_file(tmp_path, control)
+    p = from_json(json.loads(open(f).read()))
+    site = p.links[0].site
+    edge = next(n.id for n in p.nodes if n.site == site)
+    asg = {v: (edge if v == "filter" or p.op[v].pin else next(n.id for n in p.nodes if n.site == "cloud"))
+           for v in p.op}
+    pl = tmp_path / "filter-at-edge.json"
+    pl.write_text(json.dumps({"version": 1, "assignments": asg}))
+    res = edgeplace("predict", "--problem", f, "--placement", str(pl), "--json", timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    expect = predict(p, asg)
+    assert out["control"][site] == pytest.approx({"up": 8_000.0, "down": 0.0})
+    assert out["wan_up_bytes_per_event"] == pytest.approx(expect.wan_up_bytes_per_unit_rate + 8_000 / out["max_rate"])
+    text = edgeplace("predict", "--problem", f, "--placement", str(pl), timeout=60)
+    assert f"{site} up 8,000 B/s, down 0 B/s" in text.stdout, text.stdout

@@ -156,6 +156,13 @@ def predict_cmd(problem_file, placement_file, rate, as_json, crossovers) -> None
         return
     console.print(f"λ* = {pred.max_rate:.6g} source records/s per unit rate, bottleneck {pred.bottleneck}")
     console.print(f"WAN bytes per unit rate: {pred.wan_bytes_per_unit_rate:.6g}")
+    own = {s: c for s, c in pred.control.items() if c["up"] > 0 or c["down"] > 0}
+    if own:
+        console.print("Flink's own traffic: " + "; ".join(f"{s} up {c['up']:,.0f} B/s, down {c['down']:,.0f} B/s"
+                                                         for s, c in own.items()))
+    if math.isfinite(pred.wan_up_bytes_per_event):
+        console.print(f"WAN bytes per event edge → cloud at λ*, records and Flink's own: "
+                      f"{pred.wan_up_bytes_per_event:.6g}")
     for n, u in pred.nodes.items():
         console.print(f"  {n}: {u:.1%} CPU at λ*")
     if rate is not None:
