@@ -79,6 +79,7 @@ def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float
         if use > 0:
             per = out.setdefault(name, (cap, {}))[1]
             per[s] = per.get(s, 0.0) + use
+    caps = {(l.site, d): link_capacity(p, assignment, l.site, d) for l in p.links for d in ("up", "down")}
     for s, r in p.rates_by_source.items():
         for v, n in assignment.items():
             site, speed = p.node[n].site, p.node[n].speed
@@ -92,7 +93,7 @@ def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float
                 b = r[e.src] * p.op[e.src].selectivity * p.op[e.src].bytes_out_per_record
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
-                        add(f"link:{site}:{d}", link_capacity(p, assignment, site, d), s, b)
+                        add(f"link:{site}:{d}", caps[(site, d)], s, b)
     return out
 
 

@@ -175,15 +175,22 @@ class Problem:
             out[s] = r
         return out
 
+    @cached_property
+    def _control_factors(self) -> dict[tuple[str, str], float]:
+        out = {}
+        for l in self.links:
+            for d in ("up", "down"):
+                most = sum(o.control(d) for o in self.operators
+                           if any(self.node[n].site == l.site for n in self.allowed(o.id)))
+                room = l.capacity(d) - MIN_FREE * l.bandwidth(d)
+                out[(l.site, d)] = 1.0 if most <= room else max(0.0, room) / most
+        return out
+
     def control_factor(self, site: str, direction: str) -> float:
         """What each operator's control traffic at `site` counts for: 1, or less where the link could not
         carry the control of every operator that may run there and still keep MIN_FREE of it for records
         (so that the capacity left stays linear in the placement, for the MILP)."""
-        l = self.link[site]
-        most = sum(o.control(direction) for o in self.operators
-                   if any(self.node[n].site == site for n in self.allowed(o.id)))
-        room = l.capacity(direction) - MIN_FREE * l.bandwidth(direction)
-        return 1.0 if most <= room else max(0.0, room) / most
+        return self._control_factors[(site, direction)]
 
     def link_capacity(self, site: str, direction: str, at_site: Iterable[str]) -> float:
         """Payload bytes/s left for records on `site`'s link in `direction` when operators `at_site` run
