@@ -41,6 +41,7 @@ class QuerySpec:
     name: str
     label: str
     args: tuple[str, ...] = ()
+    bandwidths_mbit: tuple[float, ...] = ()  # this query's own bandwidths (e.g. around its crossover)
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,12 @@ class ExperimentConfig:
                     for q in self.queries for p in self.policies for r in range(self.repetitions)
                     for i, ph in enumerate(self.phases)]
         return [{"query": q.label, "bandwidth_mbit": b, "policy": p, "repetition": r}
-                for q in self.queries for b in self.bandwidths_mbit for p in self.policies
+                for q in self.queries for b in self.bandwidths_of(q) for p in self.policies
                 for r in range(self.repetitions)]
+
+    def bandwidths_of(self, q: QuerySpec) -> tuple[float, ...]:
+        """The bandwidths a query's cells are measured at: its own, else the experiment's."""
+        return q.bandwidths_mbit or self.bandwidths_mbit
 
     def query(self, label: str) -> QuerySpec:
         return next(q for q in self.queries if q.label == label)
@@ -110,6 +115,7 @@ class ExperimentConfig:
 
 
 def schema_of() -> dict:
+    BANDWIDTHS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": schema.number(0, True)}
     """The config file's JSON Schema: types, ranges, finite numbers, no unknown keys."""
     return {
         "type": "object", "additionalProperties": False,
@@ -120,9 +126,10 @@ def schema_of() -> dict:
                 "type": "object", "additionalProperties": False, "required": ["name"],
                 "properties": {"name": {"enum": sorted(registry.QUERIES)},
                                "label": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9._-]+$"},
-                               "args": {"type": "array", "items": {"type": "string"}}}}},
+                               "args": {"type": "array", "items": {"type": "string"}},
+                               "bandwidths_mbit": BANDWIDTHS}}},
             "policies": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(POLICIES)}},
-            "bandwidths_mbit": {"type": "array", "minItems": 1, "items": schema.number(0, True)},
+            "bandwidths_mbit": BANDWIDTHS,
             "source_rate": {"oneOf": [{"const": "max"}, schema.number(0, True)]},
             "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
             "profile_steady_s": schema.number(0), "profile_edge_pass": {"type": "boolean"},
@@ -156,11 +163,18 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
         schema.check(data, schema_of(), source)
     except ValueError as exc:
         raise EdgeplaceError(str(exc)) from None
-    if ("bandwidths_mbit" in data) == ("phases" in data):
-        raise EdgeplaceError(f"{source}: give either bandwidths_mbit (one cell per bandwidth) or [[phases]] "
-                             "(conditions that change during one deployment), not " +
-                             ("both" if "phases" in data else "neither"))
-    queries = tuple(QuerySpec(q["name"], q.get("label", q["name"]), tuple(q.get("args", []))) for q in data["queries"])
+    own = [i for i, q in enumerate(data["queries"]) if "bandwidths_mbit" in q]
+    if "phases" in data and own:
+        raise EdgeplaceError(f"{source}: queries[{own[0]}].bandwidths_mbit: a phased experiment's bandwidths are "
+                             "its [[phases]]; give the query none")
+    given = "bandwidths_mbit" in data or bool(own) and len(own) == len(data["queries"])
+    if given == ("phases" in data):
+        raise EdgeplaceError(f"{source}: give either bandwidths_mbit (one cell per bandwidth; each query may have "
+                             "its own) or [[phases]] (conditions that change during one deployment), not " +
+                             ("both" if "phases" in data else "neither" if not own else
+                              f"bandwidths for only some queries (queries[{own[0]}] has its own)"))
+    queries = tuple(QuerySpec(q["name"], q.get("label", q["name"]), tuple(q.get("args", [])),
+                              tuple(float(b) for b in q.get("bandwidths_mbit", []))) for q in data["queries"])
     if len({q.label for q in queries}) != len(queries):
         raise EdgeplaceError(f"{source}: queries: two have the same label; give each a distinct label = \"…\"")
     for q in queries:  # the job's own argument parser: a bad option is found before anything starts

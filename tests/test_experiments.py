@@ -52,6 +52,35 @@ def test_bad_config_file_via_cli_is_one_line_and_starts_nothing(tmp_path):
     assert res.returncode == 1 and "not valid TOML" in res.stderr
 
 
+def test_a_query_with_its_own_bandwidths_is_measured_at_those_only():
+    d = {**GOOD, "policies": ["cloud-only", "optimal"], "queries": [
+        {"name": "nexmark", "label": "q2", "args": ["--opt", "query=q2"], "bandwidths_mbit": [0.5, 7, 50]},
+        {"name": "qa"}]}
+    cells = cfg.parse(d).cells()
+    assert sorted({c["bandwidth_mbit"] for c in cells if c["query"] == "q2"}) == [0.5, 7, 50]
+    assert {c["bandwidth_mbit"] for c in cells if c["query"] == "qa"} == {1}
+    assert len(cells) == (3 + 1) * 2 * 3
+    d.pop("bandwidths_mbit")
+    d["queries"][1]["bandwidths_mbit"] = [2]
+    assert {c["bandwidth_mbit"] for c in cfg.parse(d).cells() if c["query"] == "qa"} == {2}
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda d: d["queries"][0].update(bandwidths_mbit=[float("inf")]), r"queries\[0\].bandwidths_mbit\[0\]: must be"),
+    (lambda d: d["queries"][0].update(bandwidths_mbit=[1, 1]), r"queries\[0\].bandwidths_mbit"),
+    (lambda d: d["queries"][0].update(bandwidths_mbit="7"), r"queries\[0\].bandwidths_mbit"),
+    (lambda d: (d.pop("bandwidths_mbit"), d["queries"][0].update(bandwidths_mbit=[7]),
+                d["queries"].append({"name": "qa"})), r"only some queries \(queries\[0\] has its own\)"),
+    (lambda d: (d.pop("bandwidths_mbit"), d["queries"][0].update(bandwidths_mbit=[7]),
+                d.update(phases=[{"duration_s": 90, "mbit": 1}])), r"queries\[0\].bandwidths_mbit: a phased"),
+])
+def test_bad_per_query_bandwidths_name_the_field(mutate, fragment):
+    d = {**GOOD, "queries": [dict(q) for q in GOOD["queries"]]}
+    mutate(d)
+    with pytest.raises(EdgeplaceError, match=fragment):
+        cfg.parse(d)
+
+
 def test_report_tables_keep_the_digits_of_a_bandwidth():
     from experiments.report import _markdown
     table = _markdown(pd.DataFrame({"bandwidth_mbit": [0.25, 20.0], "rate": [1234.56, 7.0]}))
@@ -65,8 +94,8 @@ def test_shipped_configs_are_valid():
     for p in root.glob("*.toml"):
         c = cfg.load(p)
         cells = c.cells()
-        conditions = len(c.phases) or len(c.bandwidths_mbit)
-        assert len(cells) == len(c.queries) * conditions * len(c.policies) * c.repetitions
+        conditions = len(c.phases) * len(c.queries) or sum(len(c.bandwidths_of(q)) for q in c.queries)
+        assert len(cells) == conditions * len(c.policies) * c.repetitions
         assert len({(x["query"], x["bandwidth_mbit"], x["policy"], x["repetition"], x.get("phase")) for x in cells}) \
             == len(cells)
 
