@@ -155,10 +155,16 @@ def _sources_digest(root: Path) -> str:
 def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | None = None) -> Path:
     """apache-flink (the version edgeplace pins) and its dependencies as wheels in `d`, for offline hosts,
     resolved by `python` (default: this one): its exact version decides which dependencies a host needs
-    (e.g. async-timeout below 3.11.3). An existing non-empty `d` is used as it is."""
+    (e.g. async-timeout below 3.11.3). An existing non-empty `d` is used as it is. Flink's jars keep only
+    the hosts' platform's native libraries (`experiments.slimwheel`)."""
     from importlib.metadata import version
+    from experiments.slimwheel import arch_of
+    try:
+        arch = arch_of(platform)
+    except ValueError as exc:
+        raise EdgeplaceError(f"--platform: {exc}") from None
     if d.is_dir() and any(d.glob("apache_flink-*")):
-        return d
+        return _slimmed(d, arch, say)
     d.mkdir(parents=True, exist_ok=True)
     # `pip wheel` rather than `pip download`: sdists (crcmod, dill, …) become wheels here, so the hosts need
     # no build tools and no index
@@ -170,6 +176,15 @@ def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | No
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise EdgeplaceError(f"building the wheelhouse failed: {_last_lines(proc.stderr, 4)}")
+    return _slimmed(d, arch, say)
+
+
+def _slimmed(d: Path, arch: str, say: Say) -> Path:
+    """The wheelhouse with Flink's jars holding only `arch`'s native libraries (done once)."""
+    from experiments.slimwheel import slim_wheelhouse
+    sizes = slim_wheelhouse(d, arch, say)
+    if sizes:
+        say(f"Flink's libraries: {sizes[0] / 1e6:,.0f} MB → {sizes[1] / 1e6:,.0f} MB")
     return d
 
 
