@@ -81,6 +81,13 @@ def test_bad_per_query_bandwidths_name_the_field(mutate, fragment):
         cfg.parse(d)
 
 
+def test_a_deployment_measures_its_fattest_link_first():
+    from experiments.runner import fattest_first
+    members = [({"bandwidth_mbit": b, "policy": p}, None, None) for b, p in ((1, "cloud-only"), (50, "optimal"),
+                                                                            (0.25, "cloud-only"), (7, "optimal"))]
+    assert [m[0]["bandwidth_mbit"] for m in fattest_first(members)] == [50, 7, 1, 0.25]
+
+
 def test_report_tables_keep_the_digits_of_a_bandwidth():
     from experiments.report import _markdown
     table = _markdown(pd.DataFrame({"bandwidth_mbit": [0.25, 20.0], "rate": [1234.56, 7.0]}))
