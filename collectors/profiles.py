@@ -49,6 +49,7 @@ class JobProfile:
     cpu: dict[str, float] = field(default_factory=dict)  # TaskManager id → cores its process tree used (procfs)
     edges: list[tuple[str, str]] = field(default_factory=list)  # the job graph's vertex → vertex edges
     wan: dict[str, float] = field(default_factory=dict)  # bytes/s on each WAN link direction ('edge-1:up')
+    state: dict[str, float] = field(default_factory=dict)  # vertex id → checkpointed state, bytes/s
 
     @property
     def control(self) -> dict[str, dict[str, float]]:

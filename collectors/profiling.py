@@ -7,6 +7,7 @@ from typing import Callable
 
 from collectors.attribution import actual, vertex_owners
 from collectors.profiles import JobProfile, profiles, wan_rates
+from collectors.checkpoints import state_rates
 from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from collectors.topology import job_graph
@@ -60,7 +61,7 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it; with
     `steady` > 0, first wait up to that long for its costs to settle (`settle`); with `cpu`, also the cores
     each TaskManager's process tree used over the same window, with `wan` (the WAN links' byte counters)
-    the bytes/s each link carried."""
+    the bytes/s each link carried; and the checkpointed state each vertex acknowledged (`state_rates`)."""
     if steady > 0:
         waited, settled = settle(rest, job_id, ops, steady, say)
         say(f"profiling after {waited:.0f} s of waiting: "
@@ -68,10 +69,13 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
         warmup = max(0.0, warmup - waited)
     started: list[dict[str, float]] = []
     t0: list[float] = []
+    since_ms = [time.time() * 1000.0]
 
     def at(elapsed: float) -> None:
-        if cpu is not None and elapsed >= warmup and not started:
-            started.append(cpu())
+        if elapsed >= warmup and not t0:
+            since_ms[0] = time.time() * 1000.0
+            if cpu is not None:
+                started.append(cpu())
             t0.append(time.monotonic())
 
     run = sample(rest, job_id, max(MIN_PROFILE_S, seconds), interval=2.5, wan=wan, warmup=warmup, progress=at)
@@ -81,4 +85,5 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
         cores = {tm: (end[tm] - started[0][tm]) / span for tm in end if tm in started[0] and span > 0}
     owners, where = attribution(rest, job_id, ops)
     df = run.frame()
-    return JobProfile(profiles(df), owners, where, cores, list(job_graph(rest, job_id).edges), wan_rates(df))
+    return JobProfile(profiles(df), owners, where, cores, list(job_graph(rest, job_id).edges), wan_rates(df),
+                      state_rates(rest, job_id, since_ms[0]))

@@ -43,38 +43,47 @@ def control_prices(measured: JobProfile, node_of: dict[str, Node], sources: set[
     """Flink's own traffic from what profiling counted per TaskManager socket (`measured.control`, on the
     wire; priced in payload bytes/s like the links): (site → {up, down} that stays whatever is placed,
     op uid → {up, down} that an operator adds to its site's link when it runs there). What a TaskManager
-    exchanged with the JobManager beyond what an idle TaskManager does (heartbeats, its own metrics) comes
-    from the subtasks it ran (a metric dump and a checkpoint acknowledgement each), so it is shared among
-    its operators by their subtasks; an edge site keeps what its TaskManager measured less the share of the
-    operators that may move."""
+    exchanged with the JobManager beyond what an idle TaskManager does (heartbeats, its own metrics) is, up
+    to the JobManager, first the checkpointed state its operators acknowledged (`measured.state`: it goes
+    with the operator that holds it); the rest comes from the subtasks it ran (a metric dump and an
+    acknowledgement each), so it is shared among its operators by their subtasks. An edge site keeps what
+    its TaskManager measured less the share of the operators that may move."""
     control = measured.control
     if not control:
         return {}, {}
     where = measured.where
     subtasks: dict[str, int] = {}
+    state: dict[str, float] = {}
     for p in measured.profiles:
         uid = measured.owners.get(p.vertex)
         if uid is not None:
             subtasks[uid] = subtasks.get(uid, 0) + p.parallelism
+    for vertex, rate in measured.state.items():
+        uid = measured.owners.get(vertex)
+        if uid is not None and rate == rate and rate > 0:
+            state[uid] = state.get(uid, 0.0) + rate
     ran = {tm: {uid: k for uid, k in subtasks.items() if where.get(uid) == tm} for tm in control}
     per_op: dict[str, dict[str, float]] = {}
     sites: dict[str, dict[str, float]] = {}
     for d in ("up", "down"):
         idle = [c[d] for tm, c in control.items() if d in c and not ran[tm]]
         base = min(idle) * WIRE_EFFICIENCY if idle else 0.0
+        own = state if d == "up" else {}
         for tm, c in control.items():
             if d not in c or not ran[tm]:
                 continue
-            share = max(0.0, c[d] * WIRE_EFFICIENCY - base) / sum(ran[tm].values())
+            measured_here = c[d] * WIRE_EFFICIENCY
+            shared = max(0.0, measured_here - base - sum(own.get(uid, 0.0) for uid in ran[tm]))
+            share = shared / sum(ran[tm].values())
             movable = 0.0
             for uid, k in ran[tm].items():
                 if uid not in sources:
-                    per_op.setdefault(uid, {})[d] = share * k
-                    movable += share * k
+                    per_op.setdefault(uid, {})[d] = share * k + own.get(uid, 0.0)
+                    movable += per_op[uid][d]
             node = node_of.get(tm)
             if node is not None and node.site != CLOUD:
                 sites.setdefault(node.site, {})[d] = sites.get(node.site, {}).get(d, 0.0) + \
-                    c[d] * WIRE_EFFICIENCY - movable
+                    max(0.0, measured_here - movable)
     return sites, per_op
 
 

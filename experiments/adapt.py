@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collectors.checkpoints import state_rates
 from collectors.profiles import JobProfile, profiles, wan_rates
 from collectors.profiling import MIN_PROFILE_S, attribution
 from collectors.sampler import COLUMNS, sample
@@ -204,7 +205,8 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], cores: dict[str
         return {**entry, "action": "wait", "why": why}
     profs = profiles(df)
     where = job.where
-    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"]),
+    held = state_rates(env.target.rest, job_id, 1000.0 * (time.time() - window))  # checkpointed state, B/s
+    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"], held),
                     env.nodes, rates)
     # in λ's units (per unit source weight): with several sites, all sources' events over Σ weights
     offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen")) / sum(problem.source_rates.values())

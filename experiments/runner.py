@@ -359,7 +359,8 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
         measured = passes[name][1]
         write_atomic(res.root / f"profile-{q.label}{suffix}.json", json.dumps(
             {"operators": [p.to_json() for p in measured.profiles], "owners": measured.owners,
-             "where": measured.where, "cpu_cores": measured.cpu, "edges": measured.edges}, indent=2, default=str),
+             "where": measured.where, "cpu_cores": measured.cpu, "edges": measured.edges, "wan": measured.wan,
+             "state": measured.state}, indent=2, default=str),
             "profile")
     problem = passes["cloud-only"][0]
     if "edge-max" in passes:

@@ -413,6 +413,32 @@ def test_flink_own_traffic_counted_per_socket_is_priced_per_site_and_per_subtask
     assert predict(bare, cloud_only).max_rate == pytest.approx(link_bytes_per_s(0.25) / 200)  # not counted: none
 
 
+def test_checkpointed_state_goes_with_the_operator_that_holds_it():
+    """The job above, where a keeps state that Flink's checkpoints measured at 4,000 B/s (v2). cloud-1's
+    11,280 B/s of payload beyond the idle TaskManager's are a's state first; the other 7,280 are its 4
+    subtasks' (1,820 each). So a carries 5,820 B/s to whichever site it runs at, b only 1,820: moving the
+    stateless b to the edge costs the link what b sends, not a share of a's state."""
+    from collectors.profiles import JobProfile
+    from costmodel.predict import predict
+    from costmodel.pricing import price, with_bandwidth
+    from costmodel.problem import Node
+    ops, profs, owners, edges, where, nodes = _two_consumer_job()
+    nodes = [*nodes, Node("cloud-2", "cloud", 8, 2.0)]
+    wan = {"edge-1:ctl-up": 5_000.0, "edge-1:ctl-down": 2_000.0, "cloud-1:ctl-up": 13_000.0,
+           "cloud-1:ctl-down": 2_000.0, "cloud-2:ctl-up": 1_000.0, "cloud-2:ctl-down": 500.0}
+    state = {"v2": 4_000.0, "v0": 30.0, "v9": 500.0}  # v0: the source's offsets; v9: no operator's vertex
+    p = with_bandwidth(price(ops, JobProfile(profs, owners, where, {}, edges, wan, state), nodes, None), 0.25)
+    assert [p.op[v].control_up_bytes_per_s for v in ("src", "a", "b", "sink")] == pytest.approx([0, 5_820, 1_820, 3_640])
+    assert [p.op[v].control_down_bytes_per_s for v in ("src", "a", "b", "sink")] == pytest.approx([0, 352.5, 352.5, 705])
+    assert p.link["edge-1"].control_up_bytes_per_s == pytest.approx(4_700)  # the source stays: edge-1 keeps its own
+    cloud_only = {"src": "edge-1", "a": "cloud-1", "b": "cloud-1", "sink": "cloud-1"}
+    assert predict(p, {**cloud_only, "b": "edge-1"}).control["edge-1"]["up"] == pytest.approx(4_700 + 1_820)
+    assert predict(p, {**cloud_only, "a": "edge-1"}).control["edge-1"]["up"] == pytest.approx(4_700 + 5_820)
+    bigger = {"v2": 20_000.0}  # more state than the TaskManager sent beyond idle: nothing left to share
+    p = price(ops, JobProfile(profs, owners, where, {}, edges, wan, bigger), nodes, None)
+    assert [p.op[v].control_up_bytes_per_s for v in ("a", "b", "sink")] == pytest.approx([20_000, 0, 0])
+
+
 PHASED = {**{k: v for k, v in GOOD.items() if k != "bandwidths_mbit"}, "policies": ["cloud-only", "adaptive"],
           "phases": [{"duration_s": 90, "mbit": 20}, {"duration_s": 90, "mbit": 0.5}, {"duration_s": 90, "mbit": 20}]}
 

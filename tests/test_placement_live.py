@@ -141,6 +141,10 @@ def test_plan_from_a_live_job_profiles_it_and_writes_a_deployable_placement(shar
         costs = {o["id"]: o["cost_s_per_record"] for o in problem["operators"]}
         assert all(0 < c < 1 for c in costs.values()), costs  # measured after the warm-up, never assumed
         assert problem["links"][0]["up_bytes_per_s"] == pytest.approx(link_bytes_per_s(8))  # the testbed's 8 Mbit/s
+        # Flink's own traffic: the keyed count also carries its checkpointed state, beyond the share of its
+        # subtask that the stateless parse next to it gets
+        control = {o["id"]: o.get("control_up_bytes_per_s", 0.0) for o in problem["operators"]}
+        assert control["count"] > control["parse"] > 0, control
     finally:
         end(job, tmp_path)
     again = deploy("--placement", str(out), "--rate", "100")  # and the placement it wrote is deployable

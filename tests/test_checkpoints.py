@@ -1,0 +1,70 @@
+"""Checkpointed state per vertex from Flink's checkpoint statistics, replayed from what a real Flink 2.3
+answered for QA running edge-max on the testbed (tests/recorded/record_checkpoints.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from collectors.checkpoints import RECENT, rates_from, state_rates
+from collectors.rest import FlinkRestError
+
+RECORDED = json.loads((Path(__file__).parent / "recorded" / "checkpoints-qa-edge-max.json").read_text())
+JOB = RECORDED["job"]
+ANSWERS = RECORDED["answers"]
+
+
+class Replay:
+    """FlinkRest's `get` answering from the recording; a path it does not hold fails as Flink would."""
+
+    def __init__(self, answers):
+        self.answers, self.reads = answers, []
+
+    def get(self, path, **params):
+        self.reads.append(path)
+        if path not in self.answers:
+            raise FlinkRestError(f"GET {path}: 404")
+        return self.answers[path]
+
+
+def _names():
+    return {v["id"]: v["name"] for v in ANSWERS[f"/jobs/{JOB}"]["vertices"]}
+
+
+def test_state_per_vertex_adds_up_to_flinks_own_checkpoint_sizes():
+    overview = ANSWERS[f"/jobs/{JOB}/checkpoints"]
+    interval_s = ANSWERS[f"/jobs/{JOB}/checkpoints/config"]["interval"] / 1000
+    rest = Replay(ANSWERS)
+    rates = state_rates(rest, JOB)
+    done = sorted((c for c in overview["history"] if c["status"] == "COMPLETED"), key=lambda c: c["id"])[-RECENT:]
+    assert len(done) == RECENT and len(rest.reads) == 2 + RECENT  # config, overview, one read per checkpoint
+    # Flink's total per checkpoint (the overview's own sum over vertices) matches the per-vertex rates
+    total = sum(c["checkpointed_size"] for c in done) / len(done)
+    assert sum(rates.values()) * interval_s == pytest.approx(total)
+    names = _names()
+    holding = {names[v] for v, r in rates.items() if r > 0}
+    assert {"RFI Flagger", "QA Metrics"} <= holding  # the keyed operators
+    assert not holding & {"QA Sink", "Visibilities edge-1 gen", "_stream_key_by_map_operator"}
+    assert 1_000 < max(rates.values()) < 20_000  # 38 kB per 10-s checkpoint: ≈ 4 kB/s
+
+
+def test_only_checkpoints_of_the_profiled_window_count():
+    overview = ANSWERS[f"/jobs/{JOB}/checkpoints"]
+    last = max((c for c in overview["history"] if c["status"] == "COMPLETED"), key=lambda c: c["id"])
+    rest = Replay(ANSWERS)
+    rates = state_rates(rest, JOB, since_ms=last["trigger_timestamp"])
+    assert rest.reads[-1] == f"/jobs/{JOB}/checkpoints/details/{last['id']}" and len(rest.reads) == 3
+    interval_s = ANSWERS[f"/jobs/{JOB}/checkpoints/config"]["interval"] / 1000
+    assert sum(rates.values()) * interval_s == pytest.approx(last["checkpointed_size"])
+    # a window that no checkpoint completed in yet: the latest completed one stands for it
+    assert state_rates(Replay(ANSWERS), JOB, since_ms=last["trigger_timestamp"] + 1) == rates
+
+
+def test_a_job_that_does_not_checkpoint_or_a_flink_that_does_not_answer_prices_no_state():
+    assert state_rates(Replay({}), JOB) == {}
+    off = {**ANSWERS[f"/jobs/{JOB}/checkpoints/config"], "interval": 0}
+    assert rates_from(off, ANSWERS[f"/jobs/{JOB}/checkpoints"], lambda cid: ANSWERS[
+        f"/jobs/{JOB}/checkpoints/details/{cid}"]) == {}
+    none_yet = {**ANSWERS[f"/jobs/{JOB}/checkpoints"], "history": []}
+    assert rates_from(ANSWERS[f"/jobs/{JOB}/checkpoints/config"], none_yet, lambda cid: {}) == {}
