@@ -90,6 +90,7 @@ class ExperimentConfig:
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
     profile_steady_s: float = 0.0      # longest wait for a profiled job's costs to settle before profile_s
     profile_edge_pass: bool = False    # also profile with everything that fits at the edge (costs measured there)
+    profile_each_repetition: bool = False  # each repetition is priced by a profile of its own
 
     def cells(self) -> list[dict]:
         if self.phases:
@@ -133,6 +134,7 @@ def schema_of() -> dict:
             "source_rate": {"oneOf": [{"const": "max"}, schema.number(0, True)]},
             "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
             "profile_steady_s": schema.number(0), "profile_edge_pass": {"type": "boolean"},
+            "profile_each_repetition": {"type": "boolean"},
             "repetitions": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"},
             "calibrate_speeds": {"type": "boolean"},
             "phases": {"type": "array", "minItems": 1, "items": {
@@ -200,7 +202,8 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
                             bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt,
-                            float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", False)))
+                            float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", False)),
+                            bool(data.get("profile_each_repetition", False)))
 
 
 def load(path: str | Path) -> ExperimentConfig:

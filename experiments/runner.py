@@ -184,31 +184,35 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: li
     order: list[tuple] = []
     jobs: dict[str, tuple[list[str], list]] = {}  # query label → (job arguments, logical operators)
     unpriced: set[str] = set()  # queries whose profiling failed
+    def priced_by(c: dict) -> str:  # the profile that prices a cell: its query's, or its repetition's own
+        return f"{c['query']}-r{c['repetition']}" if conf.profile_each_repetition else c["query"]
+
     for c in todo:  # plan every cell first (profiling the queries that need it)
         q = conf.query(c["query"])
         if c["query"] not in jobs:
             jobs[c["query"]] = job_of(conf, q, env)
         args, ops = jobs[c["query"]]
-        needs = any(x["query"] == c["query"] and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
-        if c["query"] in unpriced:
+        key = priced_by(c)
+        needs = any(priced_by(x) == key and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
+        if key in unpriced:
             continue
-        if needs and c["query"] not in profiled:  # before planning any of its cells: all get predictions
+        if needs and key not in profiled:  # before planning any of its cells: all get predictions
             try:
-                profiled[c["query"]] = _profile(conf, res, env, q, args, ops, nodes, say)
+                profiled[key] = _profile(conf, res, env, q, args, ops, nodes, say, key)
             except (EdgeplaceError, FlinkRestError) as exc:  # its cells fail; the other queries go on
-                unpriced.add(c["query"])
-                for x in (x for x in todo if x["query"] == c["query"]):
+                unpriced.add(key)
+                for x in (x for x in todo if priced_by(x) == key):
                     res.add(_failed_row(x, Placement({}, meta={"partial": True}), None, f"profiling failed: {exc}"))
-                say(f"{c['query']}: profiling failed, its cells are recorded as failed: {exc}")
+                say(f"{key}: profiling failed, its cells are recorded as failed: {exc}")
                 env.heal(say)
                 continue
         rates = conf.cluster.rates(c["bandwidth_mbit"], env.sites)  # sites with their own rate keep it
-        base = profiled.get(c["query"]) or structure_problem(ops, nodes, rates)
+        base = profiled.get(key) or structure_problem(ops, nodes, rates)
         problem = with_bandwidth(base, rates)
         placement = _placement(c["policy"], problem, ops)
         pred = None
         if not placement.partial:
-            cost_problem = with_bandwidth(profiled[c["query"]], rates) if c["query"] in profiled else None
+            cost_problem = with_bandwidth(profiled[key], rates) if key in profiled else None
             pred = predict(cost_problem, placement.assignments) if cost_problem else None
         key = (c["query"], json.dumps(placement.to_json()["assignments"], sort_keys=True), c["repetition"],
                placement.partial)
@@ -336,11 +340,13 @@ def _placement(policy: str, problem: Problem, ops) -> Placement:
     return Placement(plan(problem, policy), meta={"policy": policy})
 
 
-def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
+def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say, label: str | None = None) -> Problem:
     """Run the query cloud-only (with `profile_edge_pass`, then with everything that fits at the edge:
     edge-max), unshaped and unthrottled; price each operator from the pass that ran it where it would run
-    (`with_edge_pass`)."""
-    path = res.root / f"problem-{q.label}.json"
+    (`with_edge_pass`). Kept as problem-`label`.json (the query's label, or with `profile_each_repetition`
+    the label and the repetition), which a resumed run reads instead of profiling again."""
+    label = label or q.label
+    path = res.root / f"problem-{label}.json"
     if path.exists():
         return from_json(json.loads(path.read_text()))
     structure = structure_problem(ops, nodes, None)
@@ -350,21 +356,21 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say) -> Problem:
     for name, where in layouts.items():
         if name == "edge-max" and where == layouts["cloud-only"]:
             break  # nothing but the sources fits at the edge
-        say(f"profiling {q.label} ({name}, unshaped link, unthrottled) for {conf.profile_s:.0f} s"
+        say(f"profiling {label} ({name}, unshaped link, unthrottled) for {conf.profile_s:.0f} s"
             + (f" once its costs settle (at most {conf.profile_steady_s:.0f} s)" if conf.profile_steady_s else ""))
         with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
             passes[name] = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes,
                                    conf.profile_steady_s, say)
         suffix = "" if name == "cloud-only" else "-edge"
         measured = passes[name][1]
-        write_atomic(res.root / f"profile-{q.label}{suffix}.json", json.dumps(
+        write_atomic(res.root / f"profile-{label}{suffix}.json", json.dumps(
             {"operators": [p.to_json() for p in measured.profiles], "owners": measured.owners,
              "where": measured.where, "cpu_cores": measured.cpu, "edges": measured.edges, "wan": measured.wan,
              "state": measured.state}, indent=2, default=str),
             "profile")
     problem = passes["cloud-only"][0]
     if "edge-max" in passes:
-        write_atomic(res.root / f"problem-{q.label}-cloud-only.json", json.dumps(to_json(problem), indent=2),
+        write_atomic(res.root / f"problem-{label}-cloud-only.json", json.dumps(to_json(problem), indent=2),
                      "problem")
         problem = with_edge_pass(problem, passes["edge-max"][0], passes["cloud-only"][1].where,
                                  passes["edge-max"][1].where)

@@ -81,6 +81,33 @@ def test_bad_per_query_bandwidths_name_the_field(mutate, fragment):
         cfg.parse(d)
 
 
+def test_each_repetition_can_be_priced_by_its_own_profile(tmp_path, monkeypatch):
+    """With `profile_each_repetition` every repetition's cells are planned and predicted from a profile of
+    their own (problem-<label>-r<i>.json), so that repetitions also repeat the profile's noise."""
+    from types import SimpleNamespace
+    from costmodel.pricing import structure_problem
+    from costmodel.problem import Node
+    from experiments import runner
+    profiled: list[str] = []
+
+    def fake_profile(conf, res, env, q, args, ops, nodes, say, label=None):
+        profiled.append(label)
+        return structure_problem(ops, nodes, None)
+    measured: list[list] = []
+    monkeypatch.setattr(runner, "_profile", fake_profile)
+    monkeypatch.setattr(runner, "_measure_group", lambda conf, res, env, gi, members, *rest: measured.append(members))
+    env = SimpleNamespace(sites=["edge-1"], heal=lambda say: None)
+    nodes = [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 1.5)]
+    for each, expected in ((False, ["nexmark"]), (True, ["nexmark-r0", "nexmark-r1"])):
+        conf = cfg.parse({**GOOD, "policies": ["cloud-only", "optimal"], "repetitions": 2,
+                          "profile_each_repetition": each})
+        profiled.clear()
+        measured.clear()
+        runner._run_cells(conf, runner.Results(tmp_path / str(each)), conf.cells(), env, nodes, print, None)
+        assert sorted(profiled) == expected
+        assert sorted(c["repetition"] for group in measured for c, _, _ in group) == [0, 0, 1, 1]
+
+
 def test_a_deployment_measures_its_fattest_link_first():
     from experiments.runner import fattest_first
     members = [({"bandwidth_mbit": b, "policy": p}, None, None) for b, p in ((1, "cloud-only"), (50, "optimal"),
