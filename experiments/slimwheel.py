@@ -82,6 +82,7 @@ def slim_wheel(wheel: Path, arch: str) -> tuple[int, int]:
                     else:
                         data = src.read(info)
                     dst.writestr(info, data, compress_type=info.compress_type)
+            os.chmod(tmp, wheel.stat().st_mode & 0o777)  # mkstemp's 0600 would hide it from other users
             os.replace(tmp, wheel)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -94,7 +94,9 @@ def test_only_the_hosts_native_libraries_stay(tmp_path, arch):
     _wheel(wheel, {"pyflink/lib/flink-dist-2.3.0.jar": jar, "pyflink/lib/log4j-api.jar": untouched,
                    "pyflink/__init__.py": b"# flink\n"})
     (tmp_path / "apache_flink-2.3.0-cp311-none-any.whl").write_bytes(b"not touched")
+    wheel.chmod(0o644)
     before, after = slim_wheelhouse(tmp_path, arch, say=lambda _: None)
+    assert wheel.stat().st_mode & 0o777 == 0o644
     assert after < before
     files = _record_holds(wheel)
     with zipfile.ZipFile(io.BytesIO(files["pyflink/lib/flink-dist-2.3.0.jar"])) as z:
