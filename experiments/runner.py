@@ -183,7 +183,8 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: li
     groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
     order: list[tuple] = []
     jobs: dict[str, tuple[list[str], list]] = {}  # query label → (job arguments, logical operators)
-    unpriced: set[str] = set()  # queries whose profiling failed
+    unpriced: set[str] = set()  # profiles that failed
+
     def priced_by(c: dict) -> str:  # the profile that prices a cell: its query's, or its repetition's own
         return f"{c['query']}-r{c['repetition']}" if conf.profile_each_repetition else c["query"]
 
@@ -192,27 +193,27 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: li
         if c["query"] not in jobs:
             jobs[c["query"]] = job_of(conf, q, env)
         args, ops = jobs[c["query"]]
-        key = priced_by(c)
-        needs = any(priced_by(x) == key and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
-        if key in unpriced:
+        by = priced_by(c)
+        needs = any(priced_by(x) == by and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
+        if by in unpriced:
             continue
-        if needs and key not in profiled:  # before planning any of its cells: all get predictions
+        if needs and by not in profiled:  # before planning any of its cells: all get predictions
             try:
-                profiled[key] = _profile(conf, res, env, q, args, ops, nodes, say, key)
+                profiled[by] = _profile(conf, res, env, q, args, ops, nodes, say, by)
             except (EdgeplaceError, FlinkRestError) as exc:  # its cells fail; the other queries go on
-                unpriced.add(key)
-                for x in (x for x in todo if priced_by(x) == key):
+                unpriced.add(by)
+                for x in (x for x in todo if priced_by(x) == by):
                     res.add(_failed_row(x, Placement({}, meta={"partial": True}), None, f"profiling failed: {exc}"))
-                say(f"{key}: profiling failed, its cells are recorded as failed: {exc}")
+                say(f"{by}: profiling failed, its cells are recorded as failed: {exc}")
                 env.heal(say)
                 continue
         rates = conf.cluster.rates(c["bandwidth_mbit"], env.sites)  # sites with their own rate keep it
-        base = profiled.get(key) or structure_problem(ops, nodes, rates)
+        base = profiled.get(by) or structure_problem(ops, nodes, rates)
         problem = with_bandwidth(base, rates)
         placement = _placement(c["policy"], problem, ops)
         pred = None
         if not placement.partial:
-            cost_problem = with_bandwidth(profiled[key], rates) if key in profiled else None
+            cost_problem = with_bandwidth(profiled[by], rates) if by in profiled else None
             pred = predict(cost_problem, placement.assignments) if cost_problem else None
         key = (c["query"], json.dumps(placement.to_json()["assignments"], sort_keys=True), c["repetition"],
                placement.partial)
