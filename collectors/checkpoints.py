@@ -30,14 +30,28 @@ def rates_from(config: dict, overview: dict, details: Callable[[int], dict], sin
     interval_s = float(config.get("interval") or 0) / 1000.0
     if interval_s <= 0:
         return {}
-    completed = [c for c in overview.get("history", []) if c.get("status") == "COMPLETED"
-                 and not c.get("is_savepoint")]
-    recent = [c for c in completed if c.get("trigger_timestamp", 0) >= since_ms] or completed[:1]
-    recent = sorted(recent, key=lambda c: c["id"])[-RECENT:]
+    history = sorted(overview.get("history", []), key=lambda c: c["id"])
+    completed = [c for c in history if c.get("status") == "COMPLETED" and not c.get("is_savepoint")]
+    recent = [c for c in completed if c.get("trigger_timestamp", 0) >= since_ms] or completed[-1:]
+    recent = recent[-RECENT:]
     if not recent:
         return {}
     totals: dict[str, float] = {}
     for c in recent:
         for vertex, task in details(c["id"]).get("tasks", {}).items():
             totals[vertex] = totals.get(vertex, 0.0) + float(task.get("checkpointed_size") or 0)
-    return {v: total / len(recent) / interval_s for v, total in totals.items()}
+    return {v: total / _period_s(history, recent, interval_s) for v, total in totals.items()}
+
+
+def _period_s(history: list[dict], recent: list[dict], interval_s: float) -> float:
+    """The time the `recent` checkpoints stand for: from the trigger of the checkpoint before each (of any
+    status; Flink triggers the next one late when one takes longer than the interval) to its own, or the
+    configured interval where no earlier checkpoint is known."""
+    triggers = {c["id"]: c.get("trigger_timestamp") for c in history}
+    ids = sorted(triggers)
+    total = 0.0
+    for c in recent:
+        before = [i for i in ids if i < c["id"] and triggers[i]]
+        gap = (c["trigger_timestamp"] - triggers[before[-1]]) / 1000.0 if before and c.get("trigger_timestamp") else 0.0
+        total += gap if gap > 0 else interval_s
+    return total

@@ -68,3 +68,15 @@ def test_a_job_that_does_not_checkpoint_or_a_flink_that_does_not_answer_prices_n
         f"/jobs/{JOB}/checkpoints/details/{cid}"]) == {}
     none_yet = {**ANSWERS[f"/jobs/{JOB}/checkpoints"], "history": []}
     assert rates_from(ANSWERS[f"/jobs/{JOB}/checkpoints/config"], none_yet, lambda cid: {}) == {}
+
+
+def test_checkpoints_that_come_late_spread_their_state_over_the_time_they_took():
+    """Flink triggers the next checkpoint only when the last one is done: 100 kB every 25 s is 4 kB/s,
+    whatever the configured 10 s say."""
+    history = [{"id": i, "status": "COMPLETED", "trigger_timestamp": 1_000_000 + 25_000 * i} for i in range(1, 5)]
+    sizes = {i: {"tasks": {"v1": {"checkpointed_size": 100_000}, "v2": {"checkpointed_size": 0}}} for i in range(1, 5)}
+    rates = rates_from({"interval": 10_000}, {"history": history}, sizes.__getitem__, since_ms=1_040_000)
+    assert rates == pytest.approx({"v1": 4_000.0, "v2": 0.0})
+    # the oldest one known has no predecessor: the configured interval stands for it
+    assert rates_from({"interval": 10_000}, {"history": history[:1]}, sizes.__getitem__) == \
+        pytest.approx({"v1": 10_000.0, "v2": 0.0})
