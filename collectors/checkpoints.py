@@ -46,12 +46,12 @@ def rates_from(config: dict, overview: dict, details: Callable[[int], dict], sin
 def _period_s(history: list[dict], recent: list[dict], interval_s: float) -> float:
     """The time the `recent` checkpoints stand for: from the trigger of the checkpoint before each (of any
     status; Flink triggers the next one late when one takes longer than the interval) to its own, or the
-    configured interval where no earlier checkpoint is known."""
-    triggers = {c["id"]: c.get("trigger_timestamp") for c in history}
-    ids = sorted(triggers)
-    total = 0.0
-    for c in recent:
-        before = [i for i in ids if i < c["id"] and triggers[i]]
-        gap = (c["trigger_timestamp"] - triggers[before[-1]]) / 1000.0 if before and c.get("trigger_timestamp") else 0.0
-        total += gap if gap > 0 else interval_s
+    configured interval where no earlier checkpoint is known. `history` is sorted by id."""
+    wanted = {c["id"] for c in recent}
+    total, last = 0.0, None
+    for c in history:
+        at = c.get("trigger_timestamp")
+        if c["id"] in wanted:
+            total += (at - last) / 1000.0 if at and last and at > last else interval_s
+        last = at or last
     return total
