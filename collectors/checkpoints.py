@@ -9,18 +9,33 @@ from collections.abc import Callable
 from collectors.rest import FlinkRest, FlinkRestError
 
 RECENT = 6  # checkpoints averaged (their details are one REST read each)
+KEPT = 2 * RECENT  # checkpoint details a caller's `known` holds at most
 
 
-def state_rates(rest: FlinkRest, job_id: str, since_ms: float = 0.0) -> dict[str, float]:
+def state_rates(rest: FlinkRest, job_id: str, since_ms: float = 0.0,
+                known: dict[int, dict] | None = None) -> dict[str, float]:
     """Vertex id → bytes/s of checkpointed state, averaged over the recent completed checkpoints triggered
     after `since_ms` (epoch ms; the latest completed if none was). {} when the job does not checkpoint or
-    Flink's checkpoint statistics cannot be read: the caller then prices no state."""
+    Flink's checkpoint statistics cannot be read: the caller then prices no state.
+
+    `known` keeps the details of completed checkpoints (checkpoint id → Flink's answer; they never change)
+    between calls on the same job, so that a caller that asks every few seconds reads each checkpoint
+    once. Only the newest `KEPT` stay in it."""
     base = f"/jobs/{job_id}/checkpoints"
+    known = {} if known is None else known
+
+    def details(cid: int) -> dict:
+        if cid not in known:
+            known[cid] = rest.get(f"{base}/details/{cid}")
+        return known[cid]
+
     try:
-        return rates_from(rest.get(f"{base}/config"), rest.get(base), lambda cid: rest.get(f"{base}/details/{cid}"),
-                          since_ms)
+        return rates_from(rest.get(f"{base}/config"), rest.get(base), details, since_ms)
     except FlinkRestError:
         return {}
+    finally:
+        for cid in sorted(known)[:-KEPT]:
+            del known[cid]
 
 
 def rates_from(config: dict, overview: dict, details: Callable[[int], dict], since_ms: float = 0.0) \

@@ -170,6 +170,7 @@ class Watched:
     where: dict[str, str]             # operator uid → TaskManager
     edges: list[tuple[str, str]]      # the job graph's vertex → vertex edges
     warm_from: float                  # local epoch time from which its metrics count
+    checkpoints: dict[int, dict] = field(default_factory=dict)  # details read so far, by id
 
 
 def _watch(rest, job_id: str, ops, warmup: float) -> Watched:
@@ -205,7 +206,7 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], cores: dict[str
         return {**entry, "action": "wait", "why": why}
     profs = profiles(df)
     where = job.where
-    held = state_rates(env.target.rest, job_id, 1000.0 * (time.time() - window))  # checkpointed state, B/s
+    held = state_rates(env.target.rest, job_id, 1000.0 * (time.time() - window), job.checkpoints)  # B/s
     problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"], held),
                     env.nodes, rates)
     # in λ's units (per unit source weight): with several sites, all sources' events over Σ weights

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.checkpoints import RECENT, rates_from, state_rates
+from collectors.checkpoints import KEPT, RECENT, rates_from, state_rates
 from collectors.rest import FlinkRestError
 
 RECORDED = json.loads((Path(__file__).parent / "recorded" / "checkpoints-qa-edge-max.json").read_text())
@@ -80,3 +80,23 @@ def test_checkpoints_that_come_late_spread_their_state_over_the_time_they_took()
     # the oldest one known has no predecessor: the configured interval stands for it
     assert rates_from({"interval": 10_000}, {"history": history[:1]}, sizes.__getitem__) == \
         pytest.approx({"v1": 10_000.0, "v2": 0.0})
+
+
+def test_a_caller_that_keeps_what_it_read_reads_each_checkpoint_once():
+    """`adapt` asks every round: the details of a completed checkpoint never change, so a second call reads
+    only the config and the overview, and gives the same rates; what is kept stays bounded."""
+    known: dict[int, dict] = {}
+    rest = Replay(ANSWERS)
+    first = state_rates(rest, JOB, known=known)
+    assert len(rest.reads) == 2 + RECENT and len(known) == RECENT
+    again = state_rates(rest, JOB, known=known)
+    assert again == first and len(rest.reads) == 2 + RECENT + 2
+    # many more checkpoints than it keeps: only the newest KEPT stay
+    history = [{"id": i, "status": "COMPLETED", "trigger_timestamp": 1_000 * i} for i in range(1, 60)]
+    details = {i: {"tasks": {"v": {"checkpointed_size": 10}}} for i in range(1, 60)}
+    answers = {"/jobs/j/checkpoints/config": {"interval": 1_000}, "/jobs/j/checkpoints": {"history": history},
+               **{f"/jobs/j/checkpoints/details/{i}": d for i, d in details.items()}}
+    kept: dict[int, dict] = {i: details[i] for i in range(1, 40)}
+    assert state_rates(Replay(answers), "j", known=kept) == pytest.approx({"v": 10.0})
+    read = list(range(60 - RECENT, 60))  # the six it used; the rest of what it keeps are the newest it had
+    assert sorted(kept) == sorted(set(range(1, 40)) | set(read))[-KEPT:] and len(kept) == KEPT
