@@ -178,61 +178,61 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: li
                progress) -> None:
     """Cells that share a query and a placement are measured in one deployment, one bandwidth after the
     other (fattest first, `fattest_first`): only the tc shaping changes between them, so each deployment is
-    paid once."""
-    profiled: dict[str, Problem] = {}
-    groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
-    order: list[tuple] = []
+    paid once. A profile's cells are measured right after it, before the next profile: this machine's speed
+    drifts by the hour, and CPU-bound cells measured 1–2 h after their profile came out 9 % below its
+    prediction, 2–4 h after 13 % (link-bound ones 1.4 %)."""
     jobs: dict[str, tuple[list[str], list]] = {}  # query label → (job arguments, logical operators)
-    unpriced: set[str] = set()  # profiles that failed
+    done, gi = [0], 0
 
     def priced_by(c: dict) -> str:  # the profile that prices a cell: its query's, or its repetition's own
         return f"{c['query']}-r{c['repetition']}" if conf.profile_each_repetition else c["query"]
 
-    for c in todo:  # plan every cell first (profiling the queries that need it)
-        q = conf.query(c["query"])
-        if c["query"] not in jobs:
-            jobs[c["query"]] = job_of(conf, q, env)
-        args, ops = jobs[c["query"]]
-        by = priced_by(c)
-        needs = any(priced_by(x) == by and x["policy"] in cfg.NEEDS_PROFILE for x in todo)
-        if by in unpriced:
-            continue
-        if needs and by not in profiled:  # before planning any of its cells: all get predictions
+    for by in dict.fromkeys(priced_by(c) for c in todo):  # in the (shuffled) order of the cells
+        mine = [c for c in todo if priced_by(c) == by]
+        groups = _plan(conf, res, mine, env, nodes, say, jobs, by)
+        for members in groups.values():
             try:
-                profiled[by] = _profile(conf, res, env, q, args, ops, nodes, say, by)
-            except (EdgeplaceError, FlinkRestError) as exc:  # its cells fail; the other queries go on
-                unpriced.add(by)
-                for x in (x for x in todo if priced_by(x) == by):
-                    res.add(_failed_row(x, Placement({}, meta={"partial": True}), None, f"profiling failed: {exc}"))
-                say(f"{by}: profiling failed, its cells are recorded as failed: {exc}")
+                _measure_group(conf, res, env, gi, fattest_first(members), jobs, nodes, say, progress, done,
+                               len(todo))
+            except (EdgeplaceError, FlinkRestError) as exc:  # one cell's failure is recorded; the experiment goes on
+                for c, pl, pred in members:
+                    if cell_id(c) not in set(res.done()["cell"]):
+                        res.add(_failed_row(c, pl, pred, str(exc)))
+                        done[0] += 1
+                        say(f"[{done[0]}/{len(todo)}] {cell_id(c)}: FAILED: {exc}")
                 env.heal(say)
-                continue
+            gi += 1
+
+
+def _plan(conf, res: Results, cells: list[dict], env: Environment, nodes: list[Node], say: Say,
+          jobs: dict, by: str) -> dict[tuple, list[tuple[dict, Placement, object]]]:
+    """The cells that one profile (`by`) prices, profiled if a policy needs it, planned and predicted, grouped
+    by deployment (query, placement, repetition) in the order of the cells. A failed profile records its
+    cells as failed and gives no groups."""
+    q = conf.query(cells[0]["query"])
+    if cells[0]["query"] not in jobs:
+        jobs[cells[0]["query"]] = job_of(conf, q, env)
+    args, ops = jobs[cells[0]["query"]]
+    profiled = None
+    if any(c["policy"] in cfg.NEEDS_PROFILE for c in cells):  # before planning any of its cells: all get predictions
+        try:
+            profiled = _profile(conf, res, env, q, args, ops, nodes, say, by)
+        except (EdgeplaceError, FlinkRestError) as exc:  # its cells fail; the other queries go on
+            for c in cells:
+                res.add(_failed_row(c, Placement({}, meta={"partial": True}), None, f"profiling failed: {exc}"))
+            say(f"{by}: profiling failed, its cells are recorded as failed: {exc}")
+            env.heal(say)
+            return {}
+    groups: dict[tuple, list[tuple[dict, Placement, object]]] = {}
+    for c in cells:
         rates = conf.cluster.rates(c["bandwidth_mbit"], env.sites)  # sites with their own rate keep it
-        base = profiled.get(by) or structure_problem(ops, nodes, rates)
-        problem = with_bandwidth(base, rates)
+        problem = with_bandwidth(structure_problem(ops, nodes, rates) if profiled is None else profiled, rates)
         placement = _placement(c["policy"], problem, ops)
-        pred = None
-        if not placement.partial:
-            cost_problem = with_bandwidth(profiled[by], rates) if by in profiled else None
-            pred = predict(cost_problem, placement.assignments) if cost_problem else None
+        pred = predict(problem, placement.assignments) if profiled is not None and not placement.partial else None
         key = (c["query"], json.dumps(placement.to_json()["assignments"], sort_keys=True), c["repetition"],
                placement.partial)
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append((c, placement, pred))
-    done = [0]
-    for gi, key in enumerate(order):
-        members = fattest_first(groups[key])
-        try:
-            _measure_group(conf, res, env, gi, members, jobs, nodes, say, progress, done, len(todo))
-        except (EdgeplaceError, FlinkRestError) as exc:  # one cell's failure is recorded; the experiment goes on
-            for c, pl, pred in members:
-                if cell_id(c) not in set(res.done()["cell"]):
-                    res.add(_failed_row(c, pl, pred, str(exc)))
-                    done[0] += 1
-                    say(f"[{done[0]}/{len(todo)}] {cell_id(c)}: FAILED: {exc}")
-            env.heal(say)
+        groups.setdefault(key, []).append((c, placement, pred))
+    return groups
 
 
 def fattest_first(members: list[tuple]) -> list[tuple]:

@@ -89,13 +89,19 @@ def test_each_repetition_can_be_priced_by_its_own_profile(tmp_path, monkeypatch)
     from costmodel.problem import Node
     from experiments import runner
     profiled: list[str] = []
+    events: list[tuple] = []  # ("profile", label) and ("measure", repetition, deployment number), in order
 
     def fake_profile(conf, res, env, q, args, ops, nodes, say, label=None):
         profiled.append(label)
+        events.append(("profile", label))
         return structure_problem(ops, nodes, None)
     measured: list[list] = []
+
+    def fake_measure(conf, res, env, gi, members, *rest):
+        measured.append(members)
+        events.append(("measure", members[0][0]["repetition"], gi))
     monkeypatch.setattr(runner, "_profile", fake_profile)
-    monkeypatch.setattr(runner, "_measure_group", lambda conf, res, env, gi, members, *rest: measured.append(members))
+    monkeypatch.setattr(runner, "_measure_group", fake_measure)
     env = SimpleNamespace(sites=["edge-1"], heal=lambda say: None)
     nodes = [Node("edge-1", "edge-1", 4, 0.5), Node("cloud-1", "cloud", 8, 1.5)]
     for each, expected in ((False, ["nexmark"]), (True, ["nexmark-r0", "nexmark-r1"])):
@@ -106,6 +112,16 @@ def test_each_repetition_can_be_priced_by_its_own_profile(tmp_path, monkeypatch)
         runner._run_cells(conf, runner.Results(tmp_path / str(each)), conf.cells(), env, nodes, print, None)
         assert sorted(profiled) == expected
         assert sorted(c["repetition"] for group in measured for c, _, _ in group) == [0, 0, 1, 1]
+        deployments = [e[2] for e in events if e[0] == "measure"]
+        assert deployments == list(range(len(deployments)))  # each its own sinks folder
+        if each:  # a repetition's cells are measured right after its own profile, before the next profile
+            order = [e[1] if e[0] == "profile" else f"nexmark-r{e[1]}" for e in events]
+            for i, label in enumerate(order[:-1]):
+                if events[i][0] == "measure":
+                    assert order[i + 1] == label or events[i + 1][0] == "profile", events
+            assert [e for e in events if e[0] == "profile"] == [("profile", order[0]), ("profile", order[-1])]
+            assert order.index(order[-1]) > max(i for i, x in enumerate(order) if x == order[0]), events
+        events.clear()
 
 
 def test_a_deployment_measures_its_fattest_link_first():
