@@ -9,7 +9,7 @@ from collectors.attribution import actual, vertex_owners
 from collectors.profiles import JobProfile, profiles, wan_rates
 from collectors.checkpoints import state_rates
 from collectors.rest import FlinkRest
-from collectors.sampler import sample
+from collectors.sampler import SampleRun, sample
 from collectors.topology import job_graph
 from queries.topology import OpSpec
 
@@ -55,13 +55,30 @@ def settle(rest: FlinkRest, job_id: str, ops: list[OpSpec], longest: float,
     return time.monotonic() - t0, False
 
 
+CYCLES = 2  # event-time windows that close within a profile or a measurement, at the least
+
+
+def emitted_per_source(run: SampleRun, ops: list[OpSpec]) -> float:
+    """The fewest records any source subtask's generator emitted over the polls of `run` (0: none seen)."""
+    gens = {f"{o.name} gen" for o in ops if o.is_source}
+    seen: dict[tuple[str, int], list[float]] = {}
+    for r in run.rows:
+        if r["metric"] == "numRecordsOut" and r["vertex_name"] in gens:
+            seen.setdefault((r["vertex_name"], r["subtask"]), []).append(r["value"])
+    return min((max(v) - min(v) for v in seen.values()), default=0.0)
+
+
 def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float, warmup: float = 0.0,
                 cpu: CpuMeter | None = None, wan: Callable[[], dict[str, int]] | None = None,
-                steady: float = 0.0, say: Callable[[str], None] = lambda _: None) -> JobProfile:
+                steady: float = 0.0, say: Callable[[str], None] = lambda _: None,
+                cycle_events: int = 0, longest: float = 0.0) -> JobProfile:
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it; with
     `steady` > 0, first wait up to that long for its costs to settle (`settle`); with `cpu`, also the cores
     each TaskManager's process tree used over the same window, with `wan` (the WAN links' byte counters)
-    the bytes/s each link carried; and the checkpointed state each vertex acknowledged (`state_rates`)."""
+    the bytes/s each link carried; and the checkpointed state each vertex acknowledged (`state_rates`).
+    A job whose event-time windows close every `cycle_events` events per source is sampled on until every
+    source emitted CYCLES × that many (at most `longest` s): closing a window is a burst of work, which a
+    profile that caught none or one of them would leave out of the cost per record, or count double."""
     if steady > 0:
         waited, settled = settle(rest, job_id, ops, steady, say)
         say(f"profiling after {waited:.0f} s of waiting: "
@@ -78,7 +95,18 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
                 started.append(cpu())
             t0.append(time.monotonic())
 
-    run = sample(rest, job_id, max(MIN_PROFILE_S, seconds), interval=2.5, wan=wan, warmup=warmup, progress=at)
+    seconds = max(MIN_PROFILE_S, seconds)
+    latest = [SampleRun()]
+
+    def keep(r: SampleRun) -> None:
+        latest[0] = r
+
+    def enough() -> bool:
+        return bool(t0) and time.monotonic() - t0[0] >= seconds and (
+            cycle_events <= 0 or emitted_per_source(latest[0], ops) >= CYCLES * cycle_events)
+
+    run = sample(rest, job_id, max(seconds, longest) if cycle_events > 0 else seconds, interval=2.5, wan=wan,
+                 warmup=warmup, progress=at, on_poll=keep, until=enough)
     cores = {}
     if started:
         end, span = cpu(), time.monotonic() - t0[0]

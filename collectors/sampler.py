@@ -54,13 +54,15 @@ def poll_once(rest: FlinkRest, job_id: str, vertices: dict[str, dict], now: floa
 def sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
            wan: Callable[[], dict[str, int]] | None = None, give_up_after: float = 20.0,
            progress: Callable[[float], None] | None = None, warmup: float = 0.0,
-           on_poll: Callable[[SampleRun], None] | None = None) -> SampleRun:
+           on_poll: Callable[[SampleRun], None] | None = None,
+           until: Callable[[], bool] | None = None) -> SampleRun:
     """Poll every `interval` s for `warmup` + `duration` s and keep the polls after the warm-up.
     `wan()` returns cumulative bytes per 'site:dir'; `on_poll(kept so far)` after every poll (to write as it
-    goes). Polling through the warm-up matters: the JobManager answers the first query after a quiet spell
-    from a stale metric store."""
+    goes); `until()`, asked after every poll once the warm-up is over, ends the sampling early when true.
+    Polling through the warm-up matters: the JobManager answers the first query after a quiet spell from a
+    stale metric store."""
     run = _sample(rest, job_id, warmup + duration, interval, wan, give_up_after, progress,
-                  (lambda r: on_poll(_after_warmup(r, warmup))) if on_poll else None)
+                  (lambda r: on_poll(_after_warmup(r, warmup))) if on_poll else None, until, warmup)
     return _after_warmup(run, warmup)
 
 
@@ -73,7 +75,8 @@ def _after_warmup(run: SampleRun, warmup: float) -> SampleRun:
 
 def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             wan: Callable[[], dict[str, int]] | None, give_up_after: float,
-            progress: Callable[[float], None] | None, on_poll: Callable[[SampleRun], None] | None) -> SampleRun:
+            progress: Callable[[float], None] | None, on_poll: Callable[[SampleRun], None] | None,
+            until: Callable[[], bool] | None = None, warmup: float = 0.0) -> SampleRun:
     run = SampleRun()
     g = job_graph(rest, job_id)
     vertices = {v: g.nodes[v] for v in g}
@@ -115,6 +118,8 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             on_poll(run)
         if progress:
             progress(min(duration, time.monotonic() - start))
+        if until is not None and time.monotonic() - start >= warmup and until():
+            break
         next_t += interval
         time.sleep(max(0.0, next_t - time.monotonic()))
     return run

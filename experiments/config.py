@@ -91,6 +91,9 @@ class ExperimentConfig:
     profile_steady_s: float = 0.0      # longest wait for a profiled job's costs to settle before profile_s
     profile_edge_pass: bool = False    # also profile with everything that fits at the edge (costs measured there)
     profile_each_repetition: bool = False  # each repetition is priced by a profile of its own
+    # a job whose event-time windows close rarely is measured (and profiled) on until two of them closed,
+    # for at most this long (`collectors.profiling.CYCLES`)
+    measure_longest_s: float = 120.0
 
     def cells(self) -> list[dict]:
         if self.phases:
@@ -134,7 +137,7 @@ def schema_of() -> dict:
             "source_rate": {"oneOf": [{"const": "max"}, schema.number(0, True)]},
             "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
             "profile_steady_s": schema.number(0), "profile_edge_pass": {"type": "boolean"},
-            "profile_each_repetition": {"type": "boolean"},
+            "profile_each_repetition": {"type": "boolean"}, "measure_longest_s": schema.number(0),
             "repetitions": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"},
             "calibrate_speeds": {"type": "boolean"},
             "phases": {"type": "array", "minItems": 1, "items": {
@@ -186,7 +189,7 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
             raise EdgeplaceError(f"{source}: queries ({q.label}).args: {exc}") from None
     d = ExperimentConfig.__dataclass_fields__
     num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed",
-                                                  "settle_s", "profile_steady_s")}
+                                                  "settle_s", "profile_steady_s", "measure_longest_s")}
     phases = tuple(Phase(float(p["duration_s"]), float(p["mbit"])) for p in data.get("phases", []))
     short = [i for i, p in enumerate(phases) if p.duration_s <= num["settle_s"]]
     if short:
@@ -203,7 +206,8 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
                             bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt,
                             float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", False)),
-                            bool(data.get("profile_each_repetition", False)))
+                            bool(data.get("profile_each_repetition", False)),
+                            measure_longest_s=float(num["measure_longest_s"]))
 
 
 def load(path: str | Path) -> ExperimentConfig:

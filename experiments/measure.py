@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 
 from collectors.profiles import OperatorProfile, profiles, wan_rates
+from collectors.profiling import CYCLES
 from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from experiments.testbed import state as st
@@ -25,6 +26,8 @@ class Measurement:
     cpu_cores: dict[str, float]              # TaskManager id → cores used (process tree, procfs)
     profiles: list[OperatorProfile] = field(default_factory=list)
     samples: object = None
+    seconds: float = float("nan")            # how long it was measured (after the warm-up)
+    window_cycles: float = float("nan")      # event-time window periods each source went through (NaN: none)
 
 
 def tm_processes(state: st.State) -> dict[str, psutil.Process]:
@@ -74,8 +77,11 @@ def tree_cpu(p: psutil.Process, steady: bool = False) -> float:
 
 
 def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, psutil.Process], out_dir: Path,
-            warmup: float, duration: float, wan) -> Measurement:
-    """Sample through `warmup` (discarded) and `duration`; CPU of each TaskManager tree (`procs`) over the latter."""
+            warmup: float, duration: float, wan, cycle_events: int = 0, longest: float = 0.0) -> Measurement:
+    """Sample through `warmup` (discarded) and `duration`; CPU of each TaskManager tree (`procs`) over the latter.
+    A job whose windows close every `cycle_events` events per source is measured on until every source has
+    emitted CYCLES × that many (at most `longest` s in all): a window's closing is a burst of work, and a
+    measurement that catches none of them, or one, reads a rate the job does not keep."""
     cpu0: dict[str, float] = {}
     t0 = [0.0]
 
@@ -87,17 +93,28 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, ps
             progress0.update(source_progress(out_dir))
             t0[0] = time.monotonic()
 
-    run = sample(rest, job_id, duration, interval=2.5, wan=wan, warmup=warmup, progress=at)
+    def enough() -> bool:
+        if not cpu0 or time.monotonic() - t0[0] < duration:
+            return False
+        if cycle_events <= 0 or not progress0:
+            return True
+        return events_per_source(progress0, source_progress(out_dir)) >= CYCLES * cycle_events
+
+    run = sample(rest, job_id, max(duration, longest) if cycle_events > 0 else duration, interval=2.5, wan=wan,
+                 warmup=warmup, progress=at, until=enough)
     elapsed = time.monotonic() - t0[0] if cpu0 else float("nan")
     cpu = {k: (tree_cpu(p) - cpu0[k]) / elapsed for k, p in procs.items()} if cpu0 else {}
     df = run.frame()
     profs = profiles(df)
-    rate = progress_rate(progress0, source_progress(out_dir))
+    progress1 = source_progress(out_dir)
+    rate = progress_rate(progress0, progress1)
     if not rate == rate:  # no progress files (no --out): the REST-based estimate
         rate = sustained_source_rate(ops, profs)
     wan_bps = wan_rates(df)
     up = sum(v for k, v in wan_bps.items() if k.endswith(":up"))
-    return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cpu, profs, df)
+    cycles = events_per_source(progress0, progress1) / cycle_events if cycle_events > 0 and progress0 else float("nan")
+    return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cpu, profs, df,
+                       elapsed, cycles)
 
 
 def source_progress(out_dir: Path) -> dict[str, tuple[float, float]]:
@@ -110,6 +127,11 @@ def source_progress(out_dir: Path) -> dict[str, tuple[float, float]]:
         except (OSError, ValueError, KeyError):
             pass
     return out
+
+
+def events_per_source(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> float:
+    """The fewest records any source subtask emitted between two progress snapshots (0 if there are none)."""
+    return min((after[k][0] - before[k][0] for k in after if k in before), default=0.0)
 
 
 def progress_rate(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> float:

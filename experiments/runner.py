@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from collectors.profiling import CYCLES
 from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
 from common.files import write_atomic
@@ -263,7 +264,8 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                 env.set_wan(conf.cluster.rates(bw, env.sites))
                 started = time.time()
                 m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
-                            conf.duration_s, env.wan_counters)
+                            conf.duration_s, env.wan_counters, registry.cycle_events(q.name, args),
+                            conf.measure_longest_s)
                 measured[bw] = (m, started)
                 (res.root / "samples").mkdir(exist_ok=True)
                 m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
@@ -274,7 +276,10 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
             done[0] += 1
             say(f"[{done[0]}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
                 + (f" (predicted {pred.total_rate:,.0f})" if pred else "")
-                + f", {m.wan_bytes_per_event:,.1f} WAN B/event")
+                + f", {m.wan_bytes_per_event:,.1f} WAN B/event"
+                + (f"; over {m.window_cycles:.1f} window periods in {m.seconds:.0f} s"
+                   + (" (fewer than 2: at most measure_longest_s)" if m.window_cycles < CYCLES else "")
+                   if m.window_cycles == m.window_cycles else ""))
             if progress:
                 progress(done[0], total)
 
@@ -330,7 +335,8 @@ def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note:
         row.update({"measured_rate": m.source_rate, "wan_bytes_per_event": m.wan_bytes_per_event,
                     "wan_up_bytes_per_s": sum(v for k, v in m.wan_bytes_per_s.items() if k.endswith(":up")),
                     "latency_p50": m.latency_s["p50"], "latency_p95": m.latency_s["p95"],
-                    "latency_p99": m.latency_s["p99"], "cpu_cores": json.dumps(m.cpu_cores)})
+                    "latency_p99": m.latency_s["p99"], "cpu_cores": json.dumps(m.cpu_cores),
+                    "measured_s": m.seconds, "window_cycles": m.window_cycles})
     return row
 
 
@@ -361,7 +367,8 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say, label: str 
             + (f" once its costs settle (at most {conf.profile_steady_s:.0f} s)" if conf.profile_steady_s else ""))
         with running(env, q.name, args, Placement(where), res.root / "scratch-savepoints", say) as d:
             passes[name] = profile(env, d.job_id, ops, None, conf.profile_s, conf.warmup_s, nodes,
-                                   conf.profile_steady_s, say)
+                                   conf.profile_steady_s, say, registry.cycle_events(q.name, args),
+                                   conf.measure_longest_s)
         suffix = "" if name == "cloud-only" else "-edge"
         measured = passes[name][1]
         write_atomic(res.root / f"profile-{label}{suffix}.json", json.dumps(

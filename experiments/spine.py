@@ -40,12 +40,13 @@ def cpu_meter(env: Environment) -> CpuMeter | None:
 
 def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: Rates, seconds: float,
             warmup: float, nodes: list[Node] | None = None, steady: float = 0.0,
-            say: Say = quiet) -> tuple[Problem, JobProfile]:
+            say: Say = quiet, cycle_events: int = 0, longest: float = 0.0) -> tuple[Problem, JobProfile]:
     """collect → price: a running job's planning problem on `nodes` (default: the environment's), profiled
-    once its costs settle (waiting at most `steady` s). Where the environment can see its TaskManagers'
-    processes, their CPU over the window is measured too."""
+    once its costs settle (waiting at most `steady` s), over two closings of its event-time windows if they
+    close every `cycle_events` events per source (at most `longest` s). Where the environment can see its
+    TaskManagers' processes, their CPU over the window is measured too."""
     measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, cpu_meter(env), env.wan_counters,
-                           steady, say)
+                           steady, say, cycle_events, longest)
     return price(ops, measured, nodes if nodes is not None else env.nodes, mbit), measured
 
 

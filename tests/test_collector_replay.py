@@ -104,3 +104,26 @@ def test_a_poll_that_lacks_busy_time_does_not_make_the_rate_unbounded(replay):
     got = {p.name: p for p in profiles(gappy)}["Q2 Filter"]
     assert 0 < got.busy < 1 and "busy ≈ 0: rate unbounded" not in got.flags
     assert got.true_processing_rate == pytest.approx(whole.true_processing_rate)
+
+
+def test_sampling_goes_on_until_every_source_has_emitted_enough_and_no_longer(replay):
+    """An event-time job is profiled and measured until its windows closed twice (`collectors.profiling.
+    CYCLES`): the sampler stops at the first poll at which the generators' own counters say so."""
+    from collectors.profiling import emitted_per_source
+    from collectors.sampler import SampleRun
+    from placement.realize import operators
+    ops = operators("nexmark", ["--rate", str(RATE)])
+    latest = [SampleRun()]
+    need = 2_000
+    run = sample(replay, replay.job_id, duration=300, interval=2.5, on_poll=lambda r: latest.__setitem__(0, r),
+                 until=lambda: emitted_per_source(latest[0], ops) >= need)
+    times = run.frame()["time"]
+    assert need <= emitted_per_source(run, ops) < need + RATE * 2.5 * 1.2  # it stopped at the first poll past it
+    assert times.max() - times.min() == pytest.approx(need / RATE, abs=2 * 2.5)  # ~10 s, not 300
+
+
+def test_a_job_without_sources_seen_has_emitted_nothing():
+    from collectors.profiling import emitted_per_source
+    from collectors.sampler import SampleRun
+    from placement.realize import operators
+    assert emitted_per_source(SampleRun(), operators("nexmark", [])) == 0.0

@@ -92,3 +92,27 @@ def test_event_time_queries_give_their_sources_a_watermark_part():
         ops = registry.load("nexmark").topology(options.parse(["--opt", f"query={q}"]))
         src = next(o for o in ops if o.is_source)
         assert any(p.suffix == "wm" for p in src.parts) == (q in nexmark_job.EVENT_TIME)
+
+
+@pytest.mark.parametrize("query, key, default_ms", [("q5", "slide_ms", 2_000), ("q7", "window_ms", 10_000),
+                                                     ("q8", "window_ms", 10_000), ("q11", "gap_ms", 10_000)])
+def test_an_event_time_query_closes_its_windows_every_cycle_of_events(query, key, default_ms):
+    """`cycle_events` is how many events of one source carry event time across one window period: the
+    generator's own clock, not a restatement of it (a window of event time spans that many events)."""
+    for period in (default_ms, 700):
+        args = ["--opt", f"query={query}"] + (["--opt", f"{key}={period}"] if period != default_ms else [])
+        n = registry.cycle_events("nexmark", args)
+        assert nx.event(n, 1)[5] - nx.event(0, 1)[5] == period  # date_time (ms) one period later
+        assert nx.event(n - 1, 1)[5] - nx.event(0, 1)[5] < period
+
+
+@pytest.mark.parametrize("query, args", [("nexmark", ["--opt", "query=q2"]), ("nexmark", ["--opt", "query=q3"]),
+                                         ("qa", []), ("imaging", [])])
+def test_a_query_without_event_time_windows_has_no_cycle(query, args):
+    assert registry.cycle_events(query, args) == 0
+
+
+def test_a_bad_window_option_is_named():
+    from common.errors import EdgeplaceError
+    with pytest.raises(EdgeplaceError, match="window_ms"):
+        registry.cycle_events("nexmark", ["--opt", "query=q8", "--opt", "window_ms=-5"])

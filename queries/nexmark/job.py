@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+from queries.nexmark.model import NOMINAL_RATE
 from queries.options import JobOptions, OptionsError, parse
 from queries.topology import OpSpec, per_site, site_chains, sink_op, source_op
 
@@ -28,6 +29,14 @@ def window_ms(opts: JobOptions, key: str) -> int:
     if v <= 0:
         raise OptionsError(f"--opt {key} must be > 0")
     return v
+
+
+def cycle_events(opts: JobOptions) -> int:
+    """Events per source after which each event-time window of the query has closed once (0: no windows).
+    Event time runs NOMINAL_RATE events per second of it, so at edge rates one 10-s window takes minutes of
+    wall time, and its closing (a burst of work) lands in some measurement windows and not in others."""
+    key = {"q5": "slide_ms", "q7": "window_ms", "q8": "window_ms", "q11": "gap_ms"}.get(query(opts))
+    return window_ms(opts, key) * NOMINAL_RATE // 1000 if key else 0
 
 
 def query(opts: JobOptions) -> str:

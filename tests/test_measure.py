@@ -1,4 +1,5 @@
-"""CPU of a TaskManager's process tree as procfs reports it, with and without JIT compilation."""
+"""What `experiments.measure` reads of a running job: CPU of a process tree (with and without JIT
+compilation), and how many events the sources have emitted."""
 from __future__ import annotations
 
 import subprocess
@@ -52,3 +53,17 @@ def test_steady_cpu_leaves_out_the_jit_compiler_threads_and_nothing_else():
 
 def test_a_process_without_compiler_threads_has_no_jit_cpu():
     assert jit_cpu(psutil.Process()) == 0.0
+
+
+def test_the_slowest_source_subtask_decides_how_many_events_every_source_has_emitted(tmp_path):
+    """`measure` goes on until *every* source has carried event time over two window periods."""
+    import json
+    from experiments.measure import events_per_source, source_progress
+    def snap(counts):
+        for name, n in counts.items():
+            (tmp_path / f"progress-{name}.json").write_text(json.dumps({"count": n, "time": 1.0}))
+        return source_progress(tmp_path)
+    before = snap({"src-edge-1-0": 1_000, "src-edge-2-0": 50})
+    after = snap({"src-edge-1-0": 41_000, "src-edge-2-0": 30_050})
+    assert events_per_source(before, after) == 30_000
+    assert events_per_source({}, after) == 0.0
