@@ -40,37 +40,13 @@ def tm_processes(state: st.State) -> dict[str, psutil.Process]:
     return out
 
 
-# HotSpot's JIT compiler threads (`/proc/<pid>/task/<tid>/comm`: "C2 CompilerThre", "C1 CompilerThre")
-JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
-
-
-def jit_cpu(p: psutil.Process) -> float:
-    """CPU seconds that `p`'s live JIT compiler threads have used so far (0 for a process without them)."""
-    total = 0.0
-    try:
-        threads = p.threads()
-    except psutil.Error:
-        return 0.0
-    for t in threads:
-        try:
-            name = Path(f"/proc/{p.pid}/task/{t.id}/comm").read_text()
-        except OSError:
-            continue
-        if name.startswith(JIT_THREADS):
-            total += t.user_time + t.system_time
-    return total
-
-
-def tree_cpu(p: psutil.Process, steady: bool = False) -> float:
-    """CPU seconds (user + system) of a process and all its descendants so far. `steady` leaves out what
-    JVMs spent compiling: a one-off cost of code new to the JVM, not a cost per record (measured: a new job's
-    compilation took 0.3-0.4 of a core while profiling and still 0.1 of the edge's 0.5 a minute after a
-    redeploy, then faded)."""
+def tree_cpu(p: psutil.Process) -> float:
+    """CPU seconds (user + system) of a process and all its descendants so far."""
     total = 0.0
     for q in [p, *p.children(recursive=True)]:
         try:
             t = q.cpu_times()
-            total += t.user + t.system - (jit_cpu(q) if steady else 0.0)
+            total += t.user + t.system
         except psutil.Error:
             pass
     return total

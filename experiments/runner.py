@@ -38,7 +38,7 @@ from queries import options, registry
 CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
                 "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
                 "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
-                "started", "finished", "note", "phase", "redeploys"]
+                "started", "finished", "note", "phase", "redeploys", "measured_s", "window_cycles"]
 
 
 FAILED = "failed: "  # how a cell that could not be measured starts its note
