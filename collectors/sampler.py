@@ -58,11 +58,11 @@ def sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
            until: Callable[[], bool] | None = None) -> SampleRun:
     """Poll every `interval` s for `warmup` + `duration` s and keep the polls after the warm-up.
     `wan()` returns cumulative bytes per 'site:dir'; `on_poll(kept so far)` after every poll (to write as it
-    goes); `until()`, asked after every poll once the warm-up is over, ends the sampling early when true.
+    goes); `until()`, asked after every poll, ends the sampling early when true.
     Polling through the warm-up matters: the JobManager answers the first query after a quiet spell from a
     stale metric store."""
     run = _sample(rest, job_id, warmup + duration, interval, wan, give_up_after, progress,
-                  (lambda r: on_poll(_after_warmup(r, warmup))) if on_poll else None, until, warmup)
+                  (lambda r: on_poll(_after_warmup(r, warmup))) if on_poll else None, until)
     return _after_warmup(run, warmup)
 
 
@@ -76,7 +76,7 @@ def _after_warmup(run: SampleRun, warmup: float) -> SampleRun:
 def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             wan: Callable[[], dict[str, int]] | None, give_up_after: float,
             progress: Callable[[float], None] | None, on_poll: Callable[[SampleRun], None] | None,
-            until: Callable[[], bool] | None = None, warmup: float = 0.0) -> SampleRun:
+            until: Callable[[], bool] | None = None) -> SampleRun:
     run = SampleRun()
     g = job_graph(rest, job_id)
     vertices = {v: g.nodes[v] for v in g}
@@ -118,7 +118,7 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             on_poll(run)
         if progress:
             progress(min(duration, time.monotonic() - start))
-        if until is not None and time.monotonic() - start >= warmup and until():
+        if until is not None and until():
             break
         next_t += interval
         time.sleep(max(0.0, next_t - time.monotonic()))

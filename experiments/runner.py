@@ -258,14 +258,14 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
     with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",
                  say) as d:
         measured: dict[float, object] = {}
+        cycle = registry.cycle_events(q.name, args)
         for c, pl, pred in members:
             bw = c["bandwidth_mbit"]
             if bw not in measured:
                 env.set_wan(conf.cluster.rates(bw, env.sites))
                 started = time.time()
                 m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
-                            conf.duration_s, env.wan_counters, registry.cycle_events(q.name, args),
-                            conf.measure_longest_s)
+                            conf.duration_s, env.wan_counters, cycle, conf.measure_longest_s)
                 measured[bw] = (m, started)
                 (res.root / "samples").mkdir(exist_ok=True)
                 m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
@@ -278,7 +278,7 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                 + (f" (predicted {pred.total_rate:,.0f})" if pred else "")
                 + f", {m.wan_bytes_per_event:,.1f} WAN B/event"
                 + (f"; over {m.window_cycles:.1f} window periods in {m.seconds:.0f} s"
-                   + (" (fewer than 2: at most measure_longest_s)" if m.window_cycles < CYCLES else "")
+                   + (f" (fewer than {CYCLES}: at most measure_longest_s)" if m.window_cycles < CYCLES else "")
                    if m.window_cycles == m.window_cycles else ""))
             if progress:
                 progress(done[0], total)
