@@ -152,11 +152,12 @@ def _sources_digest(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | None = None) -> Path:
+def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | None = None) -> list[Path]:
     """apache-flink (the version edgeplace pins) and its dependencies as wheels in `d`, for offline hosts,
     resolved by `python` (default: this one): its exact version decides which dependencies a host needs
     (e.g. async-timeout below 3.11.3). An existing non-empty `d` is used as it is. Flink's jars keep only
-    the hosts' platform's native libraries (`experiments.slimwheel`)."""
+    the hosts' platform's native libraries and what a host loads (`experiments.slimwheel`). Returns the
+    archives of the wheels that cross the hosts' links (`experiments.wheelpack`)."""
     from importlib.metadata import version
     from experiments.slimwheel import arch_of
     try:
@@ -179,13 +180,16 @@ def wheelhouse(d: Path, platform: str | None, say: Say = print, python: str | No
     return _slimmed(d, arch, say)
 
 
-def _slimmed(d: Path, arch: str, say: Say) -> Path:
-    """The wheelhouse with Flink's jars holding only `arch`'s native libraries (done once)."""
-    from experiments.slimwheel import slim_wheelhouse
-    sizes = slim_wheelhouse(d, arch, say)
-    if sizes:
-        say(f"Flink's libraries: {sizes[0] / 1e6:,.0f} MB → {sizes[1] / 1e6:,.0f} MB")
-    return d
+def _slimmed(d: Path, arch: str, say: Say) -> list[Path]:
+    """The wheelhouse's archives for hosts, Flink's jars holding only `arch`'s native libraries and what hosts
+    load (each step done once per wheelhouse)."""
+    from experiments.slimwheel import hosts_only, slim_wheelhouse
+    from experiments.wheelpack import pack_wheelhouse
+    for step in (lambda: slim_wheelhouse(d, arch, say), lambda: hosts_only(d, say)):
+        sizes = step()
+        if sizes:
+            say(f"Flink's libraries: {sizes[0] / 1e6:,.0f} MB → {sizes[1] / 1e6:,.0f} MB")
+    return pack_wheelhouse(d, say)
 
 
 def provision(inventory: str, say: Say = print, with_wheel: bool = True, forks: int | None = None,
@@ -195,7 +199,8 @@ def provision(inventory: str, say: Say = print, with_wheel: bool = True, forks: 
     if with_wheel:
         extra["flink_extra_wheels"] = [str(project_wheel(say))]
     if wheelhouse_dir:
-        extra["flink_wheelhouse"] = str(wheelhouse(Path(wheelhouse_dir).resolve(), platform, say, wheel_python))
+        extra["flink_wheelhouse"] = [str(a) for a in wheelhouse(Path(wheelhouse_dir).resolve(), platform, say,
+                                                                 wheel_python)]
     return run_playbook("provision", inventory, extra, say, forks)
 
 

@@ -1,6 +1,7 @@
 """Flink's jars for one kind of machine. `apache-flink-libraries` carries native libraries (RocksDB, ForSt,
 Netty, Snappy, gRPC) for every platform inside its jars: 119 MB of flink-dist's 199 MB. A host loads only
-its own, so the wheelhouse that crosses a thin link keeps those and drops the rest (≈ 100 MB less)."""
+its own, so the wheelhouse that crosses a thin link keeps those and drops the rest (≈ 100 MB less), and leaves
+out what a host never loads (`HOST_UNUSED`: 47 MB more)."""
 from __future__ import annotations
 
 import base64
@@ -18,6 +19,10 @@ ARCHES = {"x86_64": ("x86_64", "x86-64", "linux64", "amd64"),  # linux64: RocksD
           "aarch64": ("aarch64", "aarch_64", "arm64")}
 OTHER_OSES = ("windows", "osx", "macos", "mac/", "freebsd", "sunos", "android", "aix")
 LIBRARIES = "apache_flink_libraries-*.whl"
+# what a host never loads: it runs a JobManager and TaskManagers, never Flink's client (jobs are compiled and
+# submitted from the control host), so neither the Table planner (42 MB) nor the SQL client; nor metric
+# reporters edgeplace does not configure
+HOST_UNUSED = ("pyflink/lib/flink-table-planner-loader-", "pyflink/opt/flink-sql-client-", "pyflink/plugins/")
 
 
 def arch_of(wheel_platform: str | None) -> str:
@@ -60,15 +65,27 @@ def _record_hash(data: bytes) -> str:
 def slim_wheel(wheel: Path, arch: str) -> tuple[int, int]:
     """Rewrite `wheel` in place with its jars slimmed for `arch`, RECORD updated (pip checks it). Returns
     (bytes before, bytes after)."""
+    def slimmed(name: str, data: bytes) -> bytes:
+        return slim_jar(data, arch)[0] if name.endswith(".jar") else data
+    return rewrite_wheel(wheel, slimmed)
+
+
+def rewrite_wheel(wheel: Path, change, compression: int | None = None) -> tuple[int, int]:
+    """Rewrite `wheel` in place: each file's bytes become `change(name, data)` (None drops the file), RECORD
+    follows (hashes and sizes of what changed, no rows for what was dropped); `compression` (a zipfile
+    constant) for every entry, else each keeps its own. Unchanged (same bytes, same compression): the file is
+    not touched. Returns (bytes before, bytes after)."""
     before = wheel.stat().st_size
-    changed: dict[str, bytes] = {}
+    changed: dict[str, bytes | None] = {}
     with zipfile.ZipFile(wheel) as src:
         for info in src.infolist():
-            if info.filename.endswith(".jar"):
-                data, dropped = slim_jar(src.read(info), arch)
-                if dropped:
-                    changed[info.filename] = data
-        if not changed:
+            if info.filename.endswith(".dist-info/RECORD"):
+                continue
+            data = src.read(info)
+            new = change(info.filename, data)
+            if new is not data and new != data:
+                changed[info.filename] = new
+        if not changed and all(compression in (None, i.compress_type) for i in src.infolist()):
             return before, before
         fd, tmp = tempfile.mkstemp(dir=wheel.parent, suffix=".part")
         os.close(fd)
@@ -77,11 +94,13 @@ def slim_wheel(wheel: Path, arch: str) -> tuple[int, int]:
                 for info in src.infolist():
                     if info.filename in changed:
                         data = changed[info.filename]
+                        if data is None:
+                            continue
                     elif info.filename.endswith(".dist-info/RECORD"):
                         data = _record(src.read(info).decode(), changed).encode()
                     else:
                         data = src.read(info)
-                    dst.writestr(info, data, compress_type=info.compress_type)
+                    dst.writestr(info, data, compress_type=info.compress_type if compression is None else compression)
             os.chmod(tmp, wheel.stat().st_mode & 0o777)  # mkstemp's 0600 would hide it from other users
             os.replace(tmp, wheel)
         except BaseException:
@@ -90,15 +109,33 @@ def slim_wheel(wheel: Path, arch: str) -> tuple[int, int]:
     return before, wheel.stat().st_size
 
 
-def _record(text: str, changed: dict[str, bytes]) -> str:
-    """RECORD (CSV: path, hash, size) with the changed files' new hashes and sizes."""
+def _record(text: str, changed: dict[str, bytes | None]) -> str:
+    """RECORD (CSV: path, hash, size) with the changed files' new hashes and sizes, without dropped files."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in csv.reader(io.StringIO(text)):
         if row and row[0] in changed:
-            row = [row[0], _record_hash(changed[row[0]]), str(len(changed[row[0]]))]
+            data = changed[row[0]]
+            if data is None:
+                continue
+            row = [row[0], _record_hash(data), str(len(data))]
         writer.writerow(row)
     return out.getvalue()
+
+
+def hosts_only(d: Path, say=print) -> tuple[int, int] | None:
+    """Drop from the wheelhouse's Flink libraries what a host never loads (`HOST_UNUSED`), once (a marker
+    file says it was done); None if there was nothing to do."""
+    marker = d / ".hosts-only"
+    wheels = sorted(d.glob(LIBRARIES))
+    if marker.exists() or not wheels:
+        return None
+    say("leaving out of Flink's libraries what hosts never load (the Table planner, the SQL client, metric "
+        "reporters)")
+    sizes = [rewrite_wheel(w, lambda name, data: None if name.startswith(HOST_UNUSED) else data)
+             for w in wheels]
+    marker.write_text(f"left out: {', '.join(HOST_UNUSED)}\n")
+    return sum(b for b, _ in sizes), sum(a for _, a in sizes)
 
 
 def slim_wheelhouse(d: Path, arch: str, say=print) -> tuple[int, int] | None:
