@@ -1,6 +1,6 @@
-"""The wheelhouse as one archive for hosts behind thin links. Wheels and jars compress each file on its own
+"""The wheelhouse as xz archives for hosts behind thin links. Wheels and jars compress each file on its own
 (deflate); stored instead, and xz-compressed as one stream, Flink's class files share one dictionary:
-flink-dist's 103 MB of deflated classes become 64 MB. A host unpacks the archive with its own Python (tarfile,
+flink-dist's 103 MB of deflated classes become 64 MB. A host unpacks the archives with its own Python (tarfile,
 lzma: nothing to install) and pip installs the stored wheels as it would the originals."""
 from __future__ import annotations
 
@@ -81,20 +81,28 @@ def pack_wheelhouse(d: Path, say=print) -> list[Path]:
     return outs
 
 
+def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Members owned by root, readable by all: a host's root unpacks them, not as whoever packed them here."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode = 0o644
+    return info
+
+
 def _tar_xz(src: Path, names: list[str], out: Path) -> None:
     """tar of `names` in `src`, xz-compressed by the xz tool on every core when there is one, else by Python."""
     xz = shutil.which("xz")
     if xz is None:
         with tarfile.open(out, "w:xz", preset=XZ_PRESET) as tar:
             for n in names:
-                tar.add(src / n, arcname=n)
+                tar.add(src / n, arcname=n, filter=_as_root)
         return
     with open(out, "wb") as f:
         proc = subprocess.Popen([xz, f"-{XZ_PRESET}", "-T0", "-c"], stdin=subprocess.PIPE, stdout=f)
         try:
             with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
                 for n in names:
-                    tar.add(src / n, arcname=n)
+                    tar.add(src / n, arcname=n, filter=_as_root)
         finally:
             proc.stdin.close()  # xz ends at the end of its input, also when adding failed
             rc = proc.wait()

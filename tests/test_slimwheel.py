@@ -185,6 +185,7 @@ def test_the_packed_wheelhouse_holds_the_same_files_stored_and_is_smaller(tmp_pa
     archives = pack_wheelhouse(house, say=say.append)
     # Flink's libraries first (a host unpacks them while the rest crosses its link), then the rest
     assert [sorted(tarfile.open(a).getnames()) for a in archives] == [[lib.name], [other.name]]
+    assert {(m.uid, m.gid, m.mode) for a in archives for m in tarfile.open(a).getmembers()} == {(0, 0, 0o644)}
     assert all(a.name.endswith(".tar.xz") and a.stat().st_mode & 0o777 == 0o644 for a in archives)
     assert {w.name: w.read_bytes() for w in (lib, other)} == originals  # the wheelhouse itself is unchanged
     assert sum(a.stat().st_size for a in archives) < 0.5 * sum(map(len, originals.values()))
