@@ -17,6 +17,13 @@ def _host(endpoint: str) -> str:
     return host.removeprefix("::ffff:")
 
 
+def _port(endpoint: str) -> int:
+    try:
+        return int(endpoint.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
 def parse(text: str) -> dict[tuple[str, str], tuple[int, int]]:
     """`ss -tinH` output → (local, peer) → (bytes sent, bytes received) on the wire, per TCP socket."""
     out: dict[tuple[str, str], tuple[int, int]] = {}
@@ -40,14 +47,19 @@ def parse(text: str) -> dict[tuple[str, str], tuple[int, int]]:
 @dataclass
 class ControlMeter:
     """Cumulative bytes a TaskManager sent to and received from the JobManager's hosts, over every socket seen
-    (one that closed keeps what it had counted), so that polling it gives counters that never go back."""
+    (one that closed keeps what it had counted), so that polling it gives counters that never go back. Where a
+    TaskManager shares the JobManager's host (a real cluster's first cloud host), the records exchanged with
+    it are not Flink's own traffic: a socket on a TaskManager's data port is left out (`update`)."""
     jobmanager_hosts: frozenset[str]
     _last: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     _closed: list[int] = field(default_factory=lambda: [0, 0])
 
-    def update(self, ss_text: str) -> tuple[int, int]:
-        """Fold in one `ss -tinH` reading; the cumulative (sent, received) bytes since the first."""
-        now = {k: v for k, v in parse(ss_text).items() if _host(k[1]) in self.jobmanager_hosts}
+    def update(self, ss_text: str, data_ports: frozenset[int] = frozenset()) -> tuple[int, int]:
+        """Fold in one `ss -tinH` reading; the cumulative (sent, received) bytes since the first. `data_ports`:
+        the TaskManagers' data ports (Flink's `dataPort`), whose sockets carry records."""
+        now = {(local, peer): v for (local, peer), v in parse(ss_text).items()
+               if _host(peer) in self.jobmanager_hosts and _port(local) not in data_ports
+               and _port(peer) not in data_ports}
         for k, old in self._last.items():
             new = now.get(k)
             if new is None or new[0] < old[0] or new[1] < old[1]:  # closed, or the same ports reused

@@ -257,6 +257,8 @@ class AnsibleCluster:
         traffic with the JobManager (per socket, `ss`, where the host has it), read over SSH."""
         out = {}
         jm = frozenset(n["host"] for n in self.facts["nodes"] if n["jobmanager"])
+        # the JobManager's host runs a TaskManager too: its records to and from the edge are not control traffic
+        data_ports = frozenset(int(t["dataPort"]) for t in self.rest.taskmanagers() if t.get("dataPort"))
         for n in self.facts["nodes"]:
             dev = shlex.quote(n.get("wan_interface") or "")
             counters = (f"cat /sys/class/net/{dev}/statistics/tx_bytes /sys/class/net/{dev}/statistics/rx_bytes; "
@@ -267,7 +269,8 @@ class AnsibleCluster:
                 tx, rx = (int(x) for x in numbers.split())
                 out[f"{n['site']}:up"], out[f"{n['site']}:down"] = tx, rx
             if sockets.strip():
-                sent, received = self._meters.setdefault(n["id"], ControlMeter(jm)).update(sockets.lstrip("\n"))
+                sent, received = self._meters.setdefault(n["id"], ControlMeter(jm)).update(sockets.lstrip("\n"),
+                                                                                          data_ports)
                 out[f"{n['id']}:{CONTROL_UP}"], out[f"{n['id']}:{CONTROL_DOWN}"] = sent, received
         return out
 

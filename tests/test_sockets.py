@@ -32,3 +32,14 @@ def test_only_the_sockets_to_the_jobmanager_count_and_a_closed_one_keeps_its_byt
     closed = "\n".join(lines[:at] + lines[at + 2:])  # the metric socket gone from the next reading
     assert meter.update(closed) == (sent1, recv1)
     assert meter.update(B) == (sent1 + parse(B)[METRICS][0], recv1 + parse(B)[METRICS][1])  # reopened: counted anew
+
+
+def test_records_to_a_taskmanager_on_the_jobmanagers_host_are_not_control_traffic():
+    """On a real cluster the JobManager's host runs a TaskManager too: the same reading as if 10.213.0.101 (the
+    cloud TaskManager) were also the JobManager's host. Its data socket (the edge TaskManager's data port
+    44539) would count as control; with the TaskManagers' data ports known, it does not."""
+    both = JM | {"10.213.0.101"}
+    data = parse(B)[("[::ffff:10.213.0.151]:44539", "[::ffff:10.213.0.101]:48554")]
+    assert ControlMeter(both).update(B)[0] >= ControlMeter(JM).update(B)[0] + data[0]  # the bug this guards
+    assert ControlMeter(both).update(B, frozenset({44539})) == ControlMeter(JM).update(B)
+    assert ControlMeter(both).update(B, frozenset({48554})) == ControlMeter(JM).update(B)  # the peer's port too
