@@ -14,6 +14,16 @@ from collectors.topology import job_graph
 from queries.topology import OpSpec
 
 CpuMeter = Callable[[], dict[str, float]]  # TaskManager id → CPU seconds its process tree has used so far
+
+
+def read_cpu(cpu: CpuMeter | None) -> tuple[float, dict[str, float]]:
+    """(monotonic time, reading) of one CPU reading, timed at the middle of the reading (over SSH, reading
+    every host can take a second of a window); no meter reads nothing."""
+    before = time.monotonic()
+    seconds = cpu() if cpu is not None else {}
+    return (before + time.monotonic()) / 2, seconds
+
+
 MIN_PROFILE_S = 25.0  # the JobManager refreshes metrics every 10 s: a profile needs two fresh snapshots
 
 
@@ -91,9 +101,9 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
     def at(elapsed: float) -> None:
         if elapsed >= warmup and not t0:
             since_ms[0] = time.time() * 1000.0
-            if cpu is not None:
-                started.append(cpu())
-            t0.append(time.monotonic())
+            t, reading = read_cpu(cpu)
+            started.append(reading)
+            t0.append(t)
 
     seconds = max(MIN_PROFILE_S, seconds)
     latest = [SampleRun()]
@@ -108,8 +118,9 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
     run = sample(rest, job_id, max(seconds, longest) if cycle_events > 0 else seconds, interval=2.5, wan=wan,
                  warmup=warmup, progress=at, on_poll=keep, until=enough)
     cores = {}
-    if started:
-        end, span = cpu(), time.monotonic() - t0[0]
+    if started and cpu is not None:
+        t, end = read_cpu(cpu)
+        span = t - t0[0]
         cores = {tm: (end[tm] - started[0][tm]) / span for tm in end if tm in started[0] and span > 0}
     owners, where = attribution(rest, job_id, ops)
     df = run.frame()

@@ -25,7 +25,6 @@ from costmodel.predict import Prediction, predict
 from costmodel.problem import Problem
 from costmodel.pricing import price
 from experiments.environments import Environment
-from experiments.spine import cpu_meter
 from placement import records
 from placement.model import Placement
 from placement.policies import plan
@@ -134,7 +133,7 @@ def adapt(env: Environment, job_id: str, opts: AdaptOptions, log: Path, say: Say
     rest.running_job(job_id)
     window = max(opts.window, MIN_PROFILE_S)
     rows: list[dict] = []
-    meter = cpu_meter(env)
+    meter = env.cpu_meter()
     readings: list[tuple[float, dict[str, float]]] = []  # (epoch s, CPU s per TaskManager) at each round's end
     job = _watch(rest, job_id, ops, opts.warmup)
     n = 0

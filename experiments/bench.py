@@ -73,7 +73,7 @@ def bench(query: str, args: list[str], warmup: float, seconds: float, say: Say) 
     try:
         with running(env, query, [*job_args, "--out", str(out)], Placement({o.uid: cloud for o in ops}),
                      out / "savepoints", say) as d:
-            m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out, warmup, seconds, None)
+            m = measure(env.target.rest, d.job_id, ops, env.cpu_meter(), out, warmup, seconds, None)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     per_op = {p.name: p.true_processing_rate for p in m.profiles}

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from collectors.profiles import OperatorProfile, profiles, wan_rates
-from collectors.profiling import CYCLES
+from collectors.profiling import CYCLES, CpuMeter, read_cpu
 from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from experiments.testbed import state as st
@@ -52,9 +52,10 @@ def tree_cpu(p: psutil.Process) -> float:
     return total
 
 
-def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, psutil.Process], out_dir: Path,
+def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | None, out_dir: Path,
             warmup: float, duration: float, wan, cycle_events: int = 0, longest: float = 0.0) -> Measurement:
-    """Sample through `warmup` (discarded) and `duration`; CPU of each TaskManager tree (`procs`) over the latter.
+    """Sample through `warmup` (discarded) and `duration`; the cores each TaskManager's process tree used over
+    the latter (`cpu`: CPU seconds so far per TaskManager; None: not measured).
     A job whose windows close every `cycle_events` events per source is measured on until every source has
     emitted CYCLES × that many (at most `longest` s in all): a window's closing is a burst of work, and a
     measurement that catches none of them, or one, reads a rate the job does not keep."""
@@ -64,13 +65,14 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, ps
     progress0: dict[str, tuple[float, float]] = {}
 
     def at(elapsed: float) -> None:
-        if elapsed >= warmup and not cpu0:
-            cpu0.update({k: tree_cpu(p) for k, p in procs.items()})
+        if elapsed >= warmup and not t0[0]:
             progress0.update(source_progress(out_dir))
-            t0[0] = time.monotonic()
+            t, reading = read_cpu(cpu)
+            cpu0.update(reading)
+            t0[0] = t
 
     def enough() -> bool:
-        if not cpu0 or time.monotonic() - t0[0] < duration:
+        if not t0[0] or time.monotonic() - t0[0] < duration:
             return False
         if cycle_events <= 0 or not progress0:
             return True
@@ -78,8 +80,9 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, ps
 
     run = sample(rest, job_id, max(duration, longest) if cycle_events > 0 else duration, interval=2.5, wan=wan,
                  warmup=warmup, progress=at, until=enough)
-    elapsed = time.monotonic() - t0[0] if cpu0 else float("nan")
-    cpu = {k: (tree_cpu(p) - cpu0[k]) / elapsed for k, p in procs.items()} if cpu0 else {}
+    t, end = read_cpu(cpu if cpu0 else None)
+    elapsed = t - t0[0] if t0[0] else float("nan")
+    cores = {k: (end[k] - cpu0[k]) / elapsed for k in end if k in cpu0}
     df = run.frame()
     profs = profiles(df)
     progress1 = source_progress(out_dir)
@@ -89,7 +92,7 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], procs: dict[str, ps
     wan_bps = wan_rates(df)
     up = sum(v for k, v in wan_bps.items() if k.endswith(":up"))
     cycles = events_per_source(progress0, progress1) / cycle_events if cycle_events > 0 and progress0 else float("nan")
-    return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cpu, profs, df,
+    return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cores, profs, df,
                        elapsed, cycles)
 
 

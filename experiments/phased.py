@@ -83,7 +83,7 @@ def _through_phases(conf, res: Results, env: Environment, q, args, ops, policy: 
             if policy == cfg.ADAPTIVE:  # the loop decides while the phase settles
                 d.job_id, redeploys, since = _adapt_through(env, d.job_id, conf, log, memory, say)
                 warmup = max(0.0, conf.warmup_s - since)  # a job the loop just redeployed warms up first
-            m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, warmup,
+            m = measure(env.target.rest, d.job_id, ops, env.cpu_meter(), out_dir, warmup,
                         phase.duration_s - conf.settle_s, env.wan_counters)
             now_on = Placement(attribution(env.target.rest, d.job_id, ops)[1]) if policy == cfg.ADAPTIVE else placement
             pred = predict(with_bandwidth(problem, conf.cluster.rates(phase.mbit, env.sites)), now_on.assignments) \

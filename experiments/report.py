@@ -103,8 +103,8 @@ def _measured(conf: dict) -> str:
 
 
 def _unmeasured(df: pd.DataFrame) -> list[str]:
-    """What no cell measured (real clusters: CPU per TaskManager; latency where the sinks' files are not
-    on this machine)."""
+    """What no cell measured (latency where the sinks' files are not on this machine; CPU per TaskManager
+    where no host said where its TaskManager's pid file is)."""
     return [what for what, seen in (("latency", has_latency(df)), ("CPU per TaskManager", bool(cpu_rows(df))))
             if not seen]
 

@@ -264,7 +264,7 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
             if bw not in measured:
                 env.set_wan(conf.cluster.rates(bw, env.sites))
                 started = time.time()
-                m = measure(env.target.rest, d.job_id, ops, env.tm_processes(), out_dir, conf.warmup_s,
+                m = measure(env.target.rest, d.job_id, ops, env.cpu_meter(), out_dir, conf.warmup_s,
                             conf.duration_s, env.wan_counters, cycle, conf.measure_longest_s)
                 measured[bw] = (m, started)
                 (res.root / "samples").mkdir(exist_ok=True)

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Iterator
 
 from collectors.profiles import JobProfile
-from collectors.profiling import CpuMeter, profile_job
+from collectors.profiling import profile_job
 from common.say import Say, quiet
 from costmodel.predict import Prediction, predict
 from costmodel.pricing import Rates, price
 from costmodel.problem import Node, Problem
 from experiments.environments import Environment
-from experiments.measure import tree_cpu
 from placement.model import Placement
 from placement.policies import plan
 from placement.realize import Deployed, Realizer
@@ -31,14 +30,6 @@ class Step:
     deployed: Deployed | None  # the job after realisation (None: not realised)
 
 
-def cpu_meter(env: Environment) -> CpuMeter | None:
-    """CPU seconds each TaskManager's process tree has used so far, where the environment can see them.
-    JIT compilation is counted in: in the runs of session 18, leaving it out priced q8 16-30 % too fast
-    (the compilers kept working through the minutes of an experiment's cells)."""
-    procs = env.tm_processes()
-    return (lambda: {tm: tree_cpu(p) for tm, p in procs.items()}) if procs else None
-
-
 def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: Rates, seconds: float,
             warmup: float, nodes: list[Node] | None = None, steady: float = 0.0,
             say: Say = quiet, cycle_events: int = 0, longest: float = 0.0) -> tuple[Problem, JobProfile]:
@@ -46,7 +37,7 @@ def profile(env: Environment, job_id: str, ops: list[OpSpec], mbit: Rates, secon
     once its costs settle (waiting at most `steady` s), over two closings of its event-time windows if they
     close every `cycle_events` events per source (at most `longest` s). Where the environment can see its
     TaskManagers' processes, their CPU over the window is measured too."""
-    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, cpu_meter(env), env.wan_counters,
+    measured = profile_job(env.target.rest, job_id, ops, seconds, warmup, env.cpu_meter(), env.wan_counters,
                            steady, say, cycle_events, longest)
     return price(ops, measured, nodes if nodes is not None else env.nodes, mbit), measured
 

@@ -1,0 +1,67 @@
+"""The CPU of a TaskManager's process tree as read on its host over SSH (`collectors.proctree`), checked here on
+real processes of this machine: the command is run as the SSH session would run it."""
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from collectors.proctree import parse_tree_cpu, tree_cpu_command
+from experiments.measure import tree_cpu
+
+# a "TaskManager" that idles while its child (a "Python worker") burns CPU until told to stop
+PARENT = ("import subprocess, sys, time; "
+          "c = subprocess.Popen([sys.executable, '-c', 'import time\\nt = time.process_time()\\n"
+          "while time.process_time() - t < 0.6: pass\\ntime.sleep(60)']); "
+          "time.sleep(60)")
+
+
+def _read(pid_dir) -> float | None:
+    out = subprocess.run(["sh", "-c", tree_cpu_command(str(pid_dir), sys.executable)], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    return parse_tree_cpu(out)
+
+
+@pytest.fixture
+def taskmanager():
+    proc = subprocess.Popen([sys.executable, "-c", PARENT])
+    try:
+        p = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until the child has burnt its 0.6 s
+            kids = p.children()
+            if kids and sum(kids[0].cpu_times()[:2]) >= 0.6:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child process did not burn its CPU within 20 s")
+        yield p
+    finally:
+        for q in psutil.Process(proc.pid).children(recursive=True):
+            q.kill()
+        proc.kill()
+        proc.wait()
+
+
+def test_the_whole_tree_is_counted_from_the_last_live_pid_in_the_file(tmp_path, taskmanager):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that was recorded once and is gone now: it is passed over
+    # Flink appends a line per start: an older start's pid, the live one, then the dead one
+    (tmp_path / "flink-edgeplace-taskexecutor.pid").write_text(f"{dead.pid}\n{taskmanager.pid}\n{dead.pid}\n")
+    # the JobManager's pid file (newer) is not read: here it names this test's own process, busy for seconds
+    (tmp_path / "flink-edgeplace-standalonesession.pid").write_text(f"{os.getpid()}\n")
+    seconds = _read(tmp_path)
+    assert seconds is not None and seconds >= 0.6  # the child's burn is in it, not only the idle parent's
+    assert seconds == pytest.approx(tree_cpu(taskmanager), abs=0.05)  # as the local testbed counts it
+
+
+def test_no_live_taskmanager_reads_none_and_garbage_is_an_error(tmp_path):
+    assert _read(tmp_path) is None  # no pid file at all
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "flink-edgeplace-taskexecutor.pid").write_text(f"{dead.pid}\n")
+    assert _read(tmp_path) is None
+    with pytest.raises(ValueError, match="CPU seconds"):
+        parse_tree_cpu("python3: not found")
