@@ -124,28 +124,28 @@ def _record(text: str, changed: dict[str, bytes | None]) -> str:
 
 
 def hosts_only(d: Path, say=print) -> tuple[int, int] | None:
-    """Drop from the wheelhouse's Flink libraries what a host never loads (`HOST_UNUSED`), once (a marker
-    file says it was done); None if there was nothing to do."""
-    marker = d / ".hosts-only"
-    wheels = sorted(d.glob(LIBRARIES))
-    if marker.exists() or not wheels:
-        return None
-    say("leaving out of Flink's libraries what hosts never load (the Table planner, the SQL client, metric "
-        "reporters)")
-    sizes = [rewrite_wheel(w, lambda name, data: None if name.startswith(HOST_UNUSED) else data)
-             for w in wheels]
-    marker.write_text(f"left out: {', '.join(HOST_UNUSED)}\n")
-    return sum(b for b, _ in sizes), sum(a for _, a in sizes)
+    """Drop from the wheelhouse's Flink libraries what a host never loads (`HOST_UNUSED`), once; None if there
+    was nothing to do."""
+    return _once(d, ".hosts-only", f"left out: {', '.join(HOST_UNUSED)}",
+                 "leaving out of Flink's libraries what hosts never load (the Table planner, the SQL client, "
+                 "metric reporters)",
+                 lambda w: rewrite_wheel(w, lambda name, data: None if name.startswith(HOST_UNUSED) else data), say)
 
 
 def slim_wheelhouse(d: Path, arch: str, say=print) -> tuple[int, int] | None:
-    """Slim the wheelhouse's Flink libraries for `arch` once (a marker file says it was done); None if there
-    was nothing to do."""
-    marker = d / f".slim-{arch}"
+    """Slim the wheelhouse's Flink libraries for `arch` once; None if there was nothing to do."""
+    return _once(d, f".slim-{arch}", "native libraries of other platforms removed from Flink's jars",
+                 f"keeping only the {arch} native libraries in Flink's jars (once per wheelhouse, about a minute)",
+                 lambda w: slim_wheel(w, arch), say)
+
+
+def _once(d: Path, marker: str, done: str, doing: str, rewrite, say) -> tuple[int, int] | None:
+    """`rewrite` each of the wheelhouse's Flink libraries, unless the `marker` file says it was done (it is
+    written after, saying `done`). Returns (bytes before, bytes after), None if there was nothing to do."""
     wheels = sorted(d.glob(LIBRARIES))
-    if marker.exists() or not wheels:
+    if (d / marker).exists() or not wheels:
         return None
-    say(f"keeping only the {arch} native libraries in Flink's jars (once per wheelhouse, about a minute)")
-    sizes = [slim_wheel(w, arch) for w in wheels]
-    marker.write_text("native libraries of other platforms removed from Flink's jars\n")
+    say(doing)
+    sizes = [rewrite(w) for w in wheels]
+    (d / marker).write_text(done + "\n")
     return sum(b for b, _ in sizes), sum(a for _, a in sizes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import shutil
 import subprocess
 import tarfile
@@ -90,21 +91,18 @@ def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def _tar_xz(src: Path, names: list[str], out: Path) -> None:
-    """tar of `names` in `src`, xz-compressed by the xz tool on every core when there is one, else by Python."""
+    """tar of `names` in `src`, xz-compressed by the xz tool on every core, or by Python's lzma where there is
+    no such tool."""
     xz = shutil.which("xz")
-    if xz is None:
-        with tarfile.open(out, "w:xz", preset=XZ_PRESET) as tar:
-            for n in names:
-                tar.add(src / n, arcname=n, filter=_as_root)
-        return
     with open(out, "wb") as f:
-        proc = subprocess.Popen([xz, f"-{XZ_PRESET}", "-T0", "-c"], stdin=subprocess.PIPE, stdout=f)
+        proc = subprocess.Popen([xz, f"-{XZ_PRESET}", "-T0", "-c"], stdin=subprocess.PIPE, stdout=f) if xz else None
+        sink = proc.stdin if proc else lzma.open(f, "wb", preset=XZ_PRESET)
         try:
-            with tarfile.open(fileobj=proc.stdin, mode="w|") as tar:
+            with tarfile.open(fileobj=sink, mode="w|") as tar:
                 for n in names:
                     tar.add(src / n, arcname=n, filter=_as_root)
         finally:
-            proc.stdin.close()  # xz ends at the end of its input, also when adding failed
-            rc = proc.wait()
+            sink.close()  # xz (or the lzma stream) ends at the end of its input, also when adding failed
+            rc = proc.wait() if proc else 0
     if rc != 0:
         raise OSError(f"xz failed (exit {rc}) packing the wheelhouse")

@@ -8,6 +8,7 @@ if ! java -version 2>&1 | grep -q 'version "17'; then need_apt+=(openjdk-17-jre-
 if ! command -v ip >/dev/null || ! command -v tc >/dev/null; then need_apt+=(iproute2); fi
 # sshd: `testbed up --ssh-hosts` (the Ansible path tried on this machine, and its tests)
 if [ ! -x /usr/sbin/sshd ]; then need_apt+=(openssh-server); fi
+if ! command -v xz >/dev/null; then need_apt+=(xz-utils); fi  # packs wheelhouses on every core
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing ${need_apt[*]}; install them as root (apt-get install ${need_apt[*]})" >&2

@@ -208,3 +208,22 @@ def test_the_packed_wheelhouse_holds_the_same_files_stored_and_is_smaller(tmp_pa
     _wheel(other, {"pyflink/datastream/__init__.py": b"x = 2\n"})
     again = pack_wheelhouse(house, say=say.append)
     assert not set(again) & set(archives) and sorted(again[0].parent.iterdir()) == sorted(again)
+
+
+@pytest.mark.parametrize("xz_tool", [True, False], ids=["xz-tool", "python-lzma"])
+def test_an_archive_is_the_same_tar_with_the_xz_tool_or_without(tmp_path, monkeypatch, xz_tool):
+    """Where the control host has no xz tool, Python's lzma writes the same archive (slower, one core)."""
+    monkeypatch.setattr(wheelpack, "XZ_PRESET", 1)
+    if not xz_tool:
+        monkeypatch.setattr(wheelpack.shutil, "which", lambda name: None)
+    elif shutil.which("xz") is None:
+        pytest.fail("this machine has no xz tool; scripts/setup.sh installs xz-utils")
+    files = {"a.whl": b"\x00\x01" * 4000, "b.whl": b"wheel" * 300}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    out = tmp_path / "out.tar.xz"
+    wheelpack._tar_xz(tmp_path, sorted(files), out)
+    with tarfile.open(out, "r:xz") as tar:
+        assert {m.name: (m.uid, m.mode, tar.extractfile(m).read()) for m in tar.getmembers()} == \
+            {n: (0, 0o644, d) for n, d in files.items()}
+    assert out.stat().st_size < sum(map(len, files.values())) / 4
