@@ -59,11 +59,16 @@ def step(env: Environment, job_id: str, ops: list[OpSpec], policy: str, mbit: Ra
 def running(env: Environment, query: str, args: list[str], placement: Placement | None, scratch: Path,
             say: Say = quiet) -> Iterator[Deployed]:
     """A job deployed and verified for the length of the block, then ended (savepoint into `scratch`,
-    discarded) and the cluster repaired — also when the block fails. A block that redeploys the job sets
+    discarded) and the cluster repaired — also when the block fails; on Ctrl-C or SIGTERM it is cancelled at
+    once (`Realizer.end`). A block that redeploys the job sets
     the yielded `job_id` to the new job's, so that the job running at the end is the one ended."""
     realizer = Realizer(env.target, say)
     deployed = realizer.deploy(query, args, placement)
+    interrupted = False
     try:
         yield deployed
+    except KeyboardInterrupt:
+        interrupted = True  # Ctrl-C or SIGTERM: cancelled at once, not stopped with a savepoint
+        raise
     finally:
-        realizer.end(deployed.job_id, scratch)
+        realizer.end(deployed.job_id, scratch, interrupted)
