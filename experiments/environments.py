@@ -281,8 +281,9 @@ class AnsibleCluster:
         return out
 
     def cpu_meter(self) -> CpuMeter | None:
-        """Read over SSH on every host at once per call (each host's pid file names its TaskManager); hosts whose
-        facts do not say where that file is (gathered by an older edgeplace) are left out, said once."""
+        """Each call reads every host over SSH, one after the other (each host's pid file names its
+        TaskManager); hosts whose facts do not say where that file is (gathered by an older edgeplace) are left
+        out, said once."""
         where = {n["id"]: n["taskmanager_pid_dir"] for n in self.facts["nodes"] if n.get("taskmanager_pid_dir")}
         if len(where) < len(self.facts["nodes"]) and not self._said_cpu_unseen:
             self._said_cpu_unseen = True
