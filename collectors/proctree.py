@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import shlex
 
-# Run on the host by its own Python (stdlib only): prints the tree's user + system CPU seconds, or "none"
-# when no live TaskManager is recorded. Counted as on the local testbed (experiments.measure.tree_cpu): the
+UNREADABLE = "unreadable"
+
+# Run on the host by its own Python (stdlib only): prints the tree's user + system CPU seconds, "none" when no
+# live TaskManager is recorded, or UNREADABLE when the SSH user may not read the pid files. Counted as on the local testbed (experiments.measure.tree_cpu): the
 # processes alive now, each its own utime + stime.
 _SCRIPT = r"""
 import glob, os, sys
+try:
+    os.listdir(sys.argv[1])
+except PermissionError:
+    print("unreadable")
+    sys.exit(0)
+except OSError:
+    pass
 def alive_pid(d):
     files = sorted(glob.glob(os.path.join(d, "flink-*-taskexecutor.pid")), key=os.path.getmtime, reverse=True)
     for f in files:
@@ -51,7 +60,8 @@ def tree_cpu_command(pid_dir: str, python: str = "python3") -> str:
 
 
 def parse_tree_cpu(text: str) -> float | None:
-    """CPU seconds from the command's output; None when the host has no live TaskManager."""
+    """CPU seconds from the command's output; None when the host has no live TaskManager (UNREADABLE is
+    the caller's to handle)."""
     word = text.strip()
     if word == "none":
         return None

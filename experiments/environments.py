@@ -13,7 +13,7 @@ from typing import Protocol
 
 import yaml
 
-from collectors.proctree import parse_tree_cpu, tree_cpu_command
+from collectors.proctree import UNREADABLE, parse_tree_cpu, tree_cpu_command
 from collectors.profiling import CpuMeter
 from collectors.rest import FlinkRest
 from collectors.profiles import CONTROL_DOWN, CONTROL_UP
@@ -295,8 +295,18 @@ class AnsibleCluster:
         python = {n["id"]: n.get("python") or "python3" for n in self.facts["nodes"]}
 
         def meter() -> dict[str, float]:
-            seconds = {tm: parse_tree_cpu(self.ssh.run(tm, tree_cpu_command(d, python[tm]))) for tm, d in where.items()}
-            return {tm: s for tm, s in seconds.items() if s is not None}
+            out = {}
+            for tm, d in list(where.items()):
+                text = self.ssh.run(tm, tree_cpu_command(d, python[tm]))
+                if text.strip() == UNREADABLE:
+                    del where[tm]
+                    self.say(f"CPU is not measured on {tm}: its SSH user ({self.hostvars[tm].get('ansible_user', 'root')}) "
+                             f"may not read {d}, where Flink writes its pid file (connect as root or as Flink's user)")
+                    continue
+                seconds = parse_tree_cpu(text)
+                if seconds is not None:
+                    out[tm] = seconds
+            return out
         return meter
 
     def heal(self, say: Say) -> None:

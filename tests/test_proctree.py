@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from collectors.proctree import parse_tree_cpu, tree_cpu_command
+from collectors.proctree import UNREADABLE, parse_tree_cpu, tree_cpu_command
 from experiments.measure import tree_cpu
 
 # a "TaskManager" that idles while its child (a "Python worker") burns CPU until told to stop
@@ -65,3 +65,22 @@ def test_no_live_taskmanager_reads_none_and_garbage_is_an_error(tmp_path):
     assert _read(tmp_path) is None
     with pytest.raises(ValueError, match="CPU seconds"):
         parse_tree_cpu("python3: not found")
+
+
+def test_pid_files_the_ssh_user_may_not_read_are_said_to_be_unreadable(tmp_path):
+    """As a user who may not list Flink's pid dir (0700, another owner): the command says so, rather than
+    reading as if no TaskManager ran."""
+    pid_dir = tmp_path / "tmp"
+    pid_dir.mkdir()
+    (pid_dir / "flink-edgeplace-taskexecutor.pid").write_text(f"{os.getpid()}\n")
+    pid_dir.chmod(0o000)
+    tmp_path.chmod(0o755)
+    command = tree_cpu_command(str(pid_dir), "/usr/bin/python3")
+    # as root, run it as nobody (root may read any directory)
+    argv = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", command]
+            if os.geteuid() == 0 else ["sh", "-c", command])
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    finally:
+        pid_dir.chmod(0o700)
+    assert out.strip() == UNREADABLE
