@@ -8,8 +8,8 @@ import shlex
 UNREADABLE = "unreadable"
 
 # Run on the host by its own Python (stdlib only): prints the tree's user + system CPU seconds, "none" when no
-# live TaskManager is recorded, or UNREADABLE when the SSH user may not read the pid files. Counted as on the local testbed (experiments.measure.tree_cpu): the
-# processes alive now, each its own utime + stime.
+# live TaskManager is recorded, or UNREADABLE when the SSH user may not read the pid files. Counted as on the
+# local testbed (experiments.measure.tree_cpu): the processes alive now, each its own utime + stime.
 _SCRIPT = r"""
 import glob, os, sys
 try:

@@ -181,7 +181,7 @@ class AnsibleCluster:
     ssh: SshSessions = field(init=False)
     lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
     _meters: dict = field(init=False, default_factory=dict, repr=False)  # node id → its ControlMeter
-    _said_cpu_unseen: bool = field(init=False, default=False, repr=False)
+    _cpu_unseen: set = field(init=False, default_factory=set, repr=False)  # hosts left out of CPU, said
 
     def __post_init__(self) -> None:
         self.hostvars = ansible_cluster.inventory_hostvars(self.inventory)
@@ -282,32 +282,36 @@ class AnsibleCluster:
 
     def cpu_meter(self) -> CpuMeter | None:
         """Each call reads every host over SSH, one after the other (each host's pid file names its
-        TaskManager); hosts whose facts do not say where that file is (gathered by an older edgeplace) are left
-        out, said once."""
-        where = {n["id"]: n["taskmanager_pid_dir"] for n in self.facts["nodes"] if n.get("taskmanager_pid_dir")}
-        if len(where) < len(self.facts["nodes"]) and not self._said_cpu_unseen:
-            self._said_cpu_unseen = True
-            self.say(f"CPU is not measured on {', '.join(sorted({n['id'] for n in self.facts['nodes']} - set(where)))}: "
-                     f"its facts do not say where its TaskManager's pid file is (`edgeplace cluster facts -i "
-                     f"{self.inventory}` gathers them again)")
-        if not where:
-            return None
+        TaskManager). A host is left out, and said so once, where its facts do not say where that file is
+        (gathered by an older edgeplace) or its SSH user may not read it."""
+        for n in self.facts["nodes"]:
+            if not n.get("taskmanager_pid_dir"):
+                self._no_cpu(n["id"], "its facts do not say where its TaskManager's pid file is (`edgeplace cluster "
+                                      f"facts -i {self.inventory}` gathers them again)")
+        where = {n["id"]: n["taskmanager_pid_dir"] for n in self.facts["nodes"] if n["id"] not in self._cpu_unseen}
         python = {n["id"]: n.get("python") or "python3" for n in self.facts["nodes"]}
 
         def meter() -> dict[str, float]:
             out = {}
-            for tm, d in list(where.items()):
+            for tm, d in where.items():
+                if tm in self._cpu_unseen:
+                    continue
                 text = self.ssh.run(tm, tree_cpu_command(d, python[tm]))
                 if text.strip() == UNREADABLE:
-                    del where[tm]
-                    self.say(f"CPU is not measured on {tm}: its SSH user ({self.hostvars[tm].get('ansible_user', 'root')}) "
-                             f"may not read {d}, where Flink writes its pid file (connect as root or as Flink's user)")
+                    user = self.hostvars[tm].get("ansible_user", "root")
+                    self._no_cpu(tm, f"its SSH user ({user}) may not read {d}, where Flink writes its pid file "
+                                     "(connect as root or as Flink's user)")
                     continue
                 seconds = parse_tree_cpu(text)
                 if seconds is not None:
                     out[tm] = seconds
             return out
-        return meter
+        return meter if where else None
+
+    def _no_cpu(self, tm: str, why: str) -> None:
+        if tm not in self._cpu_unseen:
+            self._cpu_unseen.add(tm)
+            self.say(f"CPU is not measured on {tm}: {why}")
 
     def heal(self, say: Say) -> None:
         return None  # systemd restarts a TaskManager that died (Restart=on-failure)

@@ -84,3 +84,27 @@ def test_pid_files_the_ssh_user_may_not_read_are_said_to_be_unreadable(tmp_path)
     finally:
         pid_dir.chmod(0o700)
     assert out.strip() == UNREADABLE
+
+
+def test_a_cluster_meter_reads_each_host_and_says_once_which_it_leaves_out():
+    """AnsibleCluster.cpu_meter over a stand-in for its SSH sessions: a host that reads, one whose SSH user may
+    not read the pid dir, one whose facts predate the pid dir."""
+    from experiments.environments import AnsibleCluster
+    asked, said = [], []
+
+    class Ssh:
+        def run(self, host, command, timeout=10.0):
+            asked.append(host)
+            return {"cloud-1": "12.5\n", "edge-1": "unreadable\n"}[host]
+
+    env = object.__new__(AnsibleCluster)  # its facts and sessions, without a cluster behind them
+    env.inventory, env.say, env.ssh, env._cpu_unseen = "inv.yml", said.append, Ssh(), set()
+    env.hostvars = {"cloud-1": {}, "edge-1": {"ansible_user": "pi"}, "edge-2": {}}
+    env.facts = {"nodes": [{"id": "cloud-1", "taskmanager_pid_dir": "/opt/t", "python": "/opt/venv/bin/python"},
+                           {"id": "edge-1", "taskmanager_pid_dir": "/opt/t"}, {"id": "edge-2"}]}
+    meter = env.cpu_meter()
+    assert meter() == {"cloud-1": 12.5} and meter() == {"cloud-1": 12.5}
+    assert asked == ["cloud-1", "edge-1", "cloud-1"]  # an unreadable host is not asked again
+    assert env.cpu_meter()() == {"cloud-1": 12.5}
+    assert len(said) == 2 and said[0].startswith("CPU is not measured on edge-2: its facts")
+    assert "edge-1: its SSH user (pi) may not read /opt/t" in said[1]
