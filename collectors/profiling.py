@@ -24,6 +24,13 @@ def read_cpu(cpu: CpuMeter | None) -> tuple[float, dict[str, float]]:
     return (before + time.monotonic()) / 2, seconds
 
 
+def cores_between(start: tuple[float, dict[str, float]], end: tuple[float, dict[str, float]]) -> dict[str, float]:
+    """Cores each TaskManager used between two `read_cpu` readings (those read at both ends)."""
+    (t0, a), (t1, b) = start, end
+    span = t1 - t0
+    return {tm: (b[tm] - a[tm]) / span for tm in b if tm in a and span > 0}
+
+
 MIN_PROFILE_S = 25.0  # the JobManager refreshes metrics every 10 s: a profile needs two fresh snapshots
 
 
@@ -94,16 +101,13 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
         say(f"profiling after {waited:.0f} s of waiting: "
             + ("the costs held still" if settled else "the costs were still moving; that is the most it waits"))
         warmup = max(0.0, warmup - waited)
-    started: list[dict[str, float]] = []
-    t0: list[float] = []
+    started: list[tuple[float, dict[str, float]]] = []  # the window's first CPU reading
     since_ms = [time.time() * 1000.0]
 
     def at(elapsed: float) -> None:
-        if elapsed >= warmup and not t0:
+        if elapsed >= warmup and not started:
             since_ms[0] = time.time() * 1000.0
-            t, reading = read_cpu(cpu)
-            started.append(reading)
-            t0.append(t)
+            started.append(read_cpu(cpu))
 
     seconds = max(MIN_PROFILE_S, seconds)
     latest = [SampleRun()]
@@ -112,16 +116,12 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
         latest[0] = r
 
     def enough() -> bool:
-        return bool(t0) and time.monotonic() - t0[0] >= seconds and (
+        return bool(started) and time.monotonic() - started[0][0] >= seconds and (
             cycle_events <= 0 or emitted_per_source(latest[0], ops) >= CYCLES * cycle_events)
 
     run = sample(rest, job_id, max(seconds, longest) if cycle_events > 0 else seconds, interval=2.5, wan=wan,
                  warmup=warmup, progress=at, on_poll=keep, until=enough)
-    cores = {}
-    if started and cpu is not None:
-        t, end = read_cpu(cpu)
-        span = t - t0[0]
-        cores = {tm: (end[tm] - started[0][tm]) / span for tm in end if tm in started[0] and span > 0}
+    cores = cores_between(started[0], read_cpu(cpu)) if started and cpu is not None else {}
     owners, where = attribution(rest, job_id, ops)
     df = run.frame()
     return JobProfile(profiles(df), owners, where, cores, list(job_graph(rest, job_id).edges), wan_rates(df),

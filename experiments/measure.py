@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from collectors.profiles import OperatorProfile, profiles, wan_rates
-from collectors.profiling import CYCLES, CpuMeter, read_cpu
+from collectors.profiling import CYCLES, CpuMeter, cores_between, read_cpu
 from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from experiments.testbed import state as st
@@ -59,20 +59,16 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | Non
     A job whose windows close every `cycle_events` events per source is measured on until every source has
     emitted CYCLES × that many (at most `longest` s in all): a window's closing is a burst of work, and a
     measurement that catches none of them, or one, reads a rate the job does not keep."""
-    cpu0: dict[str, float] = {}
-    t0 = [0.0]
-
+    started: list[tuple[float, dict[str, float]]] = []  # the window's first CPU reading
     progress0: dict[str, tuple[float, float]] = {}
 
     def at(elapsed: float) -> None:
-        if elapsed >= warmup and not t0[0]:
+        if elapsed >= warmup and not started:
             progress0.update(source_progress(out_dir))
-            t, reading = read_cpu(cpu)
-            cpu0.update(reading)
-            t0[0] = t
+            started.append(read_cpu(cpu))
 
     def enough() -> bool:
-        if not t0[0] or time.monotonic() - t0[0] < duration:
+        if not started or time.monotonic() - started[0][0] < duration:
             return False
         if cycle_events <= 0 or not progress0:
             return True
@@ -80,9 +76,9 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | Non
 
     run = sample(rest, job_id, max(duration, longest) if cycle_events > 0 else duration, interval=2.5, wan=wan,
                  warmup=warmup, progress=at, until=enough)
-    t, end = read_cpu(cpu if cpu0 else None)
-    elapsed = t - t0[0] if t0[0] else float("nan")
-    cores = {k: (end[k] - cpu0[k]) / elapsed for k in end if k in cpu0}
+    end = read_cpu(cpu if started else None)
+    elapsed = end[0] - started[0][0] if started else float("nan")
+    cores = cores_between(started[0], end) if started else {}
     df = run.frame()
     profs = profiles(df)
     progress1 = source_progress(out_dir)
