@@ -34,7 +34,7 @@ def tm_processes(state: st.State) -> dict[str, psutil.Process]:
     latest = {p["name"]: p for p in state.of_kind("process")}
     out = {}
     for tm in state.taskmanagers:
-        live = ProcRef(latest[tm["id"]]["pid"], latest[tm["id"]]["create_time"]).alive()
+        live = ProcRef.recorded(latest[tm["id"]]).alive()
         if live:
             out[tm["id"]] = live
     return out

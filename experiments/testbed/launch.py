@@ -112,7 +112,7 @@ def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: 
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     ref = ProcRef.of(proc.pid)
-    state.record("process", name=name, pid=ref.pid, create_time=ref.create_time,
+    state.record("process", name=name, **ref.record(),
                  cgroup=str(cg_path) if cg_path else None, log=str(d / "log"))
 
 
@@ -126,7 +126,7 @@ def wait_registered(state: st.State, timeout: float, stale: dict[str, str | None
     seen: set[str] = set()
     while time.monotonic() < deadline:
         for p in {p["name"]: p for p in state.of_kind("process")}.values():
-            if ProcRef(p["pid"], p["create_time"]).alive() is None:
+            if ProcRef.recorded(p).alive() is None:
                 raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
         try:  # registered AND reporting its external resource (it arrives a moment after registration)
             seen = {tm["id"] for tm in rest.taskmanagers()

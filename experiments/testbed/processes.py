@@ -9,20 +9,49 @@ from dataclasses import dataclass
 import psutil
 
 
+def started(pid: int) -> float | None:
+    """Seconds from boot to the start of `pid` (field 22 of /proc/<pid>/stat), None if it is gone. Fixed for the
+    process's life, unlike its start time since the epoch: psutil adds the boot time, which moves whenever the
+    wall clock is stepped (a VM resumed or synchronised), and a recorded process then no longer matches itself."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ProcRef:
     pid: int
-    create_time: float
+    started: float  # seconds since boot
 
     @classmethod
     def of(cls, pid: int) -> "ProcRef":
-        return cls(pid, psutil.Process(pid).create_time())
+        t = started(pid)
+        if t is None:
+            raise psutil.NoSuchProcess(pid)
+        return cls(pid, t)
+
+    @classmethod
+    def recorded(cls, rec: dict) -> "ProcRef":
+        """The process of a state record (from `record()`); a record from before `started` gives its start time
+        since the epoch, taken back to boot-relative with today's boot time."""
+        if "started" in rec:
+            return cls(rec["pid"], rec["started"])
+        return cls(rec["pid"], rec["create_time"] - psutil.boot_time())
+
+    def record(self) -> dict:
+        return {"pid": self.pid, "started": self.started}
 
     def alive(self) -> "psutil.Process | None":
         """The live process if it is still the one we started, else None."""
+        t = started(self.pid)
+        if t is None or abs(t - self.started) >= 0.05:
+            return None
         try:
             p = psutil.Process(self.pid)
-            if abs(p.create_time() - self.create_time) < 0.05 and p.status() != psutil.STATUS_ZOMBIE:
+            if p.status() != psutil.STATUS_ZOMBIE:
                 return p
         except psutil.Error:
             pass

@@ -13,7 +13,7 @@ import psutil
 from common.errors import EdgeplaceError
 from common.say import Say
 from experiments.testbed import cgroups, network, sshhosts, state as st
-from experiments.testbed.processes import ProcRef, same_group, terminate, with_descendants
+from experiments.testbed.processes import ProcRef, same_group, started, terminate, with_descendants
 
 
 NETNS = re.compile(r"^ep\d{1,3}-(edge|cloud)-\d{1,3}$")             # spec._netns
@@ -81,17 +81,15 @@ def testbed_processes(state: st.State) -> list[psutil.Process]:
     """Recorded processes, their descendants, their process groups and everything in their cgroups."""
     found: dict[int, psutil.Process] = {}
     for p in state.of_kind("process"):
-        ref = ProcRef(p["pid"], p["create_time"])
+        ref = ProcRef.recorded(p)
         live = ref.alive()
         if live:
             for q in with_descendants(live):
                 found[q.pid] = q
-        for q in same_group(ref.pid):
-            try:
-                if q.create_time() >= ref.create_time - 0.05:
-                    found[q.pid] = q
-            except psutil.Error:
-                pass
+        for q in same_group(ref.pid):  # started after it: not an older process that reused the group id
+            t = started(q.pid)
+            if t is not None and t >= ref.started - 0.05:
+                found[q.pid] = q
     for r in state.of_kind("netns"):  # whatever runs in our namespaces (e.g. started over SSH)
         for pid in network.netns_pids(r["name"]):
             try:

@@ -146,7 +146,7 @@ def heal(state: st.State, say: Say = print, timeout: float = 90.0, settle: float
     deadline = time.monotonic() + settle
     while True:
         latest = {p["name"]: p for p in state.of_kind("process")}
-        alive = {m.id: ProcRef(latest[m.id]["pid"], latest[m.id]["create_time"]).alive() for m in members(spec)}
+        alive = {m.id: ProcRef.recorded(latest[m.id]).alive() for m in members(spec)}
         try:
             registered = {t["id"] for t in rest.taskmanagers()}
         except Exception:
@@ -191,7 +191,7 @@ def status(state: st.State) -> dict:
         registered = {tm["id"]: tm for tm in rest_of(state, retries=0).taskmanagers()}
     except Exception:
         rest_ok = False
-    procs = {p["name"]: ProcRef(p["pid"], p["create_time"]).alive() is not None
+    procs = {p["name"]: ProcRef.recorded(p).alive() is not None
              for p in state.of_kind("process")}  # later records of a name (restarts) win
     tms = []
     for tm in state.taskmanagers:
