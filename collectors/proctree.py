@@ -9,7 +9,8 @@ UNREADABLE = "unreadable"
 
 # Run on the host by its own Python (stdlib only): prints the tree's user + system CPU seconds, "none" when no
 # live TaskManager is recorded, or UNREADABLE when the SSH user may not read the pid files. Counted as on the
-# local testbed (experiments.measure.tree_cpu): the processes alive now, each its own utime + stime.
+# local testbed (experiments.measure.tree_cpu): the processes alive now, each its own utime + stime and those of
+# its children that ended and were reaped (cutime + cstime), so a Python worker that ends takes nothing away.
 _SCRIPT = r"""
 import glob, os, sys
 try:
@@ -44,7 +45,7 @@ for e in os.listdir("/proc"):
         continue
     f = stat[stat.rindex(")") + 2:].split()
     children.setdefault(int(f[1]), []).append(int(e))
-    ticks[int(e)] = int(f[11]) + int(f[12])
+    ticks[int(e)] = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
 total, todo = 0, [root]
 while todo:
     p = todo.pop()

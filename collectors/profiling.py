@@ -63,7 +63,7 @@ def settle(rest: FlinkRest, job_id: str, ops: list[OpSpec], longest: float,
     by up to ±15 %, so the wait often runs to `longest`. Returns (seconds waited, whether the costs settled)."""
     t0, last = time.monotonic(), float("nan")
     while time.monotonic() - t0 + SETTLE_WINDOW_S <= longest:
-        now = busy_per_event(sample(rest, job_id, SETTLE_WINDOW_S, interval=2.5).frame(), ops)
+        now = busy_per_event(sample(rest, job_id, SETTLE_WINDOW_S, interval=2.5).whole("profiling").frame(), ops)
         if now == now and last == last and abs(now - last) <= SETTLE_TOLERANCE * last:
             return time.monotonic() - t0, True
         if last == last and now == now:
@@ -120,7 +120,7 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
             cycle_events <= 0 or emitted_per_source(latest[0], ops) >= CYCLES * cycle_events)
 
     run = sample(rest, job_id, max(seconds, longest) if cycle_events > 0 else seconds, interval=2.5, wan=wan,
-                 warmup=warmup, progress=at, on_poll=keep, until=enough)
+                 warmup=warmup, progress=at, on_poll=keep, until=enough).whole("profiling")
     cores = cores_between(started[0], read_cpu(cpu)) if started and cpu is not None else {}
     owners, where = attribution(rest, job_id, ops)
     df = run.frame()

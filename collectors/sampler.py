@@ -12,6 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
+from common.errors import EdgeplaceError
 from collectors.rest import FlinkRest, FlinkRestError, JobManagerUnreachable, JobNotFound
 from collectors.topology import job_graph
 
@@ -31,6 +32,13 @@ class SampleRun:
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=COLUMNS)
+
+    def whole(self, what: str) -> SampleRun:
+        """This run, if it ran its course; a run cut short (the job stopped running, the JobManager went away)
+        describes a job that no longer runs as it did, so `what` (a profile, a measurement) fails instead."""
+        if self.stopped_because:
+            raise EdgeplaceError(f"{what} stopped early: {self.stopped_because}")
+        return self
 
 
 def _value(raw) -> float:
@@ -90,8 +98,9 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             break
         now = time.time()
         try:
-            if quick.job(job_id)["state"] != "RUNNING":
-                run.stopped_because = f"job {job_id} is no longer running"
+            state = quick.job(job_id)["state"]
+            if state != "RUNNING":
+                run.stopped_because = f"job {job_id} is no longer running ({state})"
                 break
             rows = poll_once(quick, job_id, vertices, now)
             if gap_start is not None:

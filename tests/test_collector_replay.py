@@ -11,6 +11,7 @@ from collectors.profiles import profiles
 from collectors.rest import FlinkRest
 from collectors.sampler import sample
 from collectors.topology import job_graph
+from common.errors import EdgeplaceError
 from queries.nexmark import model as nx
 
 RECORDING = Path(__file__).parent / "recorded" / "q2-cloud-only.json"
@@ -127,3 +128,25 @@ def test_a_job_without_sources_seen_has_emitted_nothing():
     from collectors.sampler import SampleRun
     from placement.realize import operators
     assert emitted_per_source(SampleRun(), operators("nexmark", [])) == 0.0
+
+
+@pytest.mark.parametrize("what", ["the measurement", "profiling"])
+def test_a_job_that_stops_running_fails_its_measurement_and_its_profile(replay, tmp_path, what):
+    """A job that fails half-way through a window (a TaskManager lost, a restart) ran the window's end in
+    another way than its start: what was sampled is no measure of the placement. It once went into the results
+    as a valid cell, 30 s of a 120-s window, with -4.6 cores at the edge."""
+    from collectors.profiling import profile_job
+    from experiments.measure import measure
+    recorded, polls = replay.job, [0]
+
+    def job(job_id):
+        polls[0] += 1
+        return {**recorded(job_id), "state": "RESTARTING" if polls[0] > 4 else "RUNNING"}
+    replay.job = job
+    with pytest.raises(EdgeplaceError, match=rf"^{what} stopped early: job {replay.job_id} is no longer running "
+                                             r"\(RESTARTING\)$"):
+        if what == "profiling":
+            profile_job(replay, replay.job_id, [], seconds=25)
+        else:
+            measure(replay, replay.job_id, [], None, tmp_path, warmup=0, duration=20, wan=None)
+    assert polls[0] == 5  # it stopped at the first poll that saw the job no longer running
