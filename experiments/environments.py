@@ -182,6 +182,7 @@ class AnsibleCluster:
     lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
     _meters: dict = field(init=False, default_factory=dict, repr=False)  # node id → its ControlMeter
     _cpu_unseen: set = field(init=False, default_factory=set, repr=False)  # hosts left out of CPU, said
+    _sudo: set = field(init=False, default_factory=set, repr=False)  # hosts whose CPU is read through sudo
 
     def __post_init__(self) -> None:
         self.hostvars = ansible_cluster.inventory_hostvars(self.inventory)
@@ -283,7 +284,7 @@ class AnsibleCluster:
     def cpu_meter(self) -> CpuMeter | None:
         """Each call reads every host over SSH, one after the other (each host's pid file names its
         TaskManager). A host is left out, and said so once, where its facts do not say where that file is
-        (gathered by an older edgeplace) or its SSH user may not read it."""
+        (gathered by an older edgeplace) or its SSH user may not read it, not even through `sudo -n`."""
         for n in self.facts["nodes"]:
             if not n.get("taskmanager_pid_dir"):
                 self._no_cpu(n["id"], "its facts do not say where its TaskManager's pid file is (`edgeplace cluster "
@@ -296,17 +297,40 @@ class AnsibleCluster:
             for tm, d in where.items():
                 if tm in self._cpu_unseen:
                     continue
-                text = self.ssh.run(tm, tree_cpu_command(d, python[tm]))
-                if text.strip() == UNREADABLE:
-                    user = self.hostvars[tm].get("ansible_user", "root")
-                    self._no_cpu(tm, f"its SSH user ({user}) may not read {d}, where Flink writes its pid file "
-                                     "(connect as root or as Flink's user)")
+                text = self._tree_cpu(tm, tree_cpu_command(d, python[tm]), d)
+                if text is None:
                     continue
                 seconds = parse_tree_cpu(text)
                 if seconds is not None:
                     out[tm] = seconds
             return out
         return meter if where else None
+
+    def _tree_cpu(self, tm: str, command: str, pid_dir: str) -> str | None:
+        """The tree-CPU command's output on `tm`, as its SSH user or else through `sudo -n` (as Ansible's
+        `become` does, without a password); None (said once) when neither may read Flink's pid files."""
+        user = self.hostvars[tm].get("ansible_user", "root")
+        if tm not in self._sudo:
+            text = self.ssh.run(tm, command)
+            if text.strip() != UNREADABLE or user == "root":
+                return self._readable(tm, text, user, pid_dir)
+            self._sudo.add(tm)
+        try:
+            return self._readable(tm, self.ssh.run(tm, f"sudo -n {command}"), user, pid_dir)
+        except EdgeplaceError as exc:  # sudo said why (a password is required, the user is not a sudoer)
+            if "failed: " not in str(exc):
+                raise  # the host, not sudo: unreachable
+            self._no_cpu(tm, f"its SSH user ({user}) may not read {pid_dir}, where Flink writes its pid file, "
+                             f"and `sudo -n` refused ({str(exc).rsplit('failed: ', 1)[-1][:120]}); connect as root "
+                             "or as Flink's user, or allow that user sudo without a password")
+            return None
+
+    def _readable(self, tm: str, text: str, user: str, pid_dir: str) -> str | None:
+        if text.strip() != UNREADABLE:
+            return text
+        self._no_cpu(tm, f"its SSH user ({user}) may not read {pid_dir}, where Flink writes its pid file "
+                         "(connect as root or as Flink's user)")
+        return None
 
     def _no_cpu(self, tm: str, why: str) -> None:
         if tm not in self._cpu_unseen:

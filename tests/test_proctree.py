@@ -109,24 +109,34 @@ def test_pid_files_the_ssh_user_may_not_read_are_said_to_be_unreadable(tmp_path)
 
 
 def test_a_cluster_meter_reads_each_host_and_says_once_which_it_leaves_out():
-    """AnsibleCluster.cpu_meter over a stand-in for its SSH sessions: a host that reads, one whose SSH user may
-    not read the pid dir, one whose facts predate the pid dir."""
+    """AnsibleCluster.cpu_meter over a stand-in for its SSH sessions: a host that reads; one whose SSH user may
+    not read the pid dir but may use sudo without a password; one whose sudo asks for a password; one whose
+    facts predate the pid dir."""
+    from common.errors import EdgeplaceError
     from experiments.environments import AnsibleCluster
     asked, said = [], []
 
     class Ssh:
         def run(self, host, command, timeout=10.0):
-            asked.append(host)
-            return {"cloud-1": "12.5\n", "edge-1": "unreadable\n"}[host]
+            sudo = command.startswith("sudo -n ")
+            asked.append((host, sudo))
+            if host == "edge-2" and sudo:
+                raise EdgeplaceError(f"10.0.0.3: `{command}` failed: sudo: a password is required")
+            return {"cloud-1": "12.5\n", "edge-1": "unreadable\n" if not sudo else "3.25\n",
+                    "edge-2": "unreadable\n"}[host]
 
     env = object.__new__(AnsibleCluster)  # its facts and sessions, without a cluster behind them
-    env.inventory, env.say, env.ssh, env._cpu_unseen = "inv.yml", said.append, Ssh(), set()
-    env.hostvars = {"cloud-1": {}, "edge-1": {"ansible_user": "pi"}, "edge-2": {}}
+    env.inventory, env.say, env.ssh, env._cpu_unseen, env._sudo = "inv.yml", said.append, Ssh(), set(), set()
+    env.hostvars = {"cloud-1": {}, "edge-1": {"ansible_user": "pi"}, "edge-2": {"ansible_user": "pi"}, "edge-3": {}}
     env.facts = {"nodes": [{"id": "cloud-1", "taskmanager_pid_dir": "/opt/t", "python": "/opt/venv/bin/python"},
-                           {"id": "edge-1", "taskmanager_pid_dir": "/opt/t"}, {"id": "edge-2"}]}
+                           {"id": "edge-1", "taskmanager_pid_dir": "/opt/t"},
+                           {"id": "edge-2", "taskmanager_pid_dir": "/opt/t"}, {"id": "edge-3"}]}
     meter = env.cpu_meter()
-    assert meter() == {"cloud-1": 12.5} and meter() == {"cloud-1": 12.5}
-    assert asked == ["cloud-1", "edge-1", "cloud-1"]  # an unreadable host is not asked again
-    assert env.cpu_meter()() == {"cloud-1": 12.5}
-    assert len(said) == 2 and said[0].startswith("CPU is not measured on edge-2: its facts")
-    assert "edge-1: its SSH user (pi) may not read /opt/t" in said[1]
+    assert meter() == {"cloud-1": 12.5, "edge-1": 3.25} and meter() == {"cloud-1": 12.5, "edge-1": 3.25}
+    # edge-1 is read through sudo from then on; edge-2, whose sudo wants a password, is not asked again
+    assert asked == [("cloud-1", False), ("edge-1", False), ("edge-1", True), ("edge-2", False), ("edge-2", True),
+                     ("cloud-1", False), ("edge-1", True)]
+    assert env.cpu_meter()() == {"cloud-1": 12.5, "edge-1": 3.25}
+    assert len(said) == 2 and said[0].startswith("CPU is not measured on edge-3: its facts")
+    assert said[1].startswith("CPU is not measured on edge-2: its SSH user (pi) may not read /opt/t") and \
+        "`sudo -n` refused (sudo: a password is required)" in said[1]
