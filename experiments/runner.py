@@ -252,7 +252,9 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
     q = conf.query(c0["query"])
     args, ops = jobs[c0["query"]]
     out_dir = env.target.flink_side(res.root / "sinks" / f"group-{gi}-{int(time.time())}")
-    env.before_deploy(conf.cluster.rates(members[0][0]["bandwidth_mbit"], env.sites))
+    # deployed on the query's fattest link, as in a run from the start: one resumed with only its thin cells
+    # left deployed at 0.15 Mbit/s, where q5's edge tasks did not reach RUNNING within 90 s
+    env.before_deploy(conf.cluster.rates(max(conf.bandwidths_of(q)), env.sites))
     names = ", ".join(sorted({m[0]["policy"] for m in members}))
     say(f"deploying {c0['query']} ({names}, repetition {c0['repetition']}): {_describe(placement, nodes)}")
     with running(env, q.name, [*args, "--out", str(out_dir)], placement, res.root / "scratch-savepoints",

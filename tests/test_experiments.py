@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from experiments import config as cfg
+from queries import options
 from common.errors import EdgeplaceError
 from tests.conftest import TEST_CLUSTER_TOML, TEST_ENV, edgeplace
 
@@ -124,6 +125,42 @@ def test_each_repetition_can_be_priced_by_its_own_profile(tmp_path, monkeypatch)
             assert [e for e in events if e[0] == "profile"] == [("profile", order[0]), ("profile", order[-1])]
             assert order.index(order[-1]) > max(i for i, x in enumerate(order) if x == order[0]), events
         events.clear()
+
+
+def test_a_deployment_is_made_on_its_querys_fattest_link_even_when_only_thin_cells_are_left(tmp_path,
+                                                                                           monkeypatch):
+    """A resumed run whose deployment has only its 0.15 Mbit/s cell left deploys as a run from the start
+    does, on the query's fattest link (at 0.15 Mbit/s q5's edge tasks did not reach RUNNING in 90 s), and
+    then measures each cell on its own link."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+    from experiments import runner
+    from queries.nexmark import job as nexmark
+    links: list[tuple[str, object]] = []
+
+    @contextmanager
+    def running(env, query, args, placement, scratch, say):
+        links.append(("deploy", None))
+        yield SimpleNamespace(job_id="j")
+
+    def measure(*args, **kwargs):
+        raise EdgeplaceError("measured")
+    monkeypatch.setattr(runner, "running", running)
+    monkeypatch.setattr(runner, "measure", measure)
+    env = SimpleNamespace(sites=["edge-1"], target=SimpleNamespace(flink_side=lambda p: p, rest=None),
+                          cpu_meter=lambda: None, wan_counters=None,
+                          before_deploy=lambda mbit: links.append(("before deploy", mbit)),
+                          set_wan=lambda mbit: links.append(("set", mbit)))
+    conf = cfg.parse({**GOOD, "bandwidths_mbit": [50, 0.3, 0.15]})
+    (q,) = conf.queries
+    args = ["--opt", "query=q2", "--sites", "edge-1"]
+    cell = next(c for c in conf.cells() if c["bandwidth_mbit"] == 0.15)
+    from placement.model import Placement
+    with pytest.raises(EdgeplaceError, match="measured"):
+        runner._measure_group(conf, runner.Results(tmp_path), env, 0, [(cell, Placement({}), None)],
+                              {q.label: (args, nexmark.topology(options.parse(args)))}, [], print, None, [0], 1)
+    assert links == [("before deploy", conf.cluster.rates(50, ["edge-1"])), ("deploy", None),
+                     ("set", conf.cluster.rates(0.15, ["edge-1"]))]
 
 
 def test_a_deployment_measures_its_fattest_link_first():
