@@ -36,14 +36,16 @@ def accuracy(df: pd.DataFrame) -> Accuracy | None:
     if errors.empty:
         return None
     wan = cells["wan_error"].abs().dropna()
+    tried = set(zip(df.loc[df["policy"] == "optimal", "query"], df.loc[df["policy"] == "optimal", "bandwidth_mbit"]))
     choices = []
     for (q, bw), g in cells.groupby(["query", "bandwidth_mbit"]):
-        if "optimal" not in set(g["policy"]):
+        if (q, bw) not in tried:
             continue
         best = g.loc[g["measured"].idxmax()]
-        opt = float(g.loc[g["policy"] == "optimal", "measured"].iloc[0])
+        mine = g.loc[g["policy"] == "optimal", "measured"]
+        opt = float(mine.iloc[0]) if len(mine) else float("nan")  # NaN: every repetition of optimal failed
         choices.append({"query": q, "bandwidth_mbit": bw, "best": best["policy"], "best_rate": float(best["measured"]),
-                        "optimal_rate": opt, "share": opt / float(best["measured"])})
+                        "optimal_rate": opt, "share": opt / float(best["measured"]) if opt == opt else 0.0})
     return Accuracy(cells, float(np.median(errors)), float(np.percentile(errors, 90)),
                     float(np.median(wan)) if len(wan) else float("nan"),
                     pd.DataFrame(choices, columns=["query", "bandwidth_mbit", "best", "best_rate", "optimal_rate",
@@ -63,6 +65,9 @@ def summary(a: Accuracy) -> list[str]:
         lines.append(f"optimal reached ≥ {ENOUGH:.0%} of the best measured policy in "
                      f"{len(a.choices) - len(short)} of {len(a.choices)} (query, bandwidth) cells"
                      + ("" if short.empty else "; not in: " + "; ".join(
-                         f"{r.query} at {r.bandwidth_mbit:g} Mbit/s {r.share:.0%} (best {r.best}, "
-                         f"{r.best_rate:,.0f} vs {r.optimal_rate:,.0f})" for r in short.itertuples())))
+                         f"{r.query} at {r.bandwidth_mbit:g} Mbit/s "
+                         + (f"{r.share:.0%} (best {r.best}, {r.best_rate:,.0f} vs {r.optimal_rate:,.0f})"
+                            if r.optimal_rate == r.optimal_rate else
+                            f"failed in every repetition (best {r.best}, {r.best_rate:,.0f})")
+                         for r in short.itertuples())))
     return lines

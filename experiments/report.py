@@ -24,7 +24,10 @@ def headline(df: pd.DataFrame) -> list[str]:
             continue
         base = g.loc["cloud-only"]
         for pol in ("optimal", "greedy", "flink-default"):
-            if pol in g.index and base["measured_rate"] > 0:
+            if pol in g.index and base["measured_rate"] > 0 and not g.loc[pol, "measured_rate"] == g.loc[pol, "measured_rate"]:
+                lines.append(f"{q} at {bw:g} Mbit/s: {pol} failed in every repetition (see \"Cells that failed\") vs "
+                             f"cloud-only {base['measured_rate']:,.0f} events/s")
+            elif pol in g.index and base["measured_rate"] > 0:
                 sp = g.loc[pol, "measured_rate"] / base["measured_rate"]
                 wan = (base["wan_bytes_per_event"] / g.loc[pol, "wan_bytes_per_event"]
                        if g.loc[pol, "wan_bytes_per_event"] > 0 else float("inf"))

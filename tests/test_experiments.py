@@ -376,6 +376,14 @@ def test_cost_model_accuracy_is_judged_on_medians_over_repetitions(tmp_path):
     assert "## Cost model (medians over repetitions)" in text and lines[-1] in text
     assert "| q | 1 | edge-max | 3 | 280.0 | 200.0 | -28.6 |" in text
     assert accuracy(df.assign(measured_rate=float("nan"))) is None  # nothing measured: no section
+    # every repetition of optimal failed at 10 Mbit/s (a job that could not run there): a miss, said as such
+    failed = df.assign(measured_rate=df["measured_rate"].where(~((df["bandwidth_mbit"] == 10) &
+                                                                  (df["policy"] == "optimal"))))
+    assert summary(accuracy(failed))[-1] == (
+        "optimal reached ≥ 95% of the best measured policy in 0 of 2 (query, bandwidth) cells; not in: q at 1 "
+        "Mbit/s 84% (best edge-max, 280 vs 235); q at 10 Mbit/s failed in every repetition (best cloud-only, 1,000)")
+    failed.to_parquet(root / "cells.parquet")
+    assert "- q at 10 Mbit/s: optimal failed in every repetition" in write_report(root).read_text()
 
 
 def test_a_real_clusters_report_describes_its_nodes_and_omits_what_was_not_measured(tmp_path):
