@@ -36,7 +36,7 @@ def accuracy(df: pd.DataFrame) -> Accuracy | None:
     if errors.empty:
         return None
     wan = cells["wan_error"].abs().dropna()
-    tried = set(zip(df.loc[df["policy"] == "optimal", "query"], df.loc[df["policy"] == "optimal", "bandwidth_mbit"]))
+    tried = set(df.loc[df["policy"] == "optimal", ["query", "bandwidth_mbit"]].itertuples(index=False, name=None))
     choices = []
     for (q, bw), g in cells.groupby(["query", "bandwidth_mbit"]):
         if (q, bw) not in tried:

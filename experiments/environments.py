@@ -24,7 +24,7 @@ from common.say import Say, quiet
 from costmodel.pricing import Rates
 from costmodel.problem import CLOUD, Node
 from experiments import cluster as ansible_cluster
-from experiments.ssh import SshSessions
+from experiments.ssh import RemoteCommandFailed, SshSessions
 from experiments.testbed import state as st
 from placement import flinkdist
 from placement.realize import Target
@@ -310,27 +310,25 @@ class AnsibleCluster:
         """The tree-CPU command's output on `tm`, as its SSH user or else through `sudo -n` (as Ansible's
         `become` does, without a password); None (said once) when neither may read Flink's pid files."""
         user = self.hostvars[tm].get("ansible_user", "root")
+        cannot = f"its SSH user ({user}) may not read {pid_dir}, where Flink writes its pid file"
         if tm not in self._sudo:
             text = self.ssh.run(tm, command)
             if text.strip() != UNREADABLE or user == "root":
-                return self._readable(tm, text, user, pid_dir)
+                return None if self._unreadable(tm, text, cannot) else text
             self._sudo.add(tm)
         try:
-            return self._readable(tm, self.ssh.run(tm, f"sudo -n {command}"), user, pid_dir)
-        except EdgeplaceError as exc:  # sudo said why (a password is required, the user is not a sudoer)
-            if "failed: " not in str(exc):
-                raise  # the host, not sudo: unreachable
-            self._no_cpu(tm, f"its SSH user ({user}) may not read {pid_dir}, where Flink writes its pid file, "
-                             f"and `sudo -n` refused ({str(exc).rsplit('failed: ', 1)[-1][:120]}); connect as root "
-                             "or as Flink's user, or allow that user sudo without a password")
+            text = self.ssh.run(tm, f"sudo -n {command}")
+        except RemoteCommandFailed as exc:  # sudo said why (a password is required, the user is not a sudoer)
+            self._no_cpu(tm, f"{cannot}, and `sudo -n` refused ({exc.stderr[:120]}); connect as root or as "
+                             "Flink's user, or allow that user sudo without a password")
             return None
+        return None if self._unreadable(tm, text, cannot) else text
 
-    def _readable(self, tm: str, text: str, user: str, pid_dir: str) -> str | None:
-        if text.strip() != UNREADABLE:
-            return text
-        self._no_cpu(tm, f"its SSH user ({user}) may not read {pid_dir}, where Flink writes its pid file "
-                         "(connect as root or as Flink's user)")
-        return None
+    def _unreadable(self, tm: str, text: str, cannot: str) -> bool:
+        if text.strip() == UNREADABLE:
+            self._no_cpu(tm, f"{cannot} (connect as root or as Flink's user)")
+            return True
+        return False
 
     def _no_cpu(self, tm: str, why: str) -> None:
         if tm not in self._cpu_unseen:

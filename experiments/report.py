@@ -24,15 +24,17 @@ def headline(df: pd.DataFrame) -> list[str]:
             continue
         base = g.loc["cloud-only"]
         for pol in ("optimal", "greedy", "flink-default"):
-            if pol in g.index and base["measured_rate"] > 0 and not g.loc[pol, "measured_rate"] == g.loc[pol, "measured_rate"]:
+            if pol not in g.index or not base["measured_rate"] > 0:
+                continue
+            if not g.loc[pol, "measured_rate"] == g.loc[pol, "measured_rate"]:  # NaN: every repetition failed
                 lines.append(f"{q} at {bw:g} Mbit/s: {pol} failed in every repetition (see \"Cells that failed\") vs "
                              f"cloud-only {base['measured_rate']:,.0f} events/s")
-            elif pol in g.index and base["measured_rate"] > 0:
-                sp = g.loc[pol, "measured_rate"] / base["measured_rate"]
-                wan = (base["wan_bytes_per_event"] / g.loc[pol, "wan_bytes_per_event"]
-                       if g.loc[pol, "wan_bytes_per_event"] > 0 else float("inf"))
-                lines.append(f"{q} at {bw:g} Mbit/s: {pol} {g.loc[pol, 'measured_rate']:,.0f} events/s vs cloud-only "
-                             f"{base['measured_rate']:,.0f} → {sp:.2f}× throughput, {wan:,.1f}× fewer WAN bytes per event")
+                continue
+            sp = g.loc[pol, "measured_rate"] / base["measured_rate"]
+            wan = (base["wan_bytes_per_event"] / g.loc[pol, "wan_bytes_per_event"]
+                   if g.loc[pol, "wan_bytes_per_event"] > 0 else float("inf"))
+            lines.append(f"{q} at {bw:g} Mbit/s: {pol} {g.loc[pol, 'measured_rate']:,.0f} events/s vs cloud-only "
+                         f"{base['measured_rate']:,.0f} → {sp:.2f}× throughput, {wan:,.1f}× fewer WAN bytes per event")
     lines += adaptive_vs_static(df)
     err = model_error(df)
     if err is not None:

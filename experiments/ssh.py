@@ -4,6 +4,14 @@ from __future__ import annotations
 from common.errors import EdgeplaceError
 
 
+class RemoteCommandFailed(EdgeplaceError):
+    """A command ran on the host and exited non-zero; `stderr` is what it said."""
+
+    def __init__(self, message: str, stderr: str):
+        super().__init__(message)
+        self.stderr = stderr
+
+
 class SshSessions:
     """One paramiko connection per inventory host, opened on first use and kept for the whole run (WAN
     counters are read every few seconds); a broken one is reopened once."""
@@ -22,7 +30,8 @@ class SshSessions:
                 _, stdout, stderr = client.exec_command(command, timeout=timeout)
                 text, err = stdout.read().decode(), stderr.read().decode()
                 if stdout.channel.recv_exit_status() != 0:
-                    raise EdgeplaceError(f"{hv.get('ansible_host')}: `{command}` failed: {err.strip()}")
+                    raise RemoteCommandFailed(f"{hv.get('ansible_host')}: `{command}` failed: {err.strip()}",
+                                              err.strip())
                 return text
             except (OSError, paramiko.SSHException) as exc:
                 self._drop(host)

@@ -112,8 +112,8 @@ def test_a_cluster_meter_reads_each_host_and_says_once_which_it_leaves_out():
     """AnsibleCluster.cpu_meter over a stand-in for its SSH sessions: a host that reads; one whose SSH user may
     not read the pid dir but may use sudo without a password; one whose sudo asks for a password; one whose
     facts predate the pid dir."""
-    from common.errors import EdgeplaceError
     from experiments.environments import AnsibleCluster
+    from experiments.ssh import RemoteCommandFailed
     asked, said = [], []
 
     class Ssh:
@@ -121,7 +121,8 @@ def test_a_cluster_meter_reads_each_host_and_says_once_which_it_leaves_out():
             sudo = command.startswith("sudo -n ")
             asked.append((host, sudo))
             if host == "edge-2" and sudo:
-                raise EdgeplaceError(f"10.0.0.3: `{command}` failed: sudo: a password is required")
+                raise RemoteCommandFailed(f"10.0.0.3: `{command}` failed: sudo: a password is required",
+                                          "sudo: a password is required")
             return {"cloud-1": "12.5\n", "edge-1": "unreadable\n" if not sudo else "3.25\n",
                     "edge-2": "unreadable\n"}[host]
 
