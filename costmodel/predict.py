@@ -13,7 +13,8 @@ from common.errors import EdgeplaceError
 @dataclass(frozen=True)
 class Prediction:
     max_rate: float                         # λ*: largest sustainable source rate (inf if nothing limits it)
-    bottleneck: str                         # "node:<id>", "operator:<id>", "link:<site>:up|down" or "none"
+    bottleneck: str                         # "node:<id>", "operator:<id>", "link:<site>:up|down",
+                                            # "checkpoint:<site>" (λ* = 0: see checkpoint_overruns) or "none"
     wan_bytes_per_unit_rate: float          # summed over all link directions
     nodes: dict[str, float]                 # CPU utilisation at λ*
     links: dict[str, dict[str, float]]      # site → {"up": bytes/s, "down": bytes/s} at λ*
@@ -102,6 +103,18 @@ def link_capacity(p: Problem, assignment: dict[str, str], site: str, d: str) -> 
     return p.link_capacity(site, d, [v for v, n in assignment.items() if p.node[n].site == site])
 
 
+def checkpoint_overruns(p: Problem, assignment: dict[str, str]) -> dict[str, float]:
+    """site → seconds its operators' checkpoint acknowledgements take on its uplink, for each site where that
+    is longer than the cluster's heartbeat timeout: its TaskManagers are declared dead at every checkpoint."""
+    out = {}
+    for l in p.links:
+        if l.heartbeat_timeout_s is not None:
+            took = p.ack_seconds(l.site, [v for v, n in assignment.items() if p.node[n].site == l.site])
+            if took > l.heartbeat_timeout_s:
+                out[l.site] = took
+    return out
+
+
 def control_bytes_per_s(p: Problem, assignment: dict[str, str]) -> dict[str, dict[str, float]]:
     """site → {up, down}: Flink's own traffic on each link under `assignment` (what takes the link's
     capacity from records besides them)."""
@@ -114,7 +127,10 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     cons = constraints(p, assignment)
     use = {name: sum(per.values()) for name, (_, per) in cons.items()}  # per unit λ from every source at once
     limits = {name: cap / use[name] for name, (cap, _) in cons.items()}
-    # the binding constraint: the smallest limit; ties go to the alphabetically first name (link < node < operator)
+    overrun = checkpoint_overruns(p, assignment)
+    limits.update({f"checkpoint:{site}": 0.0 for site in overrun})
+    # the binding constraint: the smallest limit; ties go to the alphabetically first name
+    # (checkpoint < link < node < operator)
     bottleneck, lam = min(limits.items(), key=lambda kv: (kv[1], kv[0]), default=("none", math.inf))
     at = (lambda x: x * lam) if math.isfinite(lam) else (lambda x: 0.0)
     util = {n.id: at(use.get(f"node:{n.id}", 0.0)) / n.cores for n in p.nodes}
@@ -122,7 +138,8 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     wan = sum(u for name, u in use.items() if name.startswith("link:"))
     up = sum(u for name, u in use.items() if name.startswith("link:") and name.endswith(":up"))
     control = control_bytes_per_s(p, assignment)
-    rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 else _fill(cons, p.source_rates)
+    rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 or overrun \
+        else _fill(cons, p.source_rates)
     return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates, up, control)
 
 

@@ -4,7 +4,12 @@ Semantics (see README "Planning problems"): cost_s_per_record is CPU-seconds per
 speed 1 (edge_cost_s_per_record: the same on an edge site's node, where it was measured apart, with its
 inputs local); send_cost_s_per_record: the extra CPU per input record, on the operator's node, for each of
 its output edges whose consumer runs at another site (records serialised for the network instead of handed
-on locally); records into v per unit of source rate λ: r_v = Σ_{u→v} r_u·selectivity_u (sources: source_rates)."""
+on locally); records into v per unit of source rate λ: r_v = Σ_{u→v} r_u·selectivity_u (sources: source_rates).
+checkpoint_ack_bytes: the checkpointed state an operator's subtasks hand to the JobManager inside their
+checkpoint acknowledgements (Flink's JobManager checkpoint storage); a link's heartbeat_timeout_s: the
+cluster's heartbeat.timeout. Those acknowledgements and the heartbeats share one RPC connection, so a site
+whose operators' acknowledgements take longer than the timeout to cross its uplink loses its TaskManagers
+at every checkpoint: the placement sustains no rate at all."""
 from __future__ import annotations
 
 import json
@@ -31,7 +36,7 @@ SCHEMA = {
                            "edge_cost_s_per_record": schema.number(0), "edge_busy_s_per_record": schema.number(0),
                            "send_cost_s_per_record": schema.number(0),
                            "control_up_bytes_per_s": schema.number(0), "control_down_bytes_per_s": schema.number(0),
-                           "selectivity": schema.number(0),
+                           "checkpoint_ack_bytes": schema.number(0), "selectivity": schema.number(0),
                            "bytes_out_per_record": schema.number(0), "stateful": {"type": "boolean"},
                            "pin": {"type": ["string", "null"]}}}},
         "edges": {"type": "array", "items": {
@@ -47,7 +52,8 @@ SCHEMA = {
             "required": ["site", "up_bytes_per_s", "down_bytes_per_s"],
             "properties": {"site": _ID, "up_bytes_per_s": schema.number(0, True),
                            "down_bytes_per_s": schema.number(0, True), "rtt_ms": schema.number(0),
-                           "control_up_bytes_per_s": schema.number(0), "control_down_bytes_per_s": schema.number(0)}}},
+                           "control_up_bytes_per_s": schema.number(0), "control_down_bytes_per_s": schema.number(0),
+                           "heartbeat_timeout_s": schema.number(0, True)}}},
     },
 }
 
@@ -67,6 +73,7 @@ class Operator:
     send_cost_s_per_record: float = 0.0  # per output edge to another site; only on an operator pinned to a node
     control_up_bytes_per_s: float = 0.0    # Flink's own traffic that the operator's subtasks add to an edge
     control_down_bytes_per_s: float = 0.0  # site's link when placed there (metric dumps, checkpoint acks)
+    checkpoint_ack_bytes: float = 0.0  # state its subtasks acknowledge to the JobManager in one checkpoint
 
     def control(self, direction: str) -> float:
         return self.control_up_bytes_per_s if direction == "up" else self.control_down_bytes_per_s
@@ -112,6 +119,7 @@ class Link:
     rtt_ms: float = 0.0
     control_up_bytes_per_s: float = 0.0    # what Flink's own traffic (heartbeats, metrics, checkpoint
     control_down_bytes_per_s: float = 0.0  # acks) takes of the link whatever runs at the site (its sources)
+    heartbeat_timeout_s: float | None = None  # None: checkpoint acknowledgements are not limited
 
     def bandwidth(self, direction: str) -> float:
         return self.up_bytes_per_s if direction == "up" else self.down_bytes_per_s
@@ -198,6 +206,11 @@ class Problem:
         f = self.control_factor(site, direction)
         return self.link[site].capacity(direction) - f * sum(self.op[v].control(direction) for v in at_site)
 
+    def ack_seconds(self, site: str, at_site: Iterable[str]) -> float:
+        """Seconds that one checkpoint's acknowledgements of the operators `at_site` take on `site`'s uplink
+        (the whole link: they are one message per subtask, queued ahead of the heartbeats)."""
+        return sum(self.op[v].checkpoint_ack_bytes for v in at_site) / self.link[site].up_bytes_per_s
+
     def allowed(self, op_id: str) -> list[str]:
         """Nodes the operator may run on (its pin: a node id or a site)."""
         pin = self.op[op_id].pin
@@ -228,9 +241,9 @@ class Problem:
             if not (isinstance(o.parallelism, int) and o.parallelism >= 1) or not all(
                     _non_negative(x) for x in (o.cost_s_per_record, o.selectivity, o.bytes_out_per_record, o.busy,
                                                o.send_cost_s_per_record, o.control_up_bytes_per_s,
-                                               o.control_down_bytes_per_s, *extra)):
+                                               o.control_down_bytes_per_s, o.checkpoint_ack_bytes, *extra)):
                 raise EdgeplaceError(f"problem: operator {o.id} needs parallelism an integer >= 1 and finite "
-                                     "costs, selectivity, bytes and control traffic >= 0")
+                                     "costs, selectivity, bytes, control traffic and checkpoint bytes >= 0")
             if not self.allowed(o.id):
                 raise EdgeplaceError(f"problem: operator {o.id} is pinned to {o.pin!r}, which is no node or site")
             if o.send_cost_s_per_record > 0 and o.pin not in self.node:
@@ -244,9 +257,10 @@ class Problem:
                 raise EdgeplaceError(f"problem: edge site {n.site!r} of node {n.id} has no link")
         for l in self.links:
             if not (_positive(l.up_bytes_per_s) and _positive(l.down_bytes_per_s) and _non_negative(l.rtt_ms)
-                    and _non_negative(l.control_up_bytes_per_s) and _non_negative(l.control_down_bytes_per_s)):
-                raise EdgeplaceError(f"problem: link of site {l.site} needs finite bandwidth > 0, RTT >= 0 and "
-                                     "control traffic >= 0")
+                    and _non_negative(l.control_up_bytes_per_s) and _non_negative(l.control_down_bytes_per_s)
+                    and (l.heartbeat_timeout_s is None or _positive(l.heartbeat_timeout_s))):
+                raise EdgeplaceError(f"problem: link of site {l.site} needs finite bandwidth > 0, RTT >= 0, "
+                                     "control traffic >= 0 and a heartbeat timeout > 0 (or none)")
             if l.site not in sites:
                 raise EdgeplaceError(f"problem: link names site {l.site!r} that has no node")
         if sum(o.parallelism for o in self.operators) > sum(n.slots for n in self.nodes):
@@ -275,14 +289,17 @@ def from_json(data: object, source: str = "problem") -> Problem:
                              *(float(o[k]) if k in o else None for k in
                                ("busy_s_per_record", "edge_cost_s_per_record", "edge_busy_s_per_record")),
                              float(o.get("send_cost_s_per_record", 0.0)),
-                             float(o.get("control_up_bytes_per_s", 0.0)), float(o.get("control_down_bytes_per_s", 0.0)))
+                             float(o.get("control_up_bytes_per_s", 0.0)), float(o.get("control_down_bytes_per_s", 0.0)),
+                             float(o.get("checkpoint_ack_bytes", 0.0)))
                     for o in data["operators"])
         edges = tuple(Edge(e["from"], e["to"], e.get("ship", "FORWARD")) for e in data.get("edges", []))
         nodes = tuple(Node(n["id"], n["site"], int(n["slots"]), float(n["cores"]), float(n.get("speed", 1.0)))
                       for n in data["nodes"])
         links = tuple(Link(l["site"], float(l["up_bytes_per_s"]), float(l["down_bytes_per_s"]),
                            float(l.get("rtt_ms", 0.0)), float(l.get("control_up_bytes_per_s", 0.0)),
-                           float(l.get("control_down_bytes_per_s", 0.0))) for l in data.get("links", []))
+                           float(l.get("control_down_bytes_per_s", 0.0)),
+                           float(l["heartbeat_timeout_s"]) if "heartbeat_timeout_s" in l else None)
+                 for l in data.get("links", []))
         rates = {k: float(v) for k, v in data["source_rates"].items()}
     except KeyError as exc:
         raise EdgeplaceError(f"{source}: missing field {exc.args[0]!r}") from exc
@@ -298,8 +315,8 @@ def to_json(p: Problem) -> dict:
                            **{k: getattr(o, k) for k in ("busy_s_per_record", "edge_cost_s_per_record",
                                                          "edge_busy_s_per_record") if getattr(o, k) is not None},
                            **({"send_cost_s_per_record": o.send_cost_s_per_record} if o.send_cost_s_per_record else {}),
-                           **{k: getattr(o, k) for k in ("control_up_bytes_per_s", "control_down_bytes_per_s")
-                              if getattr(o, k)}}
+                           **{k: getattr(o, k) for k in ("control_up_bytes_per_s", "control_down_bytes_per_s",
+                                                         "checkpoint_ack_bytes") if getattr(o, k)}}
                           for o in p.operators],
             "edges": [{"from": e.src, "to": e.dst, "ship": e.ship} for e in p.edges],
             "source_rates": dict(p.source_rates),
@@ -308,7 +325,8 @@ def to_json(p: Problem) -> dict:
             "links": [{"site": l.site, "up_bytes_per_s": l.up_bytes_per_s, "down_bytes_per_s": l.down_bytes_per_s,
                        "rtt_ms": l.rtt_ms, **({"control_up_bytes_per_s": l.control_up_bytes_per_s,
                                                "control_down_bytes_per_s": l.control_down_bytes_per_s}
-                                              if l.control_up_bytes_per_s or l.control_down_bytes_per_s else {})}
+                                              if l.control_up_bytes_per_s or l.control_down_bytes_per_s else {}),
+                       **({"heartbeat_timeout_s": l.heartbeat_timeout_s} if l.heartbeat_timeout_s is not None else {})}
                       for l in p.links]}
 
 

@@ -131,6 +131,13 @@ class _Milp:
                         if bins[b].site == s and p.op[v].control(d) > 0:
                             coefs[i] = f * p.op[v].control(d) / scale
                     add({**coefs, ti: -cap / scale}, -np.inf, 0)
+        for s in sites:  # one checkpoint's acknowledgements cross the uplink within the heartbeat timeout
+            timeout = p.link[s].heartbeat_timeout_s
+            acks = {i: p.op[v].checkpoint_ack_bytes for (v, b), i in self.xi.items()
+                    if bins[b].site == s and p.op[v].checkpoint_ack_bytes > 0}
+            if timeout is not None and acks:
+                most = timeout * p.link[s].up_bytes_per_s
+                add({i: c / most for i, c in acks.items()}, -np.inf, 1.0)
         self.wan = np.zeros(nvar)
         for (u, v, s, d), i in yi.items():
             self.wan[i] = byts[(u, v)]
@@ -257,7 +264,8 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
         sol = model.lexicographic(target_u, t_lo)
         if sol is None:
             raise EdgeplaceError(f"no placement sustains a source rate of {target_rate:g}" if target_rate
-                                 else "no placement satisfies the pins and slot limits")
+                                 else "no placement satisfies the pins, the slot limits and the heartbeat "
+                                 "timeout of checkpoint acknowledgements")
         res, cap, t_best = sol
         on_bin = model.assignment(res)
         out: dict[str, str] = {}

@@ -46,6 +46,8 @@ def problem_file(tmp_path: Path, mutate=None, raw: str | None = None) -> str:
     (lambda d: d["nodes"].append(dict(d["nodes"][1])), None, "node ids must be unique"),
     (lambda d: d["operators"][1].update(stateful="false"), None, "operators[1].stateful"),
     (lambda d: d["operators"][1].update(parallelism=1.9), None, "operators[1].parallelism"),
+    (lambda d: d["operators"][1].update(checkpoint_ack_bytes=float("inf")), None, "operators[1].checkpoint_ack_bytes"),
+    (lambda d: d["links"][0].update(heartbeat_timeout_s=None), None, "links[0].heartbeat_timeout_s"),
     (lambda d: d.update(operators=[]), None, "operators: must not be empty"),
     (lambda d: d.update(source_rates={"src": "fast"}), None, "source_rates.src"),
     (lambda d: d.update(extra=1), None, "unknown field(s) 'extra'"),

@@ -65,3 +65,32 @@ def test_predict_shows_flink_own_traffic_and_the_wan_bytes_per_event_it_adds(tmp
     assert out["wan_up_bytes_per_event"] == pytest.approx(expect.wan_up_bytes_per_unit_rate + 8_000 / out["max_rate"])
     text = edgeplace("predict", "--problem", f, "--placement", str(pl), timeout=60)
     assert f"{site} up 8,000 B/s, down 0 B/s" in text.stdout, text.stdout
+
+
+def test_a_site_whose_checkpoint_outlasts_the_heartbeat_sustains_nothing_and_optimal_avoids_it(tmp_path):
+    """The filter's state, 2 MB per checkpoint, takes 20 s on a 100 kB/s uplink: beyond a 15-s heartbeat
+    timeout the filter at the edge sustains nothing, and `plan` keeps it in the cloud; within a 25-s one
+    it goes to the edge as it would without state (it cuts the WAN bytes 100×)."""
+    def state(timeout):
+        def mutate(d):
+            d["links"][0].update(up_bytes_per_s=1e5, heartbeat_timeout_s=timeout)
+            next(o for o in d["operators"] if o["id"] == "filter")["checkpoint_ack_bytes"] = 2e6
+        return mutate
+    short = problem_file(tmp_path, state(15.0))
+    p = from_json(json.loads(open(short).read()))
+    edge = next(n.id for n in p.nodes if n.site == p.links[0].site)
+    asg = {v: (edge if v == "filter" or p.op[v].pin else next(n.id for n in p.nodes if n.site == "cloud"))
+           for v in p.op}
+    pl = tmp_path / "filter-at-edge.json"
+    pl.write_text(json.dumps({"version": 1, "assignments": asg}))
+    text = edgeplace("predict", "--problem", short, "--placement", str(pl), timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert f"bottleneck checkpoint:{p.links[0].site}" in text.stdout and "take 20 s on its uplink, longer than the " \
+        "15-s heartbeat timeout" in text.stdout, text.stdout
+    for timeout, where in ((15.0, "cloud"), (25.0, p.links[0].site)):
+        f = problem_file(tmp_path, state(timeout))
+        out = tmp_path / f"planned-{timeout:g}.json"
+        res = edgeplace("plan", "--problem", f, "--policy", "optimal", "--out", str(out), timeout=60)
+        assert res.returncode == 0, res.stderr
+        planned = json.loads(out.read_text())
+        assert p.node[planned["assignments"]["filter"]].site == where and planned["meta"]["predicted"]["max_rate"] > 0

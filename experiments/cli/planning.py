@@ -138,7 +138,7 @@ def predict_cmd(problem_file, placement_file, rate, as_json, crossovers) -> None
     """Predict λ*, bottleneck, WAN bytes and utilisation of a placement (or, with --crossovers, where the
     best layout of the problem changes with the link)."""
     from costmodel import problem as pb
-    from costmodel.predict import latency_s, predict
+    from costmodel.predict import checkpoint_overruns, latency_s, predict
     from placement.model import Placement
     p = pb.load(problem_file)
     if crossovers:
@@ -155,6 +155,10 @@ def predict_cmd(problem_file, placement_file, rate, as_json, crossovers) -> None
         click.echo(dumps(out))
         return
     console.print(f"λ* = {pred.max_rate:.6g} source records/s per unit rate, bottleneck {pred.bottleneck}")
+    for site, took in checkpoint_overruns(p, asg).items():
+        console.print(f"{site}: one checkpoint's acknowledgements take {took:.0f} s on its uplink, longer than the "
+                      f"{p.link[site].heartbeat_timeout_s:g}-s heartbeat timeout: its TaskManagers would be "
+                      "declared dead at every checkpoint")
     console.print(f"WAN bytes per unit rate: {pred.wan_bytes_per_unit_rate:.6g}")
     own = {s: c for s, c in pred.control.items() if c["up"] > 0 or c["down"] > 0}
     if own:
