@@ -1,22 +1,33 @@
-"""The checkpointed state each Flink vertex hands to the JobManager, in bytes per second. With Flink's
-default JobManager checkpoint storage the state travels inside the checkpoint acknowledgements, on the
-TaskManager's connection to the JobManager: for a stateful operator at the edge this is WAN traffic that
-grows with its state, not with its subtasks."""
+"""The checkpointed state each Flink vertex hands to the JobManager. With Flink's default JobManager
+checkpoint storage the state travels inside the checkpoint acknowledgements, on the TaskManager's RPC
+connection to the JobManager: for a stateful operator at the edge this is WAN traffic that grows with its
+state, not with its subtasks, and one checkpoint's worth of it queues ahead of the TaskManager's heartbeats."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from collectors.rest import FlinkRest, FlinkRestError
 
 RECENT = 6  # checkpoints averaged (their details are one REST read each)
 KEPT = 2 * RECENT  # checkpoint details a caller's `known` holds at most
+IN_RPC = "JobManagerCheckpointStorage"  # the checkpoint storage whose state rides in the acknowledgements
 
 
-def state_rates(rest: FlinkRest, job_id: str, since_ms: float = 0.0,
-                known: dict[int, dict] | None = None) -> dict[str, float]:
-    """Vertex id → bytes/s of checkpointed state, averaged over the recent completed checkpoints triggered
-    after `since_ms` (epoch ms; the latest completed if none was). {} when the job does not checkpoint or
-    Flink's checkpoint statistics cannot be read: the caller then prices no state.
+@dataclass(frozen=True)
+class StateReading:
+    """Checkpointed state per vertex id: bytes/s, averaged over the recent checkpoints, and the bytes of the
+    largest recent one where the state travels inside the acknowledgements ({} where it goes to a
+    checkpoint storage of its own: then only handles do)."""
+    rates: dict[str, float] = field(default_factory=dict)
+    in_acks: dict[str, float] = field(default_factory=dict)
+
+
+def read_state(rest: FlinkRest, job_id: str, since_ms: float = 0.0,
+               known: dict[int, dict] | None = None) -> StateReading:
+    """The job's checkpointed state over the recent completed checkpoints triggered after `since_ms`
+    (epoch ms; the latest completed if none was). Empty when the job does not checkpoint or Flink's
+    checkpoint statistics cannot be read: the caller then prices no state.
 
     `known` keeps the details of completed checkpoints (checkpoint id → Flink's answer; they never change)
     between calls on the same job, so that a caller that asks every few seconds reads each checkpoint
@@ -30,32 +41,37 @@ def state_rates(rest: FlinkRest, job_id: str, since_ms: float = 0.0,
         return known[cid]
 
     try:
-        return rates_from(rest.get(f"{base}/config"), rest.get(base), details, since_ms)
+        return reading_from(rest.get(f"{base}/config"), rest.get(base), details, since_ms)
     except FlinkRestError:
-        return {}
+        return StateReading()
     finally:
         for cid in sorted(known)[:-KEPT]:
             del known[cid]
 
 
-def rates_from(config: dict, overview: dict, details: Callable[[int], dict], since_ms: float = 0.0) \
-        -> dict[str, float]:
-    """`state_rates` on Flink's answers: the checkpointing config, the checkpoint overview and a reader of
+def reading_from(config: dict, overview: dict, details: Callable[[int], dict], since_ms: float = 0.0) \
+        -> StateReading:
+    """`read_state` on Flink's answers: the checkpointing config, the checkpoint overview and a reader of
     one checkpoint's details."""
     interval_s = float(config.get("interval") or 0) / 1000.0
     if interval_s <= 0:
-        return {}
+        return StateReading()
     history = sorted(overview.get("history", []), key=lambda c: c["id"])
     completed = [c for c in history if c.get("status") == "COMPLETED" and not c.get("is_savepoint")]
     recent = [c for c in completed if c.get("trigger_timestamp", 0) >= since_ms] or completed[-1:]
     recent = recent[-RECENT:]
     if not recent:
-        return {}
+        return StateReading()
     totals: dict[str, float] = {}
+    largest: dict[str, float] = {}
     for c in recent:
         for vertex, task in details(c["id"]).get("tasks", {}).items():
-            totals[vertex] = totals.get(vertex, 0.0) + float(task.get("checkpointed_size") or 0)
-    return {v: total / _period_s(history, recent, interval_s) for v, total in totals.items()}
+            size = float(task.get("checkpointed_size") or 0)
+            totals[vertex] = totals.get(vertex, 0.0) + size
+            largest[vertex] = max(largest.get(vertex, 0.0), size)
+    period = _period_s(history, recent, interval_s)
+    return StateReading({v: total / period for v, total in totals.items()},
+                        largest if config.get("checkpoint_storage") == IN_RPC else {})
 
 
 def _period_s(history: list[dict], recent: list[dict], interval_s: float) -> float:

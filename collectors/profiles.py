@@ -50,6 +50,8 @@ class JobProfile:
     edges: list[tuple[str, str]] = field(default_factory=list)  # the job graph's vertex → vertex edges
     wan: dict[str, float] = field(default_factory=dict)  # bytes/s on each WAN link direction ('edge-1:up')
     state: dict[str, float] = field(default_factory=dict)  # vertex id → checkpointed state, bytes/s
+    state_in_acks: dict[str, float] = field(default_factory=dict)  # vertex id → bytes in one checkpoint's acks
+    heartbeat_timeout_s: float | None = None  # the cluster's heartbeat.timeout (None: not read)
 
     @property
     def control(self) -> dict[str, dict[str, float]]:

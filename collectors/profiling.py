@@ -7,7 +7,8 @@ from typing import Callable
 
 from collectors.attribution import actual, vertex_owners
 from collectors.profiles import JobProfile, profiles, wan_rates
-from collectors.checkpoints import state_rates
+from collectors.checkpoints import read_state
+from collectors.clusterconf import heartbeat_timeout_s
 from collectors.rest import FlinkRest
 from collectors.sampler import SampleRun, sample
 from collectors.topology import job_graph
@@ -92,7 +93,8 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
     """Sample `job_id` for `warmup` (discarded) + `seconds` (at least MIN_PROFILE_S) and profile it; with
     `steady` > 0, first wait up to that long for its costs to settle (`settle`); with `cpu`, also the cores
     each TaskManager's process tree used over the same window, with `wan` (the WAN links' byte counters)
-    the bytes/s each link carried; and the checkpointed state each vertex acknowledged (`state_rates`).
+    the bytes/s each link carried; and the checkpointed state each vertex acknowledged (`read_state`) and
+    the cluster's heartbeat timeout.
     A job whose event-time windows close every `cycle_events` events per source is sampled on until every
     source emitted CYCLES × that many (at most `longest` s): closing a window is a burst of work, which a
     profile that caught none or one of them would leave out of the cost per record, or count double."""
@@ -124,5 +126,6 @@ def profile_job(rest: FlinkRest, job_id: str, ops: list[OpSpec], seconds: float,
     cores = cores_between(started[0], read_cpu(cpu)) if started and cpu is not None else {}
     owners, where = attribution(rest, job_id, ops)
     df = run.frame()
+    held = read_state(rest, job_id, since_ms[0])
     return JobProfile(profiles(df), owners, where, cores, list(job_graph(rest, job_id).edges), wan_rates(df),
-                      state_rates(rest, job_id, since_ms[0]))
+                      held.rates, held.in_acks, heartbeat_timeout_s(rest))

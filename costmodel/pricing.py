@@ -7,7 +7,9 @@ quota). The latter is also kept as busy_s_per_record: what limits the operator's
 cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
 was measured on (the problem prices costs on a node of speed 1). Flink's own traffic (heartbeats, metric
 dumps, checkpoint acknowledgements), counted per TaskManager socket while profiling, is priced per site and
-per operator subtask (`control_prices`); predictions give records only what it leaves of a link."""
+per operator subtask (`control_prices`); predictions give records only what it leaves of a link. Where the
+state rides inside the checkpoint acknowledgements, an operator's largest recent checkpoint becomes its
+checkpoint_ack_bytes, and the cluster's heartbeat timeout goes with every link."""
 from __future__ import annotations
 
 import dataclasses
@@ -53,15 +55,11 @@ def control_prices(measured: JobProfile, node_of: dict[str, Node], sources: set[
         return {}, {}
     where = measured.where
     subtasks: dict[str, int] = {}
-    state: dict[str, float] = {}
     for p in measured.profiles:
         uid = measured.owners.get(p.vertex)
         if uid is not None:
             subtasks[uid] = subtasks.get(uid, 0) + p.parallelism
-    for vertex, rate in measured.state.items():
-        uid = measured.owners.get(vertex)
-        if uid is not None and rate == rate and rate > 0:
-            state[uid] = state.get(uid, 0.0) + rate
+    state = _per_operator(measured.state, measured.owners)
     ran = {tm: {uid: k for uid, k in subtasks.items() if where.get(uid) == tm} for tm in control}
     per_op: dict[str, dict[str, float]] = {}
     sites: dict[str, dict[str, float]] = {}
@@ -151,9 +149,33 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
         stats[op.uid] = (cost, sel, _bytes_per_record(op, main, ps, measured), busy_cost)
     sites, per_op = control_prices(measured, node_of, {o.uid for o in ops if o.is_source})
     p = _problem(ops, stats, nodes, mbit, sites)
-    return dataclasses.replace(p, operators=tuple(dataclasses.replace(
+    p = dataclasses.replace(p, operators=tuple(dataclasses.replace(
         o, control_up_bytes_per_s=per_op.get(o.id, {}).get("up", 0.0),
-        control_down_bytes_per_s=per_op.get(o.id, {}).get("down", 0.0)) for o in p.operators)).validate()
+        control_down_bytes_per_s=per_op.get(o.id, {}).get("down", 0.0)) for o in p.operators))
+    return with_checkpoints(p, state_in_acks(measured), measured.heartbeat_timeout_s)
+
+
+def state_in_acks(measured: JobProfile) -> dict[str, float]:
+    """Operator uid → bytes of checkpointed state its subtasks send in one checkpoint's acknowledgements."""
+    return _per_operator(measured.state_in_acks, measured.owners)
+
+
+def with_checkpoints(p: Problem, acks: dict[str, float], heartbeat_timeout_s: float | None) -> Problem:
+    """The problem with each operator's state in one checkpoint's acknowledgements (`acks`: operator id →
+    bytes; others none) and the cluster's heartbeat timeout on every link."""
+    return dataclasses.replace(
+        p, operators=tuple(dataclasses.replace(o, checkpoint_ack_bytes=acks.get(o.id, 0.0)) for o in p.operators),
+        links=tuple(dataclasses.replace(l, heartbeat_timeout_s=heartbeat_timeout_s) for l in p.links)).validate()
+
+
+def _per_operator(per_vertex: dict[str, float], owners: dict[str, str]) -> dict[str, float]:
+    """Vertex id → amount, summed per operator uid (vertices of no operator and NaN left out)."""
+    out: dict[str, float] = {}
+    for vertex, x in per_vertex.items():
+        uid = owners.get(vertex)
+        if uid is not None and x == x and x > 0:
+            out[uid] = out.get(uid, 0.0) + x
+    return out
 
 
 def with_edge_pass(cloud: Problem, edge: Problem, cloud_where: dict[str, str],

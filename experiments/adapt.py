@@ -13,7 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collectors.checkpoints import state_rates
+from collectors.checkpoints import read_state
+from collectors.clusterconf import heartbeat_timeout_s
 from collectors.profiles import JobProfile, profiles, wan_rates
 from collectors.profiling import MIN_PROFILE_S, attribution
 from collectors.sampler import COLUMNS, sample
@@ -169,6 +170,7 @@ class Watched:
     where: dict[str, str]             # operator uid → TaskManager
     edges: list[tuple[str, str]]      # the job graph's vertex → vertex edges
     warm_from: float                  # local epoch time from which its metrics count
+    heartbeat_timeout_s: float        # the cluster's heartbeat.timeout
     checkpoints: dict[int, dict] = field(default_factory=dict)  # details read so far, by id
 
 
@@ -180,7 +182,8 @@ def _watch(rest, job_id: str, ops, warmup: float) -> Watched:
     info = rest.job(job_id)
     started = max([v.get("start-time", 0) for v in info.get("vertices", [])] + [info.get("start-time", 0)])
     age = max(0.0, (info.get("now", started) - started) / 1000)
-    return Watched(owners, where, list(job_graph(rest, job_id).edges), time.time() + max(0.0, warmup - age))
+    return Watched(owners, where, list(job_graph(rest, job_id).edges), time.time() + max(0.0, warmup - age),
+                   heartbeat_timeout_s(rest))
 
 
 def _cores(readings: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
@@ -205,9 +208,9 @@ def _round(env: Environment, job_id: str, ops, rows: list[dict], cores: dict[str
         return {**entry, "action": "wait", "why": why}
     profs = profiles(df)
     where = job.where
-    held = state_rates(env.target.rest, job_id, 1000.0 * (time.time() - window), job.checkpoints)  # B/s
-    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"], held),
-                    env.nodes, rates)
+    held = read_state(env.target.rest, job_id, 1000.0 * (time.time() - window), job.checkpoints)
+    problem = price(ops, JobProfile(profs, job.owners, where, cores, job.edges, entry["wan_bytes_per_s"], held.rates,
+                                    held.in_acks, job.heartbeat_timeout_s), env.nodes, rates)
     # in λ's units (per unit source weight): with several sites, all sources' events over Σ weights
     offered = sum(p.observed_out_rate for p in profs if p.name.endswith(" gen")) / sum(problem.source_rates.values())
     problem = memory.apply(problem, offered)

@@ -376,7 +376,8 @@ def _profile(conf, res: Results, env, q, args, ops, nodes, say: Say, label: str 
         write_atomic(res.root / f"profile-{label}{suffix}.json", json.dumps(
             {"operators": [p.to_json() for p in measured.profiles], "owners": measured.owners,
              "where": measured.where, "cpu_cores": measured.cpu, "edges": measured.edges, "wan": measured.wan,
-             "state": measured.state}, indent=2, default=str),
+             "state": measured.state, "state_in_acks": measured.state_in_acks,
+             "heartbeat_timeout_s": measured.heartbeat_timeout_s}, indent=2, default=str),
             "profile")
     problem = passes["cloud-only"][0]
     if "edge-max" in passes:

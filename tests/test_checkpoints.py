@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.checkpoints import KEPT, RECENT, rates_from, state_rates
+from collectors.checkpoints import KEPT, RECENT, read_state, reading_from
 from collectors.rest import FlinkRestError
 
 RECORDED = json.loads((Path(__file__).parent / "recorded" / "checkpoints-qa-edge-max.json").read_text())
@@ -20,6 +20,9 @@ class Replay:
 
     def __init__(self, answers):
         self.answers, self.reads = answers, []
+
+    def job(self, job_id):
+        return self.get(f"/jobs/{job_id}")
 
     def get(self, path, **params):
         self.reads.append(path)
@@ -36,7 +39,7 @@ def test_state_per_vertex_adds_up_to_flinks_own_checkpoint_sizes():
     overview = ANSWERS[f"/jobs/{JOB}/checkpoints"]
     interval_s = ANSWERS[f"/jobs/{JOB}/checkpoints/config"]["interval"] / 1000
     rest = Replay(ANSWERS)
-    rates = state_rates(rest, JOB)
+    rates = read_state(rest, JOB).rates
     done = sorted((c for c in overview["history"] if c["status"] == "COMPLETED"), key=lambda c: c["id"])[-RECENT:]
     assert len(done) == RECENT and len(rest.reads) == 2 + RECENT  # config, overview, one read per checkpoint
     # Flink's total per checkpoint (the overview's own sum over vertices) matches the per-vertex rates
@@ -53,21 +56,21 @@ def test_only_checkpoints_of_the_profiled_window_count():
     overview = ANSWERS[f"/jobs/{JOB}/checkpoints"]
     last = max((c for c in overview["history"] if c["status"] == "COMPLETED"), key=lambda c: c["id"])
     rest = Replay(ANSWERS)
-    rates = state_rates(rest, JOB, since_ms=last["trigger_timestamp"])
+    rates = read_state(rest, JOB, since_ms=last["trigger_timestamp"]).rates
     assert rest.reads[-1] == f"/jobs/{JOB}/checkpoints/details/{last['id']}" and len(rest.reads) == 3
     interval_s = ANSWERS[f"/jobs/{JOB}/checkpoints/config"]["interval"] / 1000
     assert sum(rates.values()) * interval_s == pytest.approx(last["checkpointed_size"])
     # a window that no checkpoint completed in yet: the latest completed one stands for it
-    assert state_rates(Replay(ANSWERS), JOB, since_ms=last["trigger_timestamp"] + 1) == rates
+    assert read_state(Replay(ANSWERS), JOB, since_ms=last["trigger_timestamp"] + 1).rates == rates
 
 
 def test_a_job_that_does_not_checkpoint_or_a_flink_that_does_not_answer_prices_no_state():
-    assert state_rates(Replay({}), JOB) == {}
+    assert read_state(Replay({}), JOB).rates == {} and read_state(Replay({}), JOB).in_acks == {}
     off = {**ANSWERS[f"/jobs/{JOB}/checkpoints/config"], "interval": 0}
-    assert rates_from(off, ANSWERS[f"/jobs/{JOB}/checkpoints"], lambda cid: ANSWERS[
-        f"/jobs/{JOB}/checkpoints/details/{cid}"]) == {}
+    assert reading_from(off, ANSWERS[f"/jobs/{JOB}/checkpoints"], lambda cid: ANSWERS[
+        f"/jobs/{JOB}/checkpoints/details/{cid}"]).rates == {}
     none_yet = {**ANSWERS[f"/jobs/{JOB}/checkpoints"], "history": []}
-    assert rates_from(ANSWERS[f"/jobs/{JOB}/checkpoints/config"], none_yet, lambda cid: {}) == {}
+    assert reading_from(ANSWERS[f"/jobs/{JOB}/checkpoints/config"], none_yet, lambda cid: {}).rates == {}
 
 
 def test_checkpoints_that_come_late_spread_their_state_over_the_time_they_took():
@@ -75,10 +78,10 @@ def test_checkpoints_that_come_late_spread_their_state_over_the_time_they_took()
     whatever the configured 10 s say."""
     history = [{"id": i, "status": "COMPLETED", "trigger_timestamp": 1_000_000 + 25_000 * i} for i in range(1, 5)]
     sizes = {i: {"tasks": {"v1": {"checkpointed_size": 100_000}, "v2": {"checkpointed_size": 0}}} for i in range(1, 5)}
-    rates = rates_from({"interval": 10_000}, {"history": history}, sizes.__getitem__, since_ms=1_040_000)
+    rates = reading_from({"interval": 10_000}, {"history": history}, sizes.__getitem__, since_ms=1_040_000).rates
     assert rates == pytest.approx({"v1": 4_000.0, "v2": 0.0})
     # the oldest one known has no predecessor: the configured interval stands for it
-    assert rates_from({"interval": 10_000}, {"history": history[:1]}, sizes.__getitem__) == \
+    assert reading_from({"interval": 10_000}, {"history": history[:1]}, sizes.__getitem__).rates == \
         pytest.approx({"v1": 10_000.0, "v2": 0.0})
 
 
@@ -87,9 +90,9 @@ def test_a_caller_that_keeps_what_it_read_reads_each_checkpoint_once():
     only the config and the overview, and gives the same rates; what is kept stays bounded."""
     known: dict[int, dict] = {}
     rest = Replay(ANSWERS)
-    first = state_rates(rest, JOB, known=known)
+    first = read_state(rest, JOB, known=known)
     assert len(rest.reads) == 2 + RECENT and len(known) == RECENT
-    again = state_rates(rest, JOB, known=known)
+    again = read_state(rest, JOB, known=known)
     assert again == first and len(rest.reads) == 2 + RECENT + 2
     # many more checkpoints than it keeps: only the newest KEPT stay
     history = [{"id": i, "status": "COMPLETED", "trigger_timestamp": 1_000 * i} for i in range(1, 60)]
@@ -97,6 +100,23 @@ def test_a_caller_that_keeps_what_it_read_reads_each_checkpoint_once():
     answers = {"/jobs/j/checkpoints/config": {"interval": 1_000}, "/jobs/j/checkpoints": {"history": history},
                **{f"/jobs/j/checkpoints/details/{i}": d for i, d in details.items()}}
     kept: dict[int, dict] = {i: details[i] for i in range(1, 40)}
-    assert state_rates(Replay(answers), "j", known=kept) == pytest.approx({"v": 10.0})
+    assert read_state(Replay(answers), "j", known=kept).rates == pytest.approx({"v": 10.0})
     read = list(range(60 - RECENT, 60))  # the six it used; the rest of what it keeps are the newest it had
     assert sorted(kept) == sorted(set(range(1, 40)) | set(read))[-KEPT:] and len(kept) == KEPT
+
+
+def test_the_state_in_the_acknowledgements_is_each_vertexs_largest_recent_checkpoint():
+    """With the JobManager's checkpoint storage each subtask's state rides in its acknowledgement: one
+    checkpoint's worth of it per vertex, the largest of the recent ones; with a storage of its own only
+    handles do, and nothing is priced in the acknowledgements (the rates stay)."""
+    overview = ANSWERS[f"/jobs/{JOB}/checkpoints"]
+    done = sorted((c["id"] for c in overview["history"] if c["status"] == "COMPLETED"))[-RECENT:]
+    reading = read_state(Replay(ANSWERS), JOB)
+    tasks = [ANSWERS[f"/jobs/{JOB}/checkpoints/details/{cid}"]["tasks"] for cid in done]
+    assert reading.in_acks == {v: max(float(t[v]["checkpointed_size"]) for t in tasks) for v in tasks[0]}
+    assert max(reading.in_acks.values()) > 0 and ANSWERS[f"/jobs/{JOB}/checkpoints/config"]["checkpoint_storage"] \
+        == "JobManagerCheckpointStorage"
+    config = f"/jobs/{JOB}/checkpoints/config"
+    on_files = {**ANSWERS, config: {**ANSWERS[config], "checkpoint_storage": "FileSystemCheckpointStorage"}}
+    elsewhere = read_state(Replay(on_files), JOB)
+    assert elsewhere.in_acks == {} and elsewhere.rates == reading.rates

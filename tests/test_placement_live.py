@@ -11,8 +11,10 @@ import pytest
 from collectors.rest import FlinkRest, FlinkRestError
 from common.errors import EdgeplaceError
 from collectors.attribution import actual, vertex_owners
-from collectors.checkpoints import state_rates
+from collectors.checkpoints import read_state
 from costmodel.pricing import link_bytes_per_s
+from experiments.testbed import flinkconf
+from experiments.testbed.spec import TestbedSpec
 from placement.flink import stop_with_savepoint
 from placement.model import Placement
 from queries import options
@@ -149,10 +151,15 @@ def test_plan_from_a_live_job_profiles_it_and_writes_a_deployable_placement(shar
         control = {o["id"]: o.get("control_up_bytes_per_s", 0.0) for o in problem["operators"]}
         owners = vertex_owners(REST, job, OPS)
         subtasks = Counter(owners.values())
-        held = sum(rate for vertex, rate in state_rates(REST, job).items() if owners.get(vertex) == "count")
+        held = sum(rate for vertex, rate in read_state(REST, job).rates.items() if owners.get(vertex) == "count")
         share = control["parse"] / subtasks["parse"]
         assert held > 0 and share > 0, (held, control)
         assert control["count"] - share * subtasks["count"] == pytest.approx(held, rel=0.25), (held, control)
+        # the count's state also rides in one checkpoint's acknowledgements, against the testbed's heartbeat
+        acks = {o["id"]: o.get("checkpoint_ack_bytes", 0.0) for o in problem["operators"]}
+        assert acks["count"] > 0 and acks["parse"] == 0, acks
+        configured = flinkconf.jobmanager(TestbedSpec(), "", "/tmp")["heartbeat.timeout"] / 1000
+        assert {l["heartbeat_timeout_s"] for l in problem["links"]} == {configured}
     finally:
         end(job, tmp_path)
     again = deploy("--placement", str(out), "--rate", "100")  # and the placement it wrote is deployable

@@ -4,8 +4,8 @@
     .venv/bin/python -m tests.recorded.record_checkpoints --rest http://127.0.0.1:8081 --job JOBID \\
         --out tests/recorded/checkpoints-qa-edge-max.json
 
-Stores the job, its checkpointing config, the checkpoint overview and the details of every checkpoint in
-the overview's history, each under the path it was read from."""
+Stores the job, its plan, its checkpointing config, the checkpoint overview and the details of every checkpoint in
+the overview's history, and the JobManager's configuration, each under the path it was read from."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +22,9 @@ def main() -> None:
     args = a.parse_args()
     rest = FlinkRest(args.rest)
     base = f"/jobs/{args.job}"
-    answers = {base: rest.get(base), f"{base}/checkpoints/config": rest.get(f"{base}/checkpoints/config")}
+    answers = {base: rest.get(base), f"{base}/plan": rest.get(f"{base}/plan"),
+               f"{base}/checkpoints/config": rest.get(f"{base}/checkpoints/config"),
+               "/jobmanager/config": rest.get("/jobmanager/config")}
     overview = answers[f"{base}/checkpoints"] = rest.get(f"{base}/checkpoints")
     for c in overview.get("history", []):
         path = f"{base}/checkpoints/details/{c['id']}"
