@@ -58,7 +58,7 @@ def test_taskmanager_template_follows_the_testbed_rules():
         flink_java_opts="-Dx=1", flink_jobmanager_address="10.213.9.1", flink_rpc_port=spec.rpc_port,
         flink_rest_port=spec.rest_port, flink_resource_id=m.id, flink_address=m.host, flink_slots=m.slots,
         flink_tm_memory_mb=m.memory_mb, flink_segment_size="4kb", flink_resource_name=m.resource,
-        flink_root="/opt/edgeplace", flink_site=m.site,
+        flink_root="/opt/edgeplace", flink_site=m.site, flink_heartbeat_timeout_ms=flinkconf.HEARTBEAT_TIMEOUT_MS,
         flink_python_parent_first=yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())[
             "flink_python_parent_first"])
     theirs = yaml.safe_load(text)
@@ -67,7 +67,7 @@ def test_taskmanager_template_follows_the_testbed_rules():
                 "taskmanager.jvm-exit-on-oom", "taskmanager.network.memory.buffer-debloat.enabled",
                 "taskmanager.memory.segment-size", "external-resources", f"external-resource.{m.resource}.amount",
                 "taskmanager.memory.process.size", "jobmanager.rpc.port", "env.java.opts.all",
-                "classloader.parent-first-patterns.additional"):
+                "classloader.parent-first-patterns.additional", "pekko.ask.timeout", "taskmanager.slot.timeout"):
         assert theirs[key] == ours[key], key
 
 

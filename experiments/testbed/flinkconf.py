@@ -4,6 +4,16 @@ from __future__ import annotations
 from placement.flinkdist import PYTHON_PARENT_FIRST
 from experiments.testbed.spec import Member, TestbedSpec, gateway
 
+# edge TaskManagers run on a fraction of a core behind a thin link: more time than the 50 s default before
+# declaring them dead, but not so long that a restarted TaskManager's stale registration lingers
+HEARTBEAT_TIMEOUT_MS = 60000
+# a TaskManager's own RPCs to the JobManager (an operator event at each checkpoint, task state updates) cross
+# the same link, behind whatever it queues: at 0.15 Mbit/s with the link full of records, q5's source failed
+# with its checkpoint event's ask timed out after Flink's default 10 s. They get as long as a heartbeat.
+RPC_TIMEOUT = f"{HEARTBEAT_TIMEOUT_MS} ms"
+# an idle slot's timeout falls back to the RPC timeout in Flink: kept at its default
+SLOT_TIMEOUT = "10 s"
+
 
 def common(spec: TestbedSpec, java_opts: str) -> dict:
     return {
@@ -30,9 +40,7 @@ def jobmanager(spec: TestbedSpec, java_opts: str, tmp_dir: str) -> dict:
         "web.tmpdir": tmp_dir,
         "io.tmp.dirs": tmp_dir,
         "parallelism.default": 1,
-        # edge TaskManagers run on a fraction of a core: more time than the 50 s default before declaring
-        # them dead, but not so long that a restarted TaskManager's stale registration lingers
-        "heartbeat.timeout": 60000,
+        "heartbeat.timeout": HEARTBEAT_TIMEOUT_MS,
     }
 
 
@@ -45,6 +53,8 @@ def taskmanager(spec: TestbedSpec, m: Member, java_opts: str, tmp_dir: str) -> d
         "taskmanager.numberOfTaskSlots": m.slots,
         "taskmanager.memory.process.size": f"{m.memory_mb}m",
         "taskmanager.jvm-exit-on-oom": True,
+        "pekko.ask.timeout": RPC_TIMEOUT,
+        "taskmanager.slot.timeout": SLOT_TIMEOUT,
         "taskmanager.network.memory.buffer-debloat.enabled": True,
         # 4 kB network buffers: ~8× less data in flight than the 32 kB default, so on a thin link backpressure
         # reaches the sources in seconds rather than tens of seconds
