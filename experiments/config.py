@@ -89,7 +89,9 @@ class ExperimentConfig:
     settle_s: float = 45.0             # seconds of each phase before it is measured (adaptive adapts then)
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
     profile_steady_s: float = 0.0      # longest wait for a profiled job's costs to settle before profile_s
-    profile_edge_pass: bool = False    # also profile with everything that fits at the edge (costs measured there)
+    # also profile with everything that fits at the edge, and price each operator's cost there from that pass:
+    # edge-CPU-bound cells were predicted 10-54 % fast from the cloud pass alone (session 24)
+    profile_edge_pass: bool = True
     profile_each_repetition: bool = False  # each repetition is priced by a profile of its own
     # a job whose event-time windows close rarely is measured (and profiled) on until two of them closed,
     # for at most this long (`collectors.profiling.CYCLES`)
@@ -205,7 +207,7 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
                             bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt,
-                            float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", False)),
+                            float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", True)),
                             bool(data.get("profile_each_repetition", False)),
                             measure_longest_s=float(num["measure_longest_s"]))
 

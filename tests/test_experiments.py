@@ -1,6 +1,7 @@
 """Experiment runner: config validation (unit) and a tiny end-to-end run with interruption and resume (live)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -243,6 +244,14 @@ def test_tiny_experiment_interrupted_resumed_and_reported(root_required, tmp_pat
     assert len(list((root / "figures").glob("*.png"))) == 5
     meta = (root / "metadata.json").read_text()
     assert "config_hash" in meta and "apache-flink" in meta
+    # by default a second profiling pass ran q2 edge-max; the operators it ran at the edge are priced there
+    edge_pass = json.loads((root / "profile-q2-edge.json").read_text())
+    cloud_pass = json.loads((root / "profile-q2.json").read_text())
+    ran_at_edge = {u for u, n in edge_pass["where"].items() if n == "edge-1" and not u.startswith("src-")}
+    assert ran_at_edge and not ran_at_edge & {u for u, n in cloud_pass["where"].items() if n == "edge-1"}
+    priced = {o["id"]: o for o in json.loads((root / "problem-q2.json").read_text())["operators"]}
+    assert {u for u, o in priced.items() if o.get("edge_cost_s_per_record") is not None} == ran_at_edge
+    assert (root / "problem-q2-cloud-only.json").exists()  # the cloud pass alone, kept beside it
     assert snapshot() == before
 
     again = edgeplace("run", str(conf), "--results", str(results))

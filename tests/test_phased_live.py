@@ -19,6 +19,7 @@ source_rate = "max"
 warmup_s = 10
 settle_s = 50
 profile_s = 20
+profile_edge_pass = false  # the loop is under test here, not the profile (see test_experiments)
 repetitions = 1
 [[phases]]
 duration_s = 60
