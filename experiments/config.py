@@ -121,8 +121,8 @@ class ExperimentConfig:
 
 
 def schema_of() -> dict:
-    BANDWIDTHS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": schema.number(0, True)}
     """The config file's JSON Schema: types, ranges, finite numbers, no unknown keys."""
+    BANDWIDTHS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": schema.number(0, True)}
     return {
         "type": "object", "additionalProperties": False,
         "required": ["name", "queries", "policies"],
@@ -192,6 +192,8 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
     d = ExperimentConfig.__dataclass_fields__
     num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed",
                                                   "settle_s", "profile_steady_s", "measure_longest_s")}
+    flag = {k: bool(data.get(k, d[k].default)) for k in ("calibrate_speeds", "profile_edge_pass",
+                                                         "profile_each_repetition")}
     phases = tuple(Phase(float(p["duration_s"]), float(p["mbit"])) for p in data.get("phases", []))
     short = [i for i, p in enumerate(phases) if p.duration_s <= num["settle_s"]]
     if short:
@@ -206,10 +208,9 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
                             data.get("source_rate", "max"),
                             float(num["warmup_s"]), float(num["duration_s"]), int(num["repetitions"]),
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
-                            bool(data.get("calibrate_speeds", False)), phases, float(num["settle_s"]), adapt,
-                            float(num["profile_steady_s"]), bool(data.get("profile_edge_pass", True)),
-                            bool(data.get("profile_each_repetition", False)),
-                            measure_longest_s=float(num["measure_longest_s"]))
+                            flag["calibrate_speeds"], phases, float(num["settle_s"]), adapt,
+                            float(num["profile_steady_s"]), flag["profile_edge_pass"],
+                            flag["profile_each_repetition"], measure_longest_s=float(num["measure_longest_s"]))
 
 
 def load(path: str | Path) -> ExperimentConfig:

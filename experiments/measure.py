@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 
+from collectors.checkpoints import recent_size
 from collectors.profiles import OperatorProfile, profiles, wan_rates
 from collectors.profiling import CYCLES, CpuMeter, cores_between, read_cpu
 from collectors.rest import FlinkRest
@@ -28,6 +29,7 @@ class Measurement:
     samples: object = None
     seconds: float = float("nan")            # how long it was measured (after the warm-up)
     window_cycles: float = float("nan")      # event-time window periods each source went through (NaN: none)
+    state_bytes: tuple[float, float] = (float("nan"), float("nan"))  # largest recent checkpoint: start, end
 
 
 def tm_processes(state: st.State) -> dict[str, psutil.Process]:
@@ -61,13 +63,16 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | Non
     the latter (`cpu`: CPU seconds so far per TaskManager; None: not measured).
     A job whose windows close every `cycle_events` events per source is measured on until every source has
     emitted CYCLES × that many (at most `longest` s in all): a window's closing is a burst of work, and a
-    measurement that catches none of them, or one, reads a rate the job does not keep."""
+    measurement that catches none of them, or one, reads a rate the job does not keep.
+    The checkpointed state is read at both ends: a state still growing means a transient was measured."""
     started: list[tuple[float, dict[str, float]]] = []  # the window's first CPU reading
     progress0: dict[str, tuple[float, float]] = {}
+    state0: list[float] = []
 
     def at(elapsed: float) -> None:
         if elapsed >= warmup and not started:
             progress0.update(source_progress(out_dir))
+            state0.append(recent_size(rest, job_id))
             started.append(read_cpu(cpu))
 
     def enough() -> bool:
@@ -91,8 +96,9 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | Non
     wan_bps = wan_rates(df)
     up = sum(v for k, v in wan_bps.items() if k.endswith(":up"))
     cycles = events_per_source(progress0, progress1) / cycle_events if cycle_events > 0 and progress0 else float("nan")
+    state = (state0[0] if state0 else float("nan"), recent_size(rest, job_id) if state0 else float("nan"))
     return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cores, profs, df,
-                       elapsed, cycles)
+                       elapsed, cycles, state)
 
 
 def source_progress(out_dir: Path) -> dict[str, tuple[float, float]]:

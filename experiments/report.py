@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from collectors.checkpoints import grew
 from common.errors import EdgeplaceError
 from common.files import write_atomic
 from experiments.accuracy import accuracy, summary
@@ -192,10 +193,25 @@ def write_report(results: Path) -> Path:
     if not failed.empty:
         lines += ["", "## Cells that failed (a re-run tries them again)", ""]
         lines += [f"- {r['cell']}: {r['note'].removeprefix('failed: ')}" for _, r in failed.iterrows()]
+    lines += _growing_lines(df)
     lines += ["", "## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in figs] + [""]
     out = results / "report.md"
     write_atomic(out, "\n".join(lines), "report")
     return out
+
+
+def _growing_lines(df: pd.DataFrame) -> list[str]:
+    """The cells whose checkpointed state grew while they were measured: a transient was measured there."""
+    if "state_bytes_start" not in df.columns:
+        return []
+    rows = [(r, g) for _, r in df.iterrows() if (g := grew(r["state_bytes_start"], r["state_bytes_end"]))]
+    if not rows:
+        return []
+    return ["", "## Cells measured while their state grew", "",
+            "Their job had not reached its steady state; a state that keeps growing at the edge may outgrow the "
+            "link's checkpoint limit later (the model prices the state it profiled).", ""] + \
+        [f"- {r['cell']}: {g}; measured {r['measured_rate']:,.0f} events/s, predicted "
+         f"{r['predicted_rate']:,.0f} ({r['predicted_bottleneck']})" for r, g in rows]
 
 
 def _accuracy_lines(df: pd.DataFrame) -> list[str]:

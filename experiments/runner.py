@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from collectors.checkpoints import growth_note
 from collectors.profiling import CYCLES
 from collectors.rest import FlinkRestError
 from common.errors import EdgeplaceError
@@ -38,7 +39,8 @@ from queries import options, registry
 CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "placement", "predicted_rate",
                 "predicted_bottleneck", "predicted_wan_bytes_per_event", "measured_rate", "wan_bytes_per_event",
                 "wan_up_bytes_per_s", "latency_p50", "latency_p95", "latency_p99", "cpu_cores", "job",
-                "started", "finished", "note", "phase", "redeploys", "measured_s", "window_cycles"]
+                "started", "finished", "note", "phase", "redeploys", "measured_s", "window_cycles",
+                "state_bytes_start", "state_bytes_end"]
 
 
 FAILED = "failed: "  # how a cell that could not be measured starts its note
@@ -338,7 +340,9 @@ def _row(c: dict, placement: Placement, pred, m, job: str, started: float, note:
                     "wan_up_bytes_per_s": sum(v for k, v in m.wan_bytes_per_s.items() if k.endswith(":up")),
                     "latency_p50": m.latency_s["p50"], "latency_p95": m.latency_s["p95"],
                     "latency_p99": m.latency_s["p99"], "cpu_cores": json.dumps(m.cpu_cores),
-                    "measured_s": m.seconds, "window_cycles": m.window_cycles})
+                    "measured_s": m.seconds, "window_cycles": m.window_cycles,
+                    "state_bytes_start": m.state_bytes[0], "state_bytes_end": m.state_bytes[1]})
+        row["note"] = "; ".join(x for x in (note, growth_note(*m.state_bytes)) if x)
     return row
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collectors.profiles import profiles
-from collectors.rest import FlinkRest
+from collectors.rest import FlinkRest, FlinkRestError
 from collectors.sampler import sample
 from collectors.topology import job_graph
 from common.errors import EdgeplaceError
@@ -40,6 +40,8 @@ class Replay(FlinkRest):
 
     def request(self, method, path, **kwargs):
         key = self._key(method, path, kwargs.get("params"))
+        if key not in self.answers:  # not recorded: as a Flink that does not answer it
+            raise FlinkRestError(f"{method} {path}: not in the recording")
         got = self.answers[key]
         i = self.seen.get(key, 0)
         self.seen[key] = i + 1
