@@ -234,6 +234,9 @@ class Problem:
         for s, rate in self.source_rates.items():
             if s not in self.op:
                 raise EdgeplaceError(f"problem: source_rates names unknown operator {s!r}")
+            if any(True for _ in self.graph.predecessors(s)):
+                raise EdgeplaceError(f"problem: source_rates names {s}, which has inputs: only an operator "
+                                     "without inputs is a source")
             if not _positive(rate):
                 raise EdgeplaceError(f"problem: source rate of {s} must be a finite number > 0, not {rate}")
         for o in self.operators:

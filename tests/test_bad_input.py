@@ -50,6 +50,8 @@ def problem_file(tmp_path: Path, mutate=None, raw: str | None = None) -> str:
     (lambda d: d["links"][0].update(heartbeat_timeout_s=None), None, "links[0].heartbeat_timeout_s"),
     (lambda d: d.update(operators=[]), None, "operators: must not be empty"),
     (lambda d: d.update(source_rates={"src": "fast"}), None, "source_rates.src"),
+    (lambda d: d.update(source_rates={"filter": 1.0}), None, "source_rates names filter, which has inputs"),
+    (lambda d: d.update(source_rates={"ghost": 1.0}), None, "source_rates names unknown operator 'ghost'"),
     (lambda d: d.update(extra=1), None, "unknown field(s) 'extra'"),
     (None, "[1, 2]", "(top level)"),
     (None, "{not json", "not valid JSON"),
