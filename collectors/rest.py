@@ -1,6 +1,8 @@
 """Thin Flink REST client: timeouts, retries with back-off, and typed errors."""
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass
 
@@ -21,6 +23,18 @@ class JobNotFound(FlinkRestError):
 
 class JobNotRunning(FlinkRestError):
     pass
+
+
+def flink_says(body: str, limit: int = 300) -> str:
+    """What a Flink error answer says, fit for one line: the first line of its first error, without the Java
+    exception's class name and stack (`{"errors": ["org…RestHandlerException: Bad request, …\\n\\tat …"]}`)."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        text = str(errors[0]) if errors else body
+    except (ValueError, AttributeError):
+        text = body
+    first = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    return re.sub(r"^(?:[\w$]+\.)+[\w$]*(?:Exception|Error): ", "", first)[:limit]
 
 
 @dataclass
@@ -50,11 +64,11 @@ class FlinkRest:
             if resp.status_code == 404 and path.startswith("/jobs/"):
                 raise JobNotFound(f"job {path.split('/')[2]} is unknown to the JobManager at {self.base_url}")
             if resp.status_code >= 500 and attempt < self.retries:
-                last = FlinkRestError(f"{method} {path}: HTTP {resp.status_code} {resp.text[:200]}")
+                last = FlinkRestError(f"{method} {path}: HTTP {resp.status_code}: {flink_says(resp.text)}")
                 time.sleep(self.backoff * 2 ** attempt)
                 continue
             if resp.status_code >= 400:
-                raise FlinkRestError(f"{method} {path}: HTTP {resp.status_code} {resp.text[:300]}")
+                raise FlinkRestError(f"{method} {path}: HTTP {resp.status_code}: {flink_says(resp.text)}")
             return resp.json() if resp.content else {}
         raise JobManagerUnreachable(f"JobManager REST API at {self.base_url} is unreachable ({last})")
 

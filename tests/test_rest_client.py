@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
@@ -74,6 +75,26 @@ def test_a_client_error_is_reported_with_its_text_and_not_retried(server):
     with pytest.raises(FlinkRestError, match="HTTP 400.*bad parameter get"):
         client(server).get("/jobs/overview", get="x")
     assert len(server.seen) == 1
+
+
+RECORDED_ERRORS = json.loads((Path(__file__).parent / "recorded" / "rest-errors.json").read_text())["answers"]
+
+
+@pytest.mark.parametrize("request_line", sorted(RECORDED_ERRORS))
+def test_flinks_java_stack_is_cut_to_its_message(server, request_line):
+    """What a real Flink 2.3 answered (tests/recorded/rest-errors.json): a Java exception with its whole stack
+    in one JSON string. The user reads Flink's sentence, on one line."""
+    answer = RECORDED_ERRORS[request_line]
+    flink = json.loads(answer["body"])["errors"][0]
+    assert "\tat org.apache" in flink or answer["status"] == 404  # the recording holds a stack
+    server.script[:] = [(answer["status"], json.loads(answer["body"]))]
+    path = request_line.split(" ", 1)[1]
+    with pytest.raises(FlinkRestError) as err:
+        client(server, retries=0).get(path)
+    text = str(err.value)
+    assert len(text.splitlines()) == 1 and "org.apache" not in text and "\tat " not in text, text
+    said = flink.split("\n")[0].split("Exception: ")[-1]
+    assert said in text and len(said) > 10
 
 
 def test_nothing_listening_is_unreachable_after_the_retries():
