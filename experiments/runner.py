@@ -117,12 +117,9 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
         if not inv.is_absolute():
             inv = Path(config_path).resolve().parent / inv
         conf = dataclasses.replace(conf, cluster=dataclasses.replace(conf.cluster, inventory=str(inv)))
+    want = _check_local(conf) if conf.cluster.kind == "local" else None  # before anything is started or written
     res = Results(Path(results_root) / f"{conf.name}-{conf.digest()}")
-    res.root.mkdir(parents=True, exist_ok=True)
     meta_file = res.root / "metadata.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {**metadata(conf, config_path), "runs": []}
-    meta["runs"].append({"start": time.time()})
-    write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
     cells = conf.cells()
     random.Random(conf.seed).shuffle(cells)
     done = set(res.done()["cell"])
@@ -131,11 +128,17 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
     if not todo:
         return res.root
     with sigterm_interrupts():
-        started_testbed = _ensure_testbed(conf, say) if conf.cluster.kind == "local" else False
+        started_testbed = _ensure_testbed(want, say) if want is not None else False
         env = None
         try:
             env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
                    else AnsibleCluster(conf.cluster.inventory, say))
+            conf.cluster.rates(None, env.sites)  # [cluster.sites] names sites this cluster has
+            res.root.mkdir(parents=True, exist_ok=True)
+            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {**metadata(conf, config_path),
+                                                                                  "runs": []}
+            meta["runs"].append({"start": time.time()})
+            write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
             nodes = _nodes(conf, res, env, say)
             meta = json.loads(meta_file.read_text())
             meta["cluster"] = as_run(conf, env, nodes)
@@ -148,9 +151,10 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
         finally:
             if env is not None:
                 env.close()
-            meta = json.loads(meta_file.read_text())
-            meta["runs"][-1]["end"] = time.time()
-            write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
+            if meta_file.exists():
+                meta = json.loads(meta_file.read_text())
+                meta["runs"][-1]["end"] = time.time()
+                write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
             if started_testbed:
                 tb.down(say=say)
     return res.root
@@ -163,16 +167,33 @@ def _spec(conf: cfg.ExperimentConfig) -> TestbedSpec:
                        subnet=c.subnet, site_cpu=c.site_cpu()).validate()
 
 
-def _ensure_testbed(conf: cfg.ExperimentConfig, say: Say) -> bool:
-    """Use a running testbed of the same shape, or start one (and say we will take it down)."""
-    state = st.load()
+SHAPE = ("edge", "cloud", "edge_slots", "cloud_slots", "edge_cpu", "site_cpu", "rest_port", "rpc_port", "subnet",
+         "ssh_hosts")  # what a config decides of a testbed; a running one that differs in any is not its own
+
+
+def _check_local(conf: cfg.ExperimentConfig) -> TestbedSpec:
+    """The testbed a local experiment needs: valid, with the sites its config names, and of the same shape as
+    one already up (nothing is started or written here)."""
     want = _spec(conf)
+    conf.cluster.rates(None, want.edge_sites())
+    state = st.load()
     if state is not None and state.phase == "up":
         have = TestbedSpec.from_dict(state.spec)
-        if (have.edge, have.cloud, have.edge_cpu, have.site_cpu) == (want.edge, want.cloud, want.edge_cpu, want.site_cpu):
-            say("using the testbed that is already up")
-            return False
-        raise EdgeplaceError("a testbed of another shape is up; take it down (`edgeplace testbed down`) first")
+        differ = [f"{k} {getattr(have, k)!r} (the config: {getattr(want, k)!r})" for k in SHAPE
+                  if getattr(have, k) != getattr(want, k)]
+        if differ:
+            raise EdgeplaceError(f"a testbed of another shape is up: {'; '.join(differ)}; take it down "
+                                 "(`edgeplace testbed down`) first")
+    return want
+
+
+def _ensure_testbed(want: TestbedSpec, say: Say) -> bool:
+    """Use the running testbed (`_check_local` found it of the same shape), or start one (and say we will
+    take it down)."""
+    state = st.load()
+    if state is not None and state.phase == "up":
+        say("using the testbed that is already up")
+        return False
     tb.up(want, say=say)
     return True
 

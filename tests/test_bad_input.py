@@ -193,3 +193,27 @@ def test_a_bad_job_option_is_refused_before_any_job_is_built(value, says):
     from placement.realize import operators
     with pytest.raises(EdgeplaceError, match=f"counts: bad job argument: {says}"):
         operators("counts", ["--opt", f"pad={value}"])
+
+
+@pytest.mark.parametrize("cluster, says", [
+    ("cloud_slots = 1", "a testbed of another shape is up: cloud_slots 8 (the config: 1)"),
+    ("cloud_slots = 8\nedge_cpu = 0.25", "edge_cpu 0.5 (the config: 0.25)"),
+    ("cloud_slots = 8\n[cluster.sites.edge-7]\nmbit = 3", "[cluster.sites] names edge-7, not an edge site"),
+])
+def test_a_config_that_does_not_fit_the_testbed_up_starts_nothing_and_writes_nothing(tmp_path, monkeypatch,
+                                                                                      cluster, says):
+    """A testbed recorded as up (in a home of the test's own, on ports nothing listens on) whose slots or quota
+    differ from the config's, or a config naming a site the testbed lacks: refused before any job is submitted
+    or any results folder written (both used to happen: the run profiled on the testbed that was up)."""
+    import os
+    from experiments.testbed import state as st
+    from experiments.testbed.spec import TestbedSpec
+    monkeypatch.setenv("EDGEPLACE_HOME", str(tmp_path / "home"))
+    up = TestbedSpec(edge=1, cloud=1, edge_slots=4, cloud_slots=8, edge_cpu=0.5, wan_mbit=None, rest_port=18997,
+                     rpc_port=18996)
+    st.State(spec=up.to_dict(), mode="isolated", owner_pid=os.getpid(), phase="up").save()
+    conf = tmp_path / "c.toml"
+    conf.write_text('name = "t"\npolicies = ["cloud-only"]\nbandwidths_mbit = [1]\n[[queries]]\nname = "qa"\n'
+                    f'[cluster]\nedge = 1\ncloud = 1\nedge_slots = 4\nrest_port = 18997\nrpc_port = 18996\n{cluster}\n')
+    fails_cleanly(tmp_path, "run", str(conf), "--results", str(tmp_path / "results"), says=says)
+    assert st.load().phase == "up"  # the testbed that was up is left as it was

@@ -46,7 +46,7 @@ class TestbedSpec:
                 bad(f"{name} must be between 1 and 64, got {slots}")
         if not 0.01 <= self.edge_cpu <= 64:
             bad(f"--edge-cpu must be between 0.01 and 64 cores, got {self.edge_cpu}")
-        sites = {f"edge-{i}" for i in range(1, self.edge + 1)}
+        sites = set(self.edge_sites())
         for site, cores in self.site_cpu.items():
             if site not in sites:
                 bad(f"--site-cpu names {site!r}, which is not an edge site of this testbed "
@@ -74,6 +74,10 @@ class TestbedSpec:
         if net.version != 4 or net.prefixlen != 24 or not any(net.subnet_of(r) for r in RFC1918):
             bad(f"--subnet must be an RFC 1918 private IPv4 /24 (e.g. 10.213.0.0/24), got {self.subnet}")
         return self
+
+    def edge_sites(self) -> list[str]:
+        """The edge sites' names: edge-1 … edge-N."""
+        return [f"edge-{i}" for i in range(1, self.edge + 1)]
 
     def cpu_of(self, site: str) -> float:
         """The CPU quota of an edge site's TaskManager, cores."""
