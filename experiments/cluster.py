@@ -79,8 +79,10 @@ def _inventory_of(inventory: str, mtime_ns: int, size: int) -> dict:
     """`ansible-inventory --list`, once per version of the file (a run asks several times)."""
     proc = subprocess.run([_tool("ansible-inventory"), "-i", inventory, "--list"], capture_output=True,
                           text=True, env=_env(), timeout=120)
-    if proc.returncode != 0:
-        raise EdgeplaceError(f"inventory {inventory} cannot be read: {_last_lines(proc.stderr, 3)}")
+    if proc.returncode != 0:  # the first plugin's reason (ansible.cfg: an unparsed inventory fails)
+        reason = next((l.removeprefix("[WARNING]: ") for l in proc.stderr.splitlines()
+                       if l.startswith("[WARNING]: Failed to parse")), _last_lines(proc.stderr, 3))
+        raise EdgeplaceError(f"inventory {inventory} cannot be read: {reason}")
     return json.loads(proc.stdout)
 
 
@@ -195,6 +197,7 @@ def _slimmed(d: Path, arch: str, say: Say) -> list[Path]:
 def provision(inventory: str, say: Say = print, with_wheel: bool = True, forks: int | None = None,
               wheelhouse_dir: str | None = None, platform: str | None = None,
               wheel_python: str | None = None) -> PlaybookRun:
+    inventory_hosts(inventory)  # a bad inventory fails before the wheels are built
     extra: dict = {}
     if with_wheel:
         extra["flink_extra_wheels"] = [str(project_wheel(say))]

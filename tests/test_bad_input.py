@@ -217,3 +217,16 @@ def test_a_config_that_does_not_fit_the_testbed_up_starts_nothing_and_writes_not
                     f'[cluster]\nedge = 1\ncloud = 1\nedge_slots = 4\nrest_port = 18997\nrpc_port = 18996\n{cluster}\n')
     fails_cleanly(tmp_path, "run", str(conf), "--results", str(tmp_path / "results"), says=says)
     assert st.load().phase == "up"  # the testbed that was up is left as it was
+
+
+@pytest.mark.parametrize("command", ["facts", "provision", "start"])
+@pytest.mark.parametrize("text, says", [
+    ("all: [1, 2\n", "cannot be read: Failed to parse inventory with 'auto' plugin: YAML parsing failed"),
+    ("all:\n  hosts: {}\n", "has no host in group 'cloud'"),
+])
+def test_a_malformed_or_empty_inventory_is_refused_before_anything_runs(tmp_path, command, text, says):
+    """Ansible reads an inventory no plugin can parse as an empty one, with warnings (ansible.cfg makes it an
+    error); `provision` checks it before it builds the wheels it would ship."""
+    (tmp_path / "inv.yml").write_text(text)
+    err = fails_cleanly(tmp_path, "cluster", command, "-i", str(tmp_path / "inv.yml"), says=says)
+    assert "wheel" not in err
