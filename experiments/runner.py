@@ -117,7 +117,6 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
         if not inv.is_absolute():
             inv = Path(config_path).resolve().parent / inv
         conf = dataclasses.replace(conf, cluster=dataclasses.replace(conf.cluster, inventory=str(inv)))
-    want = _check_local(conf) if conf.cluster.kind == "local" else None  # before anything is started or written
     res = Results(Path(results_root) / f"{conf.name}-{conf.digest()}")
     meta_file = res.root / "metadata.json"
     cells = conf.cells()
@@ -127,6 +126,7 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
     say(f"experiment {conf.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, results in {res.root}")
     if not todo:
         return res.root
+    want = _check_local(conf) if conf.cluster.kind == "local" else None  # before anything is started or written
     with sigterm_interrupts():
         started_testbed = _ensure_testbed(want, say) if want is not None else False
         env = None
@@ -135,14 +135,11 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
                    else AnsibleCluster(conf.cluster.inventory, say))
             conf.cluster.rates(None, env.sites)  # [cluster.sites] names sites this cluster has
             res.root.mkdir(parents=True, exist_ok=True)
-            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {**metadata(conf, config_path),
-                                                                                  "runs": []}
-            meta["runs"].append({"start": time.time()})
-            write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
+            if not meta_file.exists():
+                write_atomic(meta_file, json.dumps({**metadata(conf, config_path), "runs": []}, indent=2), "metadata")
+            _edit_metadata(meta_file, lambda m: m["runs"].append({"start": time.time()}))
             nodes = _nodes(conf, res, env, say)
-            meta = json.loads(meta_file.read_text())
-            meta["cluster"] = as_run(conf, env, nodes)
-            write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
+            _edit_metadata(meta_file, lambda m: m.update(cluster=as_run(conf, env, nodes)))
             if conf.phases:
                 from experiments.phased import run_phased
                 run_phased(conf, res, todo, env, nodes, say, progress)
@@ -152,12 +149,17 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
             if env is not None:
                 env.close()
             if meta_file.exists():
-                meta = json.loads(meta_file.read_text())
-                meta["runs"][-1]["end"] = time.time()
-                write_atomic(meta_file, json.dumps(meta, indent=2), "metadata")
+                _edit_metadata(meta_file, lambda m: m["runs"][-1].update(end=time.time()))
             if started_testbed:
                 tb.down(say=say)
     return res.root
+
+
+def _edit_metadata(path: Path, change) -> None:
+    """Read metadata.json, `change` it in place, write it back atomically."""
+    meta = json.loads(path.read_text())
+    change(meta)
+    write_atomic(path, json.dumps(meta, indent=2), "metadata")
 
 
 def _spec(conf: cfg.ExperimentConfig) -> TestbedSpec:
