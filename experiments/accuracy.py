@@ -17,11 +17,15 @@ class Accuracy:
     rate_error_p90: float
     wan_error_median: float  # nan when no cell sent WAN bytes
     choices: pd.DataFrame    # per (query, bandwidth) with optimal: best policy, its rate, optimal's rate and share
+    infeasible: tuple[int, int] = (0, 0)  # cells predicted to sustain nothing (λ* = 0): (failed, ran at a rate)
 
 
 def accuracy(df: pd.DataFrame) -> Accuracy | None:
     """`df`: the cells of a results folder. None when no cell has both a prediction and a measurement."""
-    ok = df[np.isfinite(df["measured_rate"].astype(float)) & (df["measured_rate"] > 0)]
+    measured = np.isfinite(df["measured_rate"].astype(float)) & (df["measured_rate"] > 0)
+    ok = df[measured]
+    nothing = df["predicted_rate"].astype(float) == 0  # their error is no ratio; whether they failed is the check
+    infeasible = (int((nothing & ~measured).sum()), int((nothing & measured).sum()))
     if ok.empty:
         return None
     cells = ok.groupby(["query", "bandwidth_mbit", "policy"]).agg(
@@ -31,7 +35,7 @@ def accuracy(df: pd.DataFrame) -> Accuracy | None:
     cells["error"] = (cells["predicted"] - cells["measured"]) / cells["measured"]
     cells["wan_error"] = ((cells["wan_predicted"] - cells["wan_measured"]) / cells["wan_measured"]) \
         .where(cells["wan_measured"] > 0)  # no bytes measured: no relative error
-    errors = cells["error"].abs().dropna()
+    errors = cells.loc[cells["predicted"] != 0, "error"].abs().dropna()  # λ* = 0 is judged by failing
     errors = errors[np.isfinite(errors)]
     if errors.empty:
         return None
@@ -49,17 +53,22 @@ def accuracy(df: pd.DataFrame) -> Accuracy | None:
     return Accuracy(cells, float(np.median(errors)), float(np.percentile(errors, 90)),
                     float(np.median(wan)) if len(wan) else float("nan"),
                     pd.DataFrame(choices, columns=["query", "bandwidth_mbit", "best", "best_rate", "optimal_rate",
-                                                   "share"]))
+                                                   "share"]), infeasible)
 
 
 def summary(a: Accuracy) -> list[str]:
     """The figures the cost-model acceptance asks for, as report lines."""
+    priced = a.cells[a.cells["predicted"] != 0]  # the cells whose λ* error counts
     lines = [f"λ*: median |predicted − measured| / measured {a.rate_error_median:.0%}, 90th percentile "
-             f"{a.rate_error_p90:.0%} over {len(a.cells)} cells (medians over repetitions: "
-             f"{a.cells['n'].min()}–{a.cells['n'].max()} per cell)"]
+             f"{a.rate_error_p90:.0%} over {len(priced)} cells (medians over repetitions: "
+             f"{priced['n'].min()}–{priced['n'].max()} per cell)"]
     if a.wan_error_median == a.wan_error_median:
         lines.append(f"WAN bytes per event: median error {a.wan_error_median:.0%} over "
                      f"{int(a.cells['wan_error'].notna().sum())} cells")
+    if sum(a.infeasible):
+        failed, ran = a.infeasible
+        lines.append(f"predicted to sustain nothing (λ* = 0): {failed + ran} cells; {failed} failed when run, "
+                     f"{ran} ran at a rate (see the notes of those cells)")
     if not a.choices.empty:
         short = a.choices[a.choices["share"] < ENOUGH]
         lines.append(f"optimal reached ≥ {ENOUGH:.0%} of the best measured policy in "

@@ -393,6 +393,16 @@ def test_cost_model_accuracy_is_judged_on_medians_over_repetitions(tmp_path):
         "Mbit/s 84% (best edge-max, 280 vs 235); q at 10 Mbit/s failed in every repetition (best cloud-only, 1,000)")
     failed.to_parquet(root / "cells.parquet")
     assert "- q at 10 Mbit/s: optimal failed in every repetition" in write_report(root).read_text()
+    # a placement the model says sustains nothing (λ* = 0, e.g. its checkpoints outgrow the link): judged by
+    # whether it failed, not by a ratio (one repetition ran a transient before its state outgrew the link)
+    nothing = [dict(rows[0], cell=f"q|0.1|edge-max|{i}", bandwidth_mbit=0.1, policy="edge-max", repetition=i,
+                    predicted_rate=0.0, measured_rate=r, note="" if r == r else "failed: x")
+               for i, r in enumerate([float("nan"), 244.0, float("nan")])]
+    b = accuracy(pd.concat([df, pd.DataFrame(nothing, columns=CELL_COLUMNS)], ignore_index=True))
+    assert b.infeasible == (2, 1) and (b.rate_error_median, b.rate_error_p90) == (a.rate_error_median, a.rate_error_p90)
+    assert summary(b)[0] == lines[0]
+    assert ("predicted to sustain nothing (λ* = 0): 3 cells; 2 failed when run, 1 ran at a rate (see the notes of "
+            "those cells)") in summary(b)
 
 
 def test_a_real_clusters_report_describes_its_nodes_and_omits_what_was_not_measured(tmp_path):
