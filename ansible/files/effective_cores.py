@@ -1,7 +1,8 @@
 """Print the CPU cores this host really gives its processes: its CPUs, capped by the CPU quota of the
 cgroup it runs in and of every cgroup above (cgroup v2 cpu.max or v1 cpu.cfs_quota_us / cpu.cfs_period_us).
 Where the cgroup files cannot be read (a namespace that remounted /sys, some containers), it measures
-instead: one busy process per CPU for 2 s, and the CPU time they got per second of wall time.
+instead: one busy process per CPU for 2 s, and the CPU time they and the other processes of its cgroup
+got per second of wall time.
 Run by facts.yml over SSH, so it sees the quota its TaskManager will run under."""
 import os
 import time
@@ -49,8 +50,31 @@ def quota():
     return min(limits) if limits else None
 
 
-def measured(cpus, seconds=2.0):
-    """Cores a burst of `cpus` busy processes gets: CPU time over wall time."""
+def _cgroup_peers():
+    """CPU seconds so far of the other processes in this process's own cgroup (pid -> seconds): they share its
+    quota (on a cloud host the JobManager and the TaskManager run beside the measurement)."""
+    with open("/proc/self/cgroup") as fh:
+        mine = fh.read()
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cgroup") as fh:
+                if fh.read() != mine:
+                    continue
+            with open(f"/proc/{d}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            out[int(d)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def burst(cpus, seconds=2.0):
+    """(CPU seconds of `cpus` busy processes, CPU seconds the cgroup's other processes used meanwhile, wall
+    seconds) over one burst."""
+    before, t0 = _cgroup_peers(), os.times()
     start, pids = time.monotonic(), []
     for _ in range(cpus):
         pid = os.fork()
@@ -63,14 +87,24 @@ def measured(cpus, seconds=2.0):
     for pid in pids:
         os.waitpid(pid, 0)
     wall = time.monotonic() - start
-    used = os.times().children_user + os.times().children_system
-    return used / wall
+    after = _cgroup_peers()
+    t1 = os.times()
+    own = t1.children_user + t1.children_system - t0.children_user - t0.children_system
+    return own, sum(max(0.0, after[p] - t) for p, t in before.items() if p in after and p not in pids), wall
+
+
+def measured(cpus, seconds=2.0):
+    """Cores the cgroup gets while `cpus` busy processes ask for all they can: their CPU time and that of the
+    cgroup's other processes, over wall time."""
+    own, others, wall = burst(cpus, seconds)
+    return (own + others) / wall
 
 
 def cgroup_visible():
     return bool(_roots())
 
 
-cpus = len(os.sched_getaffinity(0))
-q = quota() if cgroup_visible() else measured(cpus)
-print(round(min(cpus, q), 2) if q else cpus)
+if __name__ == "__main__":
+    cpus = len(os.sched_getaffinity(0))
+    q = quota() if cgroup_visible() else measured(cpus)
+    print(round(min(cpus, q), 2) if q else cpus)
