@@ -67,7 +67,8 @@ def summary(a: Accuracy) -> list[str]:
                      f"{int(a.cells['wan_error'].notna().sum())} cells")
     if sum(a.infeasible):
         failed, ran = a.infeasible
-        lines.append(f"predicted to sustain nothing (λ* = 0): {failed + ran} cells; {failed} failed when run, "
+        lines.append(f"predicted to sustain nothing (λ* = 0): {failed + ran} cell{'s' * (failed + ran != 1)}; "
+                     f"{failed} failed when run, "
                      f"{ran} ran at a rate (see the notes of those cells)")
     if not a.choices.empty:
         short = a.choices[a.choices["share"] < ENOUGH]
