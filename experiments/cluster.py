@@ -48,7 +48,9 @@ def _tool(name: str) -> str:
 
 
 def _env() -> dict[str, str]:
+    # an inventory that no plugin can parse is an error, not an empty inventory with a warning
     return {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
             "ANSIBLE_LOCAL_TEMP": str(paths.home() / "ansible-tmp"), "PATH": f"{Path(sys.executable).parent}:"
             + os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -79,7 +81,7 @@ def _inventory_of(inventory: str, mtime_ns: int, size: int) -> dict:
     """`ansible-inventory --list`, once per version of the file (a run asks several times)."""
     proc = subprocess.run([_tool("ansible-inventory"), "-i", inventory, "--list"], capture_output=True,
                           text=True, env=_env(), timeout=120)
-    if proc.returncode != 0:  # the first plugin's reason (ansible.cfg: an unparsed inventory fails)
+    if proc.returncode != 0:  # the first plugin's reason (`_env`: an unparsed inventory fails)
         reason = next((l.removeprefix("[WARNING]: ") for l in proc.stderr.splitlines()
                        if l.startswith("[WARNING]: Failed to parse")), _last_lines(proc.stderr, 3))
         raise EdgeplaceError(f"inventory {inventory} cannot be read: {reason}")

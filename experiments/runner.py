@@ -30,8 +30,8 @@ from experiments import config as cfg
 from experiments.environments import AnsibleCluster, Environment, LocalTestbed
 from experiments.measure import measure
 from experiments.spine import profile, running
-from experiments.testbed import state as st, testbed as tb
-from experiments.testbed.spec import TestbedSpec
+from experiments.local_testbed import ensure, fit
+from experiments.testbed import testbed as tb
 from placement.model import Placement
 from placement.policies import FLINK_DEFAULT, plan
 from queries import options, registry
@@ -126,9 +126,9 @@ def run(config_path: str, results_root: str, say: Say, progress=None) -> Path:
     say(f"experiment {conf.name}: {len(cells)} cells, {len(cells) - len(todo)} already done, results in {res.root}")
     if not todo:
         return res.root
-    want = _check_local(conf) if conf.cluster.kind == "local" else None  # before anything is started or written
+    want = fit(conf) if conf.cluster.kind == "local" else None  # before anything is started or written
     with sigterm_interrupts():
-        started_testbed = _ensure_testbed(want, say) if want is not None else False
+        started_testbed = ensure(want, say) if want is not None else False
         env = None
         try:
             env = (LocalTestbed(conf.cluster.edge_cpu) if conf.cluster.kind == "local"
@@ -160,44 +160,6 @@ def _edit_metadata(path: Path, change) -> None:
     meta = json.loads(path.read_text())
     change(meta)
     write_atomic(path, json.dumps(meta, indent=2), "metadata")
-
-
-def _spec(conf: cfg.ExperimentConfig) -> TestbedSpec:
-    c = conf.cluster
-    return TestbedSpec(edge=c.edge, cloud=c.cloud, edge_slots=c.edge_slots, cloud_slots=c.cloud_slots,
-                       edge_cpu=c.edge_cpu, wan_mbit=None, rest_port=c.rest_port, rpc_port=c.rpc_port,
-                       subnet=c.subnet, site_cpu=c.site_cpu()).validate()
-
-
-SHAPE = ("edge", "cloud", "edge_slots", "cloud_slots", "edge_cpu", "site_cpu", "rest_port", "rpc_port", "subnet",
-         "ssh_hosts")  # what a config decides of a testbed; a running one that differs in any is not its own
-
-
-def _check_local(conf: cfg.ExperimentConfig) -> TestbedSpec:
-    """The testbed a local experiment needs: valid, with the sites its config names, and of the same shape as
-    one already up (nothing is started or written here)."""
-    want = _spec(conf)
-    conf.cluster.rates(None, want.edge_sites())
-    state = st.load()
-    if state is not None and state.phase == "up":
-        have = TestbedSpec.from_dict(state.spec)
-        differ = [f"{k} {getattr(have, k)!r} (the config: {getattr(want, k)!r})" for k in SHAPE
-                  if getattr(have, k) != getattr(want, k)]
-        if differ:
-            raise EdgeplaceError(f"a testbed of another shape is up: {'; '.join(differ)}; take it down "
-                                 "(`edgeplace testbed down`) first")
-    return want
-
-
-def _ensure_testbed(want: TestbedSpec, say: Say) -> bool:
-    """Use the running testbed (`_check_local` found it of the same shape), or start one (and say we will
-    take it down)."""
-    state = st.load()
-    if state is not None and state.phase == "up":
-        say("using the testbed that is already up")
-        return False
-    tb.up(want, say=say)
-    return True
 
 
 def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: list[Node], say: Say,
