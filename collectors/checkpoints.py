@@ -57,7 +57,7 @@ def reading_from(config: dict, overview: dict, details: Callable[[int], dict], s
     if interval_s <= 0:
         return StateReading()
     history = sorted(overview.get("history", []), key=lambda c: c["id"])
-    completed = [c for c in history if c.get("status") == "COMPLETED" and not c.get("is_savepoint")]
+    completed = _completed(history)
     recent = [c for c in completed if c.get("trigger_timestamp", 0) >= since_ms] or completed[-1:]
     recent = recent[-RECENT:]
     if not recent:
@@ -72,6 +72,11 @@ def reading_from(config: dict, overview: dict, details: Callable[[int], dict], s
     period = _period_s(history, recent, interval_s)
     return StateReading({v: total / period for v, total in totals.items()},
                         largest if config.get("checkpoint_storage") == IN_RPC else {})
+
+
+def _completed(history: list[dict]) -> list[dict]:
+    """The completed checkpoints of Flink's history, in its order (savepoints aside)."""
+    return [c for c in history if c.get("status") == "COMPLETED" and not c.get("is_savepoint")]
 
 
 def _period_s(history: list[dict], recent: list[dict], interval_s: float) -> float:
@@ -101,8 +106,7 @@ def recent_size(rest: FlinkRest, job_id: str, recent: int = RECENT) -> float:
         history = rest.get(f"/jobs/{job_id}/checkpoints").get("history", [])
     except FlinkRestError:
         return float("nan")
-    done = sorted((c for c in history if c.get("status") == "COMPLETED" and not c.get("is_savepoint")),
-                  key=lambda c: c["id"])[-recent:]
+    done = _completed(sorted(history, key=lambda c: c["id"]))[-recent:]
     return max((float(c.get("checkpointed_size") or 0) for c in done), default=float("nan"))
 
 

@@ -234,7 +234,7 @@ class Problem:
         for s, rate in self.source_rates.items():
             if s not in self.op:
                 raise EdgeplaceError(f"problem: source_rates names unknown operator {s!r}")
-            if any(True for _ in self.graph.predecessors(s)):
+            if self.graph.in_degree(s):
                 raise EdgeplaceError(f"problem: source_rates names {s}, which has inputs: only an operator "
                                      "without inputs is a source")
             if not _positive(rate):

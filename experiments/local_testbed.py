@@ -26,9 +26,8 @@ def fit(conf: cfg.ExperimentConfig) -> TestbedSpec:
     one already up (nothing is started or written here)."""
     want = spec_of(conf)
     conf.cluster.rates(None, want.edge_sites())
-    state = st.load()
-    if state is not None and state.phase == "up":
-        have = TestbedSpec.from_dict(state.spec)
+    have = _up()
+    if have is not None:
         differ = [f"{k} {getattr(have, k)!r} (the config: {getattr(want, k)!r})" for k in SHAPE
                   if getattr(have, k) != getattr(want, k)]
         if differ:
@@ -40,9 +39,14 @@ def fit(conf: cfg.ExperimentConfig) -> TestbedSpec:
 def ensure(want: TestbedSpec, say: Say) -> bool:
     """Use the running testbed (`fit` found it of the same shape), or start one (and say we will
     take it down)."""
-    state = st.load()
-    if state is not None and state.phase == "up":
+    if _up() is not None:
         say("using the testbed that is already up")
         return False
     tb.up(want, say=say)
     return True
+
+
+def _up() -> TestbedSpec | None:
+    """The spec of the testbed that is up (None: none is)."""
+    state = st.load()
+    return TestbedSpec.from_dict(state.spec) if state is not None and state.phase == "up" else None
