@@ -8,7 +8,7 @@ import math
 import networkx as nx
 
 from common.errors import EdgeplaceError
-from costmodel.predict import check_placement, predict
+from costmodel.predict import check_placement, checkpoint_overruns, predict
 from costmodel.problem import CLOUD, Node, Problem
 from costmodel.ranking import offload_ranking
 
@@ -153,6 +153,10 @@ def refine_sites(p: Problem, asg: dict[str, str], limit: int = 20_000) -> dict[s
     return out
 
 
+NO_PLACEMENT = ("no placement satisfies the pins, the slot limits and the heartbeat timeout of checkpoint "
+                "acknowledgements")
+
+
 def exhaustive(p: Problem) -> dict[str, str]:
     """Every distinct placement (interchangeable nodes counted once); refuses problems too large to enumerate."""
     ops = list(p.op)
@@ -168,13 +172,15 @@ def exhaustive(p: Problem) -> dict[str, str]:
             continue
         asg = dict(zip(ops, combo))
         try:
+            if checkpoint_overruns(p, asg):
+                continue  # sustains nothing (its TaskManagers die at every checkpoint): as for optimal
             pred = predict(p, asg)
         except EdgeplaceError:
             continue
         if better(pred, best_pred):
             best, best_pred = asg, pred
     if best is None:
-        raise EdgeplaceError("no placement satisfies the pins and slot limits")
+        raise EdgeplaceError(NO_PLACEMENT)
     return best
 
 

@@ -12,7 +12,7 @@ from scipy.sparse import lil_matrix
 from common.errors import EdgeplaceError
 from costmodel.predict import predict
 from costmodel.problem import CLOUD, Problem
-from placement.heuristics import TIE, cloud_only, greedy, node_classes, refine_sites
+from placement.heuristics import NO_PLACEMENT, TIE, cloud_only, edge_max, greedy, node_classes, refine_sites
 
 GAP = 1e-7  # relative MIP gap: below TIE (λ ties) and below the 1e-6 WAN tolerance of the property tests
 PRESOLVE = False  # HiGHS presolve returned a worse "optimum" (see the test on it)
@@ -227,6 +227,23 @@ def _pack(p: Problem, bn: _Bin, items: list[str], load: dict[str, float], t_cap:
     return out
 
 
+def _scale(p: Problem) -> tuple[float, bool]:
+    """λ of cloud-only (True: the MILP's U ≤ 1 holds it exactly) or else of the first other heuristic that
+    sustains a finite rate (False), so that the optimum's U is O(1) and not lost in HiGHS's tolerances. When
+    none does: the λ at which every node's cores fill with each operator where it costs least, a bound above
+    λ* (U ≥ 1), or 1.0 where nothing costs CPU."""
+    for h in (cloud_only, greedy, edge_max):
+        try:
+            lam = predict(p, h(p)).max_rate
+        except EdgeplaceError:
+            continue
+        if math.isfinite(lam) and lam > 0:
+            return lam, h is cloud_only
+    r = p.rates
+    work = sum(r[v] * min(p.op[v].cost_at(n.site) / n.speed for n in p.nodes) for v in p.op)
+    return (sum(n.cores for n in p.nodes) / work if work > 0 else 1.0), False
+
+
 def _u_bound(p: Problem, scale: float) -> float:
     """An upper bound on the optimum's U = scale/λ: that of the best heuristic placement (with a margin for
     the tie tolerance); 1e6 (λ ≥ scale/1e6) when no heuristic placement is feasible."""
@@ -247,14 +264,10 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     relaxes the per-node one, so a solution that packs is optimal, and each bounds the next."""
     if target_rate is not None and target_rate <= 0:
         raise EdgeplaceError("--target-rate must be > 0")
-    try:
-        lam_h = predict(p, cloud_only(p)).max_rate
-    except EdgeplaceError:
-        lam_h = math.nan
-    scale = lam_h if math.isfinite(lam_h) and lam_h > 0 else 1.0
+    scale, exact = _scale(p)
     target_u = scale / target_rate if target_rate is not None else None
     controlled = any(o.control_up_bytes_per_s > 0 or o.control_down_bytes_per_s > 0 for o in p.operators)
-    u_hi = target_u if target_u is not None else _u_bound(p, scale) if controlled else 1.0
+    u_hi = target_u if target_u is not None else 1.0 if exact and not controlled else _u_bound(p, scale)
     t_lo = 0.0
     split: set[tuple[str, ...]] = set()
     while True:
@@ -264,13 +277,15 @@ def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
         sol = model.lexicographic(target_u, t_lo)
         if sol is None:
             raise EdgeplaceError(f"no placement sustains a source rate of {target_rate:g}" if target_rate
-                                 else "no placement satisfies the pins, the slot limits and the heartbeat "
-                                 "timeout of checkpoint acknowledgements")
+                                 else NO_PLACEMENT)
         res, cap, t_best = sol
         on_bin = model.assignment(res)
         out: dict[str, str] = {}
         for b, bn in enumerate(bins):
             items = [v for v, bb in on_bin.items() if bb == b]
+            if len(bn.members) == 1:  # the MILP's own node: its slots and CPU are the MILP's rows already
+                out.update(dict.fromkeys(items, bn.members[0]))
+                continue
             packed = _pack(p, bn, items, {v: model.load[(v, b)] for v in items}, cap / scale)
             if packed is None:
                 split.add(bn.members)

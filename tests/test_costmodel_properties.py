@@ -2,6 +2,7 @@
 every prediction respects the constraints of the problem-file semantics."""
 import itertools
 import math
+import threading
 
 import networkx as nx
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from costmodel.predict import predict
 from costmodel.problem import from_json
 from common.errors import EdgeplaceError
-from placement.heuristics import exhaustive, greedy
+from placement.heuristics import TIE, exhaustive, greedy
 from placement.optimal import optimal
 from placement.policies import plan
 
@@ -86,11 +87,28 @@ def _brute_force(p):
             pred = predict(p, dict(zip(p.op, combo)))
         except EdgeplaceError:
             continue
+        if pred.bottleneck.startswith("checkpoint:"):
+            continue  # sustains nothing: not a placement for the planners
         key = (pred.max_rate, pred.total_rate, pred.wan_bytes_per_unit_rate)
         if best is None or (key[0] > best[0] and not eq(key[0], best[0])) or (eq(key[0], best[0]) and (
                 (key[1] > best[1] and not eq(key[1], best[1])) or (eq(key[1], best[1]) and key[2] < best[2] - 1e-12))):
             best = key
     return best  # (λ*, total events/s, WAN bytes per unit rate) of the best placement
+
+
+def _same_beyond_doubt(x, y):
+    return x == y or math.isclose(x, y, rel_tol=TIE / 2)
+
+
+def _assert_as_good(pred, best):
+    """`pred` is as good as `best` = (λ*, total events/s, WAN bytes per unit rate). Rates within TIE are equal,
+    and equality within a tolerance is not transitive: two searches may keep placements whose λ* lie TIE
+    apart (the draws' round numbers make that common: 499,500 and 499,500.4995). So λ* and the total are
+    compared within 2·TIE, and the WAN bytes only where both are equal beyond doubt (TIE/2)."""
+    for got, want in ((pred.max_rate, best[0]), (pred.total_rate, best[1])):
+        assert got == pytest.approx(want, rel=2 * TIE) or (math.isinf(got) and math.isinf(want))
+    if _same_beyond_doubt(pred.max_rate, best[0]) and _same_beyond_doubt(pred.total_rate, best[1]):
+        assert pred.wan_bytes_per_unit_rate == pytest.approx(best[2], rel=1e-6, abs=1e-9)
 
 
 def _loads(p, asg, lam):
@@ -159,17 +177,12 @@ def test_optimal_matches_exhaustive_and_greedy_never_beats_it(p):
             optimal(p)
         return
     e, o = predict(p, ex), predict(p, optimal(p))
-    if math.isinf(e.max_rate):
-        assert math.isinf(o.max_rate)
-    else:
-        assert o.max_rate == pytest.approx(e.max_rate, rel=1e-6)
-    assert o.total_rate == pytest.approx(e.total_rate, rel=1e-6) or (math.isinf(o.total_rate) and math.isinf(e.total_rate))
-    assert o.wan_bytes_per_unit_rate == pytest.approx(e.wan_bytes_per_unit_rate, rel=1e-6, abs=1e-9)
+    _assert_as_good(o, (e.max_rate, e.total_rate, e.wan_bytes_per_unit_rate))
     try:
         g = predict(p, greedy(p))
     except EdgeplaceError:  # a heuristic may fail to pack slots that the MILP can: it did not beat optimal
         return
-    assert g.max_rate <= o.max_rate * (1 + 1e-6)
+    assert g.max_rate <= o.max_rate * (1 + 2 * TIE)  # see _assert_as_good
 
 
 @settings(max_examples=150, deadline=None)
@@ -237,10 +250,56 @@ def test_exhaustive_symmetry_pruning_loses_no_placement(p):
     ex, best = _solvable(p), _brute_force(p)
     assert (ex is None) == (best is None)
     if ex is not None:
-        e = predict(p, ex)
-        assert e.max_rate == pytest.approx(best[0], rel=1e-6) or (math.isinf(e.max_rate) and math.isinf(best[0]))
-        assert e.total_rate == pytest.approx(best[1], rel=1e-6) or (math.isinf(e.total_rate) and math.isinf(best[1]))
-        assert e.wan_bytes_per_unit_rate == pytest.approx(best[2], rel=1e-6, abs=1e-9)
+        _assert_as_good(predict(p, ex), best)
+
+
+def test_exhaustive_and_optimal_both_refuse_when_every_placement_overruns_the_heartbeat():
+    """Found by the property test: the cloud has room for one of two stateful operators, and either one at the
+    edge sends its checkpoint acknowledgement (1 MB) over a 100 kB/s uplink in 10 s, past a 3-s heartbeat
+    timeout. exhaustive returned that λ* = 0 placement while optimal refused; both refuse now, alike."""
+    p = from_json({
+        "operators": [{"id": "src", "cost_s_per_record": 1e-5, "bytes_out_per_record": 20, "pin": "site-1"},
+                      *({"id": v, "parallelism": 2, "cost_s_per_record": 1e-5, "stateful": True,
+                         "checkpoint_ack_bytes": 1e6} for v in ("a", "b"))],
+        "edges": [{"from": "src", "to": "a"}, {"from": "a", "to": "b"}],
+        "source_rates": {"src": 1.0},
+        "nodes": [{"id": "cloud-1", "site": "cloud", "slots": 2, "cores": 1.0},
+                  {"id": "edge-1", "site": "site-1", "slots": 3, "cores": 0.5}],
+        "links": [{"site": "site-1", "up_bytes_per_s": 1e5, "down_bytes_per_s": 1e5, "heartbeat_timeout_s": 3.0}]})
+    assert _brute_force(p) is None
+    with pytest.raises(EdgeplaceError) as ex:
+        exhaustive(p)
+    with pytest.raises(EdgeplaceError) as op:
+        optimal(p)
+    assert "heartbeat timeout" in str(ex.value) and str(ex.value) == str(op.value)
+    assert predict(p, plan(p, "edge-max")).bottleneck == "checkpoint:site-1"  # a baseline may still fill the edge
+
+
+def test_optimal_returns_when_the_solver_places_work_on_a_node_with_no_cpu_to_spare():
+    """Found by the property test: every heuristic placement overruns the heartbeat timeout, so the MILP was
+    scaled by λ = 1 while λ* is 1.25 million; HiGHS then solved U = 8e-7 as 0, the packing of a single node
+    "failed" against zero CPU and the planner split that node again and again, forever. The scale now comes
+    from a CPU bound and a single node is never packed."""
+    p = from_json({
+        "operators": [{"id": "o0", "cost_s_per_record": 0.0, "selectivity": 0.01, "pin": "site-1"},
+                      *({"id": f"o{i}", "cost_s_per_record": 0.0, "selectivity": 0.01} for i in (1, 3, 4, 5)),
+                      {"id": "o2", "cost_s_per_record": 0.0, "selectivity": 0.01, "checkpoint_ack_bytes": 1e6},
+                      {"id": "o6", "parallelism": 2, "cost_s_per_record": 1e-5, "selectivity": 0.01}],
+        "edges": [{"from": "o0", "to": f"o{i}"} for i in range(1, 7)],
+        "source_rates": {"o0": 1.0},
+        "nodes": [{"id": "cloud-1", "site": "cloud", "slots": 2, "cores": 1.0},
+                  *({"id": n, "site": "site-1", "slots": 3, "cores": 0.25, "speed": 0.5}
+                    for n in ("edge-1", "edge-1-twin"))],
+        "links": [{"site": "site-1", "up_bytes_per_s": 1e5, "down_bytes_per_s": 1e5, "heartbeat_timeout_s": 3.0}]})
+    assert all(predict(p, plan(p, h)).max_rate == 0 for h in ("cloud-only", "greedy", "edge-max"))
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(optimal(p)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert out, "optimal did not return within 60 s"
+    e = predict(p, exhaustive(p))
+    _assert_as_good(predict(p, out[0]), (e.max_rate, e.total_rate, e.wan_bytes_per_unit_rate))
+    assert e.max_rate == pytest.approx(1.25e6)
 
 
 def test_target_rate_picks_fewest_wan_bytes_that_sustain_it():
