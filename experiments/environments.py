@@ -17,7 +17,7 @@ from collectors.proctree import UNREADABLE, parse_tree_cpu, tree_cpu_command
 from collectors.profiling import CpuMeter
 from collectors.rest import FlinkRest
 from collectors.profiles import CONTROL_DOWN, CONTROL_UP
-from collectors.sockets import ControlMeter
+from collectors.sockets import ControlMeter, SessionMeter
 from common import paths
 from common.errors import EdgeplaceError
 from common.say import Say, quiet
@@ -169,6 +169,25 @@ def _matches(facts: dict, registered: list[dict] | None) -> bool:
 _SS_MARK = "--- sockets ---"
 
 
+def link_command(dev: str) -> str:
+    """Shell that prints a host's WAN interface counters (bytes sent, received), edgeplace's own SSH session
+    (`$SSH_CONNECTION`) and the route back to edgeplace's host (which interface the session crosses)."""
+    stats = f"/sys/class/net/{shlex.quote(dev)}/statistics"
+    return (f'cat {stats}/tx_bytes {stats}/rx_bytes; echo "$SSH_CONNECTION"; '
+            'ip -o route get "${SSH_CONNECTION%% *}" 2>/dev/null | head -n 1; ')
+
+
+def link_counters(printed: str, sockets: str, dev: str, session: SessionMeter) -> tuple[int, int]:
+    """(up, down) bytes on the link from `link_command`'s output, less what edgeplace's own SSH session sent
+    and received (`sockets`: the host's `ss -tinH`) where its route crosses `dev`: its readings every few
+    seconds (the host's sockets, CPU, progress) are not the job's traffic, and on a thin link they count."""
+    tx, rx, conn, route = (printed.strip("\n").split("\n") + ["", ""])[:4]
+    own = (0, 0)
+    if sockets.strip() and f" dev {dev} " in f" {route} ":
+        own = session.update(sockets.lstrip("\n"), conn)
+    return int(tx) - own[0], int(rx) - own[1]
+
+
 @dataclass
 class AnsibleCluster:
     """A real cluster: nodes from `facts.yml`, shaping with `wan.yml`, WAN counters read over SSH."""
@@ -181,6 +200,7 @@ class AnsibleCluster:
     ssh: SshSessions = field(init=False)
     lean: bool = field(init=False)  # the client ships no flink-python (every TaskManager has it)
     _meters: dict = field(init=False, default_factory=dict, repr=False)  # node id → its ControlMeter
+    _sessions: dict = field(init=False, default_factory=dict, repr=False)  # node id → our SSH session's meter
     _cpu_unseen: set = field(init=False, default_factory=set, repr=False)  # hosts left out of CPU, said
     _sudo: set = field(init=False, default_factory=set, repr=False)  # hosts whose CPU is read through sudo
 
@@ -260,21 +280,21 @@ class AnsibleCluster:
         self.set_wan(mbit if self.lean else None)
 
     def wan_counters(self) -> dict[str, int]:
-        """Bytes sent (up) and received (down) on each edge host's WAN interface, and each TaskManager's own
-        traffic with the JobManager (per socket, `ss`, where the host has it), read over SSH."""
+        """Bytes sent (up) and received (down) on each edge host's WAN interface, less edgeplace's own SSH
+        session where it crosses that interface, and each TaskManager's own traffic with the JobManager (per
+        socket, `ss`, where the host has it), read over SSH."""
         out = {}
         jm = frozenset(n["host"] for n in self.facts["nodes"] if n["jobmanager"])
         # the JobManager's host runs a TaskManager too: its records to and from the edge are not control traffic
         data_ports = frozenset(int(t["dataPort"]) for t in self.rest.taskmanagers() if t.get("dataPort"))
         for n in self.facts["nodes"]:
-            dev = shlex.quote(n.get("wan_interface") or "")
-            counters = (f"cat /sys/class/net/{dev}/statistics/tx_bytes /sys/class/net/{dev}/statistics/rx_bytes; "
-                        if n["site"] != CLOUD else "")
-            text = self.ssh.run(n["id"], f"{counters}echo {_SS_MARK}; ss -tinH 2>/dev/null || true")
+            edge = n["site"] != CLOUD
+            text = self.ssh.run(n["id"], (link_command(n.get("wan_interface") or "") if edge else "")
+                                + f"echo {_SS_MARK}; ss -tinH 2>/dev/null || true")
             numbers, _, sockets = text.partition(_SS_MARK)
-            if n["site"] != CLOUD:
-                tx, rx = (int(x) for x in numbers.split())
-                out[f"{n['site']}:up"], out[f"{n['site']}:down"] = tx, rx
+            if edge:
+                out[f"{n['site']}:up"], out[f"{n['site']}:down"] = link_counters(
+                    numbers, sockets, n.get("wan_interface") or "", self._sessions.setdefault(n["id"], SessionMeter()))
             if sockets.strip():
                 sent, received = self._meters.setdefault(n["id"], ControlMeter(jm)).update(sockets.lstrip("\n"),
                                                                                           data_ports)

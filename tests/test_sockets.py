@@ -1,9 +1,13 @@
 """Flink's own traffic per TaskManager socket, from two real `ss -tinH` readings in an edge namespace (a QA job,
 cloud-only, on the testbed: the data socket to the cloud TaskManager, Python workers on loopback, and two
 sockets to the JobManager at 10.213.0.1 — RPC on 6123 and the metric query service)."""
+import json
 from pathlib import Path
 
-from collectors.sockets import HEADER_BYTES, ControlMeter, parse
+import pytest
+
+from collectors.sockets import HEADER_BYTES, ControlMeter, SessionMeter, parse
+from experiments.environments import _SS_MARK, link_counters
 
 REC = Path(__file__).parent / "recorded"
 A, B = ((REC / f"ss-edge-1-{x}.txt").read_text() for x in "ab")
@@ -43,3 +47,53 @@ def test_records_to_a_taskmanager_on_the_jobmanagers_host_are_not_control_traffi
     assert ControlMeter(both).update(B)[0] >= ControlMeter(JM).update(B)[0] + data[0]  # the bug this guards
     assert ControlMeter(both).update(B, frozenset({44539})) == ControlMeter(JM).update(B)
     assert ControlMeter(both).update(B, frozenset({48554})) == ControlMeter(JM).update(B)  # the peer's port too
+
+
+SESSION = json.loads((REC / "ssh-session-lo.json").read_text())
+
+
+def _split(text):
+    printed, _, sockets = text.partition(_SS_MARK)
+    return printed, sockets
+
+
+def test_edgeplaces_own_ssh_session_is_taken_off_the_link():
+    """Two real readings through edgeplace's SSH client (tests/recorded/record_ssh_session.py); between them the
+    session carried `pushed` bytes from the host and the first reading's own output. The link's counters less
+    the session's bytes went up by less than the interface counted; the session's part holds what it carried."""
+    dev, pushed = SESSION["dev"], SESSION["pushed"]
+    (pa, sa), (pb, sb) = _split(SESSION["a"]), _split(SESSION["b"])
+    meter = SessionMeter()
+    up0, down0 = link_counters(pa, sa, dev, meter)
+    up1, down1 = link_counters(pb, sb, dev, meter)
+    tx0, tx1 = int(pa.split()[0]), int(pb.split()[0])
+    own = (tx1 - tx0) - (up1 - up0)  # what was taken off in between: the session's bytes on the wire
+    carried = pushed + len(SESSION["a"])
+    assert carried <= own <= carried * 1.1 + 20 * HEADER_BYTES
+    # on loopback the session was the only traffic, and lo counts both its directions: 205,504 B counted,
+    # 206,064 B by the socket's payload and headers
+    took_down = (int(pb.split()[1]) - int(pa.split()[1])) - (down1 - down0)
+    assert own + took_down == pytest.approx(tx1 - tx0, rel=0.01)
+    assert down1 - down0 >= 0 and up1 - up0 >= 0  # the counters never go back
+
+
+def test_a_session_that_does_not_cross_the_link_is_not_taken_off():
+    """The route back to edgeplace's host leaves by another interface (a management network): nothing is
+    taken off the WAN interface's counters; and a session that is not in the reading takes off nothing."""
+    printed, sockets = _split(SESSION["b"])
+    tx, rx = (int(x) for x in printed.split()[:2])
+    assert link_counters(printed, sockets, "wan9", SessionMeter()) == (tx, rx)
+    conn = printed.split("\n")[2].split()
+    other = printed.replace(" ".join(conn), " ".join([conn[0], str(int(conn[1]) + 1), *conn[2:]]))
+    assert link_counters(other, sockets, SESSION["dev"], SessionMeter()) == (tx, rx)
+    assert link_counters(printed, sockets, SESSION["dev"], SessionMeter())[0] < tx
+
+
+def test_a_session_reopened_after_a_break_is_counted_anew():
+    printed, sockets = _split(SESSION["b"])
+    conn = printed.split("\n")[2]
+    meter = SessionMeter()
+    first = meter.update(sockets, conn)
+    assert first[0] > SESSION["pushed"]
+    assert meter.update("", conn) == first  # the socket gone: what it counted is kept
+    assert meter.update(sockets, conn) == (2 * first[0], 2 * first[1])  # a new one, counted on top
