@@ -184,7 +184,7 @@ def link_counters(printed: str, sockets: str, dev: str, session: SessionMeter) -
     tx, rx, conn, route = (printed.strip("\n").split("\n") + ["", ""])[:4]
     own = (0, 0)
     if sockets.strip() and f" dev {dev} " in f" {route} ":
-        own = session.update(sockets.lstrip("\n"), conn)
+        own = session.update(sockets, conn)
     return int(tx) - own[0], int(rx) - own[1]
 
 

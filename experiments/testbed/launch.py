@@ -47,7 +47,7 @@ def start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
     deadline = time.monotonic() + 15
     pending = list(hosts)
     while pending and time.monotonic() < deadline:
-        pending = [h for h in pending if not _port_open(h["addr"], 22)]
+        pending = [h for h in pending if not port_open(h["addr"], 22)]
         time.sleep(0.2)
     if pending:
         raise EdgeplaceError(f"sshd did not start on {', '.join(h['addr'] for h in pending)} "
@@ -58,7 +58,7 @@ def start_ssh_hosts(spec: TestbedSpec, state: st.State, say: Say) -> None:
     say(f"{len(hosts)} SSH hosts up ({', '.join(h['addr'] for h in hosts)}); inventory: {inv}")
 
 
-def _port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from experiments.environments import _SS_MARK, link_command
 from experiments.ssh import SshSessions
 from experiments.testbed import sshhosts
+from experiments.testbed.launch import port_open
 
 ADDR, PORT = "127.0.0.1", 22022
 
@@ -38,14 +38,10 @@ def main() -> None:
                                  "ansible_ssh_private_key_file": str(key), "known_hosts_file": str(known)}})
         try:
             deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection((ADDR, PORT), 1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            while not port_open(ADDR, PORT):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"sshd did not start on {ADDR}:{PORT}")
+                time.sleep(0.1)
             read = link_command("lo") + f"echo {_SS_MARK}; ss -tinH 2>/dev/null || true"
             first = ssh.run("h", read)
             pushed = len(ssh.run("h", f"head -c {args.push} /dev/zero"))
