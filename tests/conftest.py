@@ -62,7 +62,66 @@ def pytest_unconfigure(config):
         shutil.rmtree(TEST_HOME, ignore_errors=True)
 
 
+_SESSION_LOCK = ".session.lock"  # held (flock) by the pytest session that made the home, for as long as it runs
+_held: list = []
+
+
+def _hold_session_lock() -> None:
+    """Mark this session's home as alive: a later session may reap the home's testbed only once this is gone."""
+    import fcntl
+    fd = os.open(TEST_HOME / _SESSION_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # a pytest run inside this session's tests: the outer session holds it
+        os.close(fd)
+        return
+    _held.append(fd)
+
+
+def orphaned_test_homes(tmp: Path | None = None) -> list[Path]:
+    """Other sessions' homes that still record a testbed while no session holds them (a run killed before its
+    teardown). Only root's own private homes count (owned by this user, mode 0700): a directory someone else
+    made under the same name must never make root act on what it records."""
+    import fcntl
+    import stat
+    found = []
+    for home in sorted((tmp or Path(tempfile.gettempdir())).glob("edgeplace-test-home-*")):
+        if home == TEST_HOME:
+            continue
+        try:
+            st = home.lstat()
+            recorded = (home / "testbed" / "state.json").lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 \
+                or recorded.st_uid != os.geteuid():
+            continue
+        fd = os.open(home / _SESSION_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its session still runs
+        finally:
+            os.close(fd)  # releases the probe's lock too
+        found.append(home)
+    return found
+
+
+def _reap_orphaned_testbeds() -> None:
+    """Take down the testbeds of killed earlier sessions: their namespaces, addresses and cgroups outlive them
+    and would block this session's subnet."""
+    import shutil
+    for home in orphaned_test_homes():
+        res = subprocess.run([sys.executable, "-m", "experiments.cli", "testbed", "down"], capture_output=True,
+                             text=True, env={**os.environ, "EDGEPLACE_HOME": str(home)}, timeout=300)
+        assert res.returncode == 0, f"could not take down the testbed a killed session left in {home}: {res.stderr}"
+        print(f"\ntook down the testbed a killed session left in {home}: {res.stderr.strip()}")
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def pytest_configure(config):
+    if not _held and TEST_HOME.is_dir():
+        _hold_session_lock()
     config.addinivalue_line("markers", "lifecycle: brings its own testbed up and down (runs first)")
     config.addinivalue_line("markers", "destructive: breaks the shared testbed (runs last)")
     config.addinivalue_line("markers", "first_on_shared_testbed: needs TaskManagers that ran no other test's jobs")
@@ -73,6 +132,7 @@ def pytest_configure(config):
 def root_required():
     if os.geteuid() != 0:
         pytest.fail("live tests need root (namespaces, tc, cgroups); run the quick subset: pytest -m 'not live'")
+    _reap_orphaned_testbeds()
 
 
 @pytest.fixture(scope="session")
