@@ -13,8 +13,9 @@ from common.errors import EdgeplaceError
 @dataclass(frozen=True)
 class Prediction:
     max_rate: float                         # λ*: largest sustainable source rate (inf if nothing limits it)
-    bottleneck: str                         # "node:<id>", "operator:<id>", "link:<site>:up|down",
-                                            # "checkpoint:<site>" (λ* = 0: see checkpoint_overruns) or "none"
+    bottleneck: str                         # "node:<id>", "operator:<id>", "bundle:<id>" (see bundle_terms),
+                                            # "link:<site>:up|down", "checkpoint:<site>" (λ* = 0: see
+                                            # checkpoint_overruns) or "none"
     wan_bytes_per_unit_rate: float          # summed over all link directions
     nodes: dict[str, float]                 # CPU utilisation at λ*
     links: dict[str, dict[str, float]]      # site → {"up": bytes/s, "down": bytes/s} at λ*
@@ -95,7 +96,59 @@ def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float
                 for site, d in ((su, "up"), (sv, "down")):
                     if site != CLOUD:
                         add(f"link:{site}:{d}", caps[(site, d)], s, b)
+    out.update(bundle_terms(p, assignment))
     return out
+
+
+def waits(p: Problem, u: str, v: str, site: str, d: str) -> tuple[float, float] | None:
+    """(seconds per unit rate, seconds of credit per second) that the edge u→v adds to v's subtasks when it
+    crosses `site`'s link in direction `d`: its records' time on the link, less what the link's window carries
+    while v waits for a bundle. None when even a full bundle's records fit the window (or nothing is priced)."""
+    w, size = p.link[site].window_bytes, p.op[u].bytes_out_per_record
+    if p.bundle is None or w is None or size <= w / p.bundle[0]:
+        return None
+    bw = p.link[site].capacity(d)
+    return p.rates[u] * p.op[u].selectivity * size / bw, w * p.op[v].parallelism / (p.bundle[1] * bw)
+
+
+def bundle_terms(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float, dict[str, float]]]:
+    """"bundle:<v>" → (capacity, use per unit rate of each source) for each operator v fed across a link.
+
+    v reads no input while it waits for a Python bundle's results, so the link carries only its window W
+    meanwhile. Each record then also occupies v's subtasks for max(0, s − W/n)/bw, where s is the record's
+    bytes and n the records in a bundle. While bundles close on time, n = λ·r·T/parallelism, so each crossing
+    adds λ·r·s/bw − W·parallelism/(T·bw) when that is positive. The condition is linear in λ for each set of
+    crossings counted: λ·(r_v·busy_v + Σ r·s/bw) ≤ parallelism + Σ W·parallelism/(T·bw). The empty set is
+    `operator:<v>`. With several crossings into v, each set is its own constraint, "bundle:<v>:<set>"."""
+    out: dict[str, tuple[float, dict[str, float]]] = {}
+    for v, terms in crossings(p, assignment).items():
+        node = p.node[assignment[v]]
+        own = {s: r[v] * p.op[v].busy_at(node.site) / node.speed for s, r in p.rates_by_source.items()}
+        for k, chosen in enumerate(subsets(terms), start=1):
+            use = {s: x + sum(r[u] / p.rates[u] * link for u, (link, _) in chosen if p.rates[u] > 0)
+                   for (s, x), r in zip(own.items(), p.rates_by_source.values())}
+            name = f"bundle:{v}" if len(terms) == 1 else f"bundle:{v}:{k}"
+            out[name] = (p.op[v].parallelism + sum(credit for _, (_, credit) in chosen),
+                         {s: x for s, x in use.items() if x > 0})
+    return out
+
+
+def crossings(p: Problem, assignment: dict[str, str]) -> dict[str, list[tuple[str, tuple[float, float]]]]:
+    """v → [(u, waits(u → v on one link direction))] for each edge into v that crosses a link and waits."""
+    out: dict[str, list] = {}
+    for e in p.edges:
+        su, sv = p.node[assignment[e.src]].site, p.node[assignment[e.dst]].site
+        if su == sv:
+            continue
+        for site, d in ((su, "up"), (sv, "down")):
+            if site != CLOUD and (t := waits(p, e.src, e.dst, site, d)) is not None:
+                out.setdefault(e.dst, []).append((e.src, t))
+    return out
+
+
+def subsets(items: list) -> list[list]:
+    """Every non-empty subset of `items`, in the order of their bit masks."""
+    return [[x for i, x in enumerate(items) if mask >> i & 1] for mask in range(1, 1 << len(items))]
 
 
 def link_capacity(p: Problem, assignment: dict[str, str], site: str, d: str) -> float:

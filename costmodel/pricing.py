@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from collectors.profiles import JobProfile, OperatorProfile
+from common import flinksettings
 from common.errors import EdgeplaceError
 from costmodel.problem import CLOUD, Edge, Link, Node, Operator, Problem
 from queries.topology import OpSpec
@@ -36,7 +37,8 @@ def links_for(nodes: list[Node], mbit: Rates, control: dict[str, dict[str, float
     for site in dict.fromkeys(n.site for n in nodes if n.site != CLOUD):
         bps = link_bytes_per_s(mbit.get(site) if isinstance(mbit, dict) else mbit)
         c = (control or {}).get(site, {})
-        out.append(Link(site, bps, bps, 0.0, c.get("up", 0.0), c.get("down", 0.0)))
+        out.append(Link(site, bps, bps, 0.0, c.get("up", 0.0), c.get("down", 0.0),
+                        window_bytes=float(flinksettings.RECEIVE_WINDOW_BYTES)))
     return out
 
 
@@ -250,9 +252,9 @@ def _problem(ops: list[OpSpec], stats: dict, nodes: list[Node], mbit: Rates,
                                stats[o.uid][3] if len(stats[o.uid]) > 3 and stats[o.uid][3] != stats[o.uid][0] else None)
                       for o in ops)
     edges = tuple(Edge(u, o.uid, o.ship) for o in ops for u in o.inputs)
-    return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source},
-                   tuple(nodes),
-                   tuple(links_for(nodes, mbit, control))).validate()
+    return Problem(operators, edges, {o.uid: 1.0 for o in ops if o.is_source}, tuple(nodes),
+                   tuple(links_for(nodes, mbit, control)),
+                   (flinksettings.BUNDLE_RECORDS, flinksettings.BUNDLE_S)).validate()
 
 
 def _pin(op: OpSpec, nodes: list[Node]) -> str | None:

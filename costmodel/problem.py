@@ -9,7 +9,10 @@ checkpoint_ack_bytes: the checkpointed state an operator's subtasks hand to the 
 checkpoint acknowledgements (Flink's JobManager checkpoint storage); a link's heartbeat_timeout_s: the
 cluster's heartbeat.timeout. Those acknowledgements and the heartbeats share one RPC connection, so a site
 whose operators' acknowledgements take longer than the timeout to cross its uplink loses its TaskManagers
-at every checkpoint: the placement sustains no rate at all."""
+at every checkpoint: the placement sustains no rate at all. bundle (records, seconds): every operator hands its
+inputs to a Python worker in bundles of that many records or that long, and reads no input while it waits for
+a bundle's results; a link's window_bytes: the credit a receiving subtask grants across it meanwhile (both
+absent: records and the link always overlap; see costmodel.predict.bundle_terms)."""
 from __future__ import annotations
 
 import json
@@ -53,7 +56,9 @@ SCHEMA = {
             "properties": {"site": _ID, "up_bytes_per_s": schema.number(0, True),
                            "down_bytes_per_s": schema.number(0, True), "rtt_ms": schema.number(0),
                            "control_up_bytes_per_s": schema.number(0), "control_down_bytes_per_s": schema.number(0),
-                           "heartbeat_timeout_s": schema.number(0, True)}}},
+                           "heartbeat_timeout_s": schema.number(0, True), "window_bytes": schema.number(0)}}},
+        "bundle": {"type": "object", "additionalProperties": False, "required": ["records", "seconds"],
+                   "properties": {"records": {"type": "integer", "minimum": 1}, "seconds": schema.number(0, True)}},
     },
 }
 
@@ -120,6 +125,7 @@ class Link:
     control_up_bytes_per_s: float = 0.0    # what Flink's own traffic (heartbeats, metrics, checkpoint
     control_down_bytes_per_s: float = 0.0  # acks) takes of the link whatever runs at the site (its sources)
     heartbeat_timeout_s: float | None = None  # None: checkpoint acknowledgements are not limited
+    window_bytes: float | None = None  # credit a waiting receiver grants across the link; None: not priced
 
     def bandwidth(self, direction: str) -> float:
         return self.up_bytes_per_s if direction == "up" else self.down_bytes_per_s
@@ -141,6 +147,7 @@ class Problem:
     source_rates: dict[str, float]
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
+    bundle: tuple[int, float] | None = None  # (records, seconds) of the operators' Python bundles; None: none
 
     @cached_property
     def graph(self) -> nx.DiGraph:
@@ -266,6 +273,11 @@ class Problem:
                                      "control traffic >= 0 and a heartbeat timeout > 0 (or none)")
             if l.site not in sites:
                 raise EdgeplaceError(f"problem: link names site {l.site!r} that has no node")
+            if l.window_bytes is not None and not _non_negative(l.window_bytes):
+                raise EdgeplaceError(f"problem: link of site {l.site} needs window_bytes finite and >= 0")
+        if self.bundle is not None and not (isinstance(self.bundle[0], int) and self.bundle[0] >= 1
+                                            and _positive(self.bundle[1])):
+            raise EdgeplaceError("problem: bundle needs records an integer >= 1 and seconds finite and > 0")
         if sum(o.parallelism for o in self.operators) > sum(n.slots for n in self.nodes):
             raise EdgeplaceError("problem: the operators need more slots than all nodes have together")
         return self
@@ -301,14 +313,16 @@ def from_json(data: object, source: str = "problem") -> Problem:
         links = tuple(Link(l["site"], float(l["up_bytes_per_s"]), float(l["down_bytes_per_s"]),
                            float(l.get("rtt_ms", 0.0)), float(l.get("control_up_bytes_per_s", 0.0)),
                            float(l.get("control_down_bytes_per_s", 0.0)),
-                           float(l["heartbeat_timeout_s"]) if "heartbeat_timeout_s" in l else None)
+                           float(l["heartbeat_timeout_s"]) if "heartbeat_timeout_s" in l else None,
+                           float(l["window_bytes"]) if "window_bytes" in l else None)
                  for l in data.get("links", []))
         rates = {k: float(v) for k, v in data["source_rates"].items()}
+        bundle = (int(data["bundle"]["records"]), float(data["bundle"]["seconds"])) if "bundle" in data else None
     except KeyError as exc:
         raise EdgeplaceError(f"{source}: missing field {exc.args[0]!r}") from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise EdgeplaceError(f"{source}: malformed problem ({exc})") from exc
-    return Problem(ops, edges, rates, nodes, links).validate()
+    return Problem(ops, edges, rates, nodes, links, bundle).validate()
 
 
 def to_json(p: Problem) -> dict:
@@ -329,8 +343,10 @@ def to_json(p: Problem) -> dict:
                        "rtt_ms": l.rtt_ms, **({"control_up_bytes_per_s": l.control_up_bytes_per_s,
                                                "control_down_bytes_per_s": l.control_down_bytes_per_s}
                                               if l.control_up_bytes_per_s or l.control_down_bytes_per_s else {}),
-                       **({"heartbeat_timeout_s": l.heartbeat_timeout_s} if l.heartbeat_timeout_s is not None else {})}
-                      for l in p.links]}
+                       **({"heartbeat_timeout_s": l.heartbeat_timeout_s} if l.heartbeat_timeout_s is not None else {}),
+                       **({"window_bytes": l.window_bytes} if l.window_bytes is not None else {})}
+                      for l in p.links],
+            **({"bundle": {"records": p.bundle[0], "seconds": p.bundle[1]}} if p.bundle is not None else {})}
 
 
 def load(path: str | Path) -> Problem:

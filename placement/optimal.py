@@ -10,7 +10,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import lil_matrix
 
 from common.errors import EdgeplaceError
-from costmodel.predict import predict
+from costmodel.predict import predict, subsets, waits
 from costmodel.problem import CLOUD, Problem
 from placement.heuristics import NO_PLACEMENT, TIE, cloud_only, edge_max, greedy, node_classes, refine_sites
 
@@ -65,8 +65,11 @@ class _Milp:
         zi = {(v, b): ti + 1 + k for k, (v, b) in enumerate(
             (v, b) for (v, b) in self.xi if bins[b].site != CLOUD
             and (p.op[v].control_up_bytes_per_s > 0 or p.op[v].control_down_bytes_per_s > 0))}
-        self.zs = list(zi.values())
-        nvar = ti + 1 + len(zi)
+        # w = y·U for a crossing whose records outgrow the receiver's window during a bundle (bundle_terms)
+        waiting = {(u, v, s, d): t for (u, v, s, d) in yi if (t := waits(p, u, v, s, d)) is not None}
+        wi = {key: ti + 1 + len(zi) + k for k, key in enumerate(waiting)}
+        self.zs = list(zi.values()) + list(wi.values())
+        nvar = ti + 1 + len(zi) + len(wi)
         rows: list[dict[int, float]] = []
         lo: list[float] = []
         hi: list[float] = []
@@ -131,6 +134,7 @@ class _Milp:
                         if bins[b].site == s and p.op[v].control(d) > 0:
                             coefs[i] = f * p.op[v].control(d) / scale
                     add({**coefs, ti: -cap / scale}, -np.inf, 0)
+        self._bundle_rows(add, on, busy, yi, wi, waiting, u_hi, scale, p)
         for s in sites:  # one checkpoint's acknowledgements cross the uplink within the heartbeat timeout
             timeout = p.link[s].heartbeat_timeout_s
             acks = {i: p.op[v].checkpoint_ack_bytes for (v, b), i in self.xi.items()
@@ -153,6 +157,27 @@ class _Milp:
         self.integrality = np.zeros(nvar)
         self.integrality[:nx_] = 1
         self.nvar = nvar
+
+    def _bundle_rows(self, add, on, busy, yi, wi, waiting, u_hi, scale, p: Problem) -> None:
+        """costmodel.predict.bundle_terms in T, for each set S of crossings into v that can happen together:
+        Σ r busy/speed · x_v + Σ_S link · y ≤ parallelism · T + Σ_S credit · y·T, with w = y·U exact (w ≤ U,
+        w ≤ U_hi·y). y is only bounded below (it may be 1 where the edge does not cross), but that only
+        loosens a set's row, and the same set without that edge keeps its own row."""
+        ti = self.ti
+        for key, i in wi.items():
+            add({i: 1.0, ti: -1.0}, -np.inf, 0)
+            add({i: 1.0, yi[key]: -u_hi}, -np.inf, 0)
+        for v in p.op:  # each set of crossings into v that can happen together (one direction per edge and site)
+            mine = [key for key in wi if key[1] == v]
+            for chosen in subsets(mine):
+                if len({(u, s) for u, _, s, _ in chosen}) < len(chosen):
+                    continue
+                row = {i: busy[(v, b)] for b, i in on[v] if busy[(v, b)] > 0}
+                for key in chosen:
+                    link, credit = waiting[key]
+                    row[yi[key]] = row.get(yi[key], 0.0) + link
+                    row[wi[key]] = -credit / scale
+                add({**row, ti: -p.op[v].parallelism / scale}, -np.inf, 0)
 
     def _sends(self, p: Problem, bins: list[_Bin]) -> dict[int, dict[int, float]]:
         """bin → {variable: CPU per unit λ} of send costs: a producer pinned to one node (validate() allows

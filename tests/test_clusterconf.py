@@ -38,3 +38,16 @@ def test_flinks_durations(text, seconds):
 @pytest.mark.parametrize("text", ["", "soon", "-5 s", "60 fortnights", "1e3"])
 def test_what_is_not_a_duration(text):
     assert duration_s(text) is None
+
+
+def test_the_window_the_model_prices_is_the_segment_both_kinds_of_cluster_configure():
+    """costmodel prices a receiver's credit window from common.flinksettings: the testbed's and the Ansible
+    role's TaskManagers must run with that segment size, or the bundle term prices another cluster."""
+    import yaml
+
+    from common import flinksettings
+    from experiments.testbed.spec import members
+    tm = flinkconf.taskmanager(TestbedSpec(), members(TestbedSpec())[0], "", "/tmp")
+    role = yaml.safe_load((Path(__file__).parents[1] / "ansible/roles/flink/defaults/main.yml").read_text())
+    assert tm["taskmanager.memory.segment-size"] == role["flink_segment_size"] == flinksettings.segment_size()
+    assert flinksettings.RECEIVE_WINDOW_BYTES == (2 + 8) * 4096  # Flink's default buffers per channel and gate

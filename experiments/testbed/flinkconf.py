@@ -1,6 +1,7 @@
 """Flink config.yaml contents for each testbed process (pure: dicts in, dicts out)."""
 from __future__ import annotations
 
+from common import flinksettings
 from placement.flinkdist import PYTHON_PARENT_FIRST
 from experiments.testbed.spec import Member, TestbedSpec, gateway
 
@@ -58,7 +59,7 @@ def taskmanager(spec: TestbedSpec, m: Member, java_opts: str, tmp_dir: str) -> d
         "taskmanager.network.memory.buffer-debloat.enabled": True,
         # 4 kB network buffers: ~8× less data in flight than the 32 kB default, so on a thin link backpressure
         # reaches the sources in seconds rather than tens of seconds
-        "taskmanager.memory.segment-size": "4kb",
+        "taskmanager.memory.segment-size": flinksettings.segment_size(),
         # flink-python is on the TaskManager's classpath (flinkdist.python_lib): its Beam runtime, like
         # Flink's own classes, then comes from there rather than from each job's copy
         "classloader.parent-first-patterns.additional": PYTHON_PARENT_FIRST,
