@@ -101,14 +101,14 @@ def constraints(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float
 
 
 def waits(p: Problem, u: str, v: str, site: str, d: str) -> tuple[float, float] | None:
-    """(seconds per unit rate, seconds of credit per second) that the edge u→v adds to v's subtasks when it
+    """(seconds per record of u, seconds of credit per second) that the edge u→v adds to v's subtasks when it
     crosses `site`'s link in direction `d`: its records' time on the link, less what the link's window carries
     while v waits for a bundle. None when even a full bundle's records fit the window (or nothing is priced)."""
     w, size = p.link[site].window_bytes, p.op[u].bytes_out_per_record
     if p.bundle is None or w is None or size <= w / p.bundle[0]:
         return None
     bw = p.link[site].capacity(d)
-    return p.rates[u] * p.op[u].selectivity * size / bw, w * p.op[v].parallelism / (p.bundle[1] * bw)
+    return p.op[u].selectivity * size / bw, w * p.op[v].parallelism / (p.bundle[1] * bw)
 
 
 def bundle_terms(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float, dict[str, float]]]:
@@ -123,10 +123,9 @@ def bundle_terms(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[floa
     out: dict[str, tuple[float, dict[str, float]]] = {}
     for v, terms in crossings(p, assignment).items():
         node = p.node[assignment[v]]
-        own = {s: r[v] * p.op[v].busy_at(node.site) / node.speed for s, r in p.rates_by_source.items()}
+        busy = p.op[v].busy_at(node.site) / node.speed
         for k, chosen in enumerate(subsets(terms), start=1):
-            use = {s: x + sum(r[u] / p.rates[u] * link for u, (link, _) in chosen if p.rates[u] > 0)
-                   for (s, x), r in zip(own.items(), p.rates_by_source.values())}
+            use = {s: r[v] * busy + sum(r[u] * link for u, (link, _) in chosen) for s, r in p.rates_by_source.items()}
             name = f"bundle:{v}" if len(terms) == 1 else f"bundle:{v}:{k}"
             out[name] = (p.op[v].parallelism + sum(credit for _, (_, credit) in chosen),
                          {s: x for s, x in use.items() if x > 0})

@@ -175,7 +175,7 @@ class _Milp:
                 row = {i: busy[(v, b)] for b, i in on[v] if busy[(v, b)] > 0}
                 for key in chosen:
                     link, credit = waiting[key]
-                    row[yi[key]] = row.get(yi[key], 0.0) + link
+                    row[yi[key]] = row.get(yi[key], 0.0) + p.rates[key[0]] * link
                     row[wi[key]] = -credit / scale
                 add({**row, ti: -p.op[v].parallelism / scale}, -np.inf, 0)
 

@@ -38,10 +38,12 @@ args = ["--opt", "query=q2"]
 """
 
 
-def edgeplace(*args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real CLI as a user would, against the test home."""
+def edgeplace(*args: str, check: bool = False, timeout: float = 300,
+              home: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI as a user would, against the test home (or `home`)."""
+    env = {**TEST_ENV, **os.environ, **({"EDGEPLACE_HOME": str(home)} if home else {})}  # a test may set its own
     return subprocess.run([sys.executable, "-m", "experiments.cli", *args], capture_output=True, text=True,
-                          env={**TEST_ENV, **os.environ}, timeout=timeout, check=check)  # a test may set its own home
+                          env=env, timeout=timeout, check=check)
 
 
 def pytest_collection_modifyitems(items):
@@ -66,23 +68,30 @@ _SESSION_LOCK = ".session.lock"  # held (flock) by the pytest session that made 
 _held: list = []
 
 
-def _hold_session_lock() -> None:
-    """Mark this session's home as alive: a later session may reap the home's testbed only once this is gone."""
+def _lock(home: Path) -> int | None:
+    """The home's session lock, taken (its fd), or None when another session (or process) holds it."""
     import fcntl
-    fd = os.open(TEST_HOME / _SESSION_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open(home / _SESSION_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:  # a pytest run inside this session's tests: the outer session holds it
+    except BlockingIOError:
         os.close(fd)
-        return
-    _held.append(fd)
+        return None
+    return fd
+
+
+def _hold_session_lock() -> None:
+    """Mark this session's home as alive: a later session may reap the home's testbed only once this is gone.
+    A pytest run inside this session's tests finds it held by the outer session and leaves it so."""
+    fd = _lock(TEST_HOME)
+    if fd is not None:
+        _held.append(fd)
 
 
 def orphaned_test_homes(tmp: Path | None = None) -> list[Path]:
     """Other sessions' homes that still record a testbed while no session holds them (a run killed before its
     teardown). Only root's own private homes count (owned by this user, mode 0700): a directory someone else
     made under the same name must never make root act on what it records."""
-    import fcntl
     import stat
     found = []
     for home in sorted((tmp or Path(tempfile.gettempdir())).glob("edgeplace-test-home-*")):
@@ -96,13 +105,10 @@ def orphaned_test_homes(tmp: Path | None = None) -> list[Path]:
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 \
                 or recorded.st_uid != os.geteuid():
             continue
-        fd = os.open(home / _SESSION_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        fd = _lock(home)
+        if fd is None:
             continue  # its session still runs
-        finally:
-            os.close(fd)  # releases the probe's lock too
+        os.close(fd)  # the probe's own lock goes with it
         found.append(home)
     return found
 
@@ -112,8 +118,7 @@ def _reap_orphaned_testbeds() -> None:
     and would block this session's subnet."""
     import shutil
     for home in orphaned_test_homes():
-        res = subprocess.run([sys.executable, "-m", "experiments.cli", "testbed", "down"], capture_output=True,
-                             text=True, env={**os.environ, "EDGEPLACE_HOME": str(home)}, timeout=300)
+        res = edgeplace("testbed", "down", home=home)
         assert res.returncode == 0, f"could not take down the testbed a killed session left in {home}: {res.stderr}"
         print(f"\ntook down the testbed a killed session left in {home}: {res.stderr.strip()}")
         shutil.rmtree(home, ignore_errors=True)
