@@ -219,7 +219,7 @@ class AnsibleCluster:
         self.conf_dir = paths.home() / "clusters" / (Path(self.inventory).stem + "-client")
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump({
-            "env.java.opts.all": flinkdist.shipped_java_opts(),
+            "env.java.opts.all": flinkdist.shipped_java_opts(), "env.java.opts.client": flinkdist.CLIENT_JAVA_OPTS,
             "jobmanager.rpc.address": jm["host"], "jobmanager.rpc.port": self.facts["rpc_port"],
             "rest.address": jm["host"], "rest.port": self.facts["rest_port"],
             "python.client.executable": flinkdist.python_executable(),

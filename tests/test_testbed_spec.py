@@ -79,6 +79,21 @@ def test_client_config_sets_both_python_executables():
     assert conf["rest.port"] == 18000
 
 
+def test_the_flink_client_starts_its_jvm_with_the_client_options(tmp_path):
+    """Flink's own scripts read the client's JVM options from the config written for it (a wrong key would
+    leave them out silently)."""
+    import os
+    import subprocess
+
+    from experiments.testbed.launch import write_conf
+    from placement.flinkdist import CLIENT_JAVA_OPTS, flink_home
+    write_conf(tmp_path, flinkconf.client(TestbedSpec(), "--add-opens=x", "/venv/bin/python"))
+    env = {**os.environ, "FLINK_CONF_DIR": str(tmp_path), "FLINK_HOME": str(flink_home()), "_FLINK_HOME_DETERMINED": "1"}
+    out = subprocess.run(["bash", "-c", '. "$FLINK_HOME/bin/config.sh" && echo "$FLINK_ENV_JAVA_OPTS_CLI"'],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert out.stdout.strip().splitlines()[-1] == CLIENT_JAVA_OPTS, out
+
+
 def test_the_jobmanager_listens_on_loopback_and_the_testbed_bridge_only():
     spec = TestbedSpec(subnet="10.213.9.0/24")
     conf = flinkconf.jobmanager(spec, "opts", "/tmp/x")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from common import flinksettings
-from placement.flinkdist import PYTHON_PARENT_FIRST
+from placement.flinkdist import CLIENT_JAVA_OPTS, PYTHON_PARENT_FIRST
 from experiments.testbed.spec import Member, TestbedSpec, gateway
 
 # edge TaskManagers run on a fraction of a core behind a thin link: more time than the 50 s default before
@@ -74,6 +74,7 @@ def client(spec: TestbedSpec, java_opts: str, python: str, worker_python: str | 
     starts the jobs' Python UDF workers on the TaskManagers."""
     return {
         **common(spec, java_opts),
+        "env.java.opts.client": CLIENT_JAVA_OPTS,
         "python.client.executable": python,
         "python.executable": worker_python or python,
     }
