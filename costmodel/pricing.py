@@ -3,7 +3,8 @@
 CPU of an operator = the CPU its TaskManager's process tree used (procfs, when measured) shared among the
 node's operators by busy time; else Σ over its Flink vertices of busy fraction × parallelism, scaled down
 where a node's busy total exceeds its cores (busy time on a quota-starved node includes waiting for the
-quota). The latter is also kept as busy_s_per_record: what limits the operator's own subtasks.
+quota). busy_s_per_record, what limits the operator's own subtasks, is its busiest vertex's share, scaled
+the same way (its vertices run side by side: a key-by helper does not slow the operator it feeds).
 cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
 was measured on (the problem prices costs on a node of speed 1). Flink's own traffic (heartbeats, metric
 dumps, checkpoint acknowledgements), counted per TaskManager socket while profiling, is priced per site and
@@ -137,13 +138,16 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
                                  "profile longer (profile_s) or check that the job runs")
         node = node_of[where[op.uid]]
         own = sum(busy(p) for p in ps)
-        # busy time, capped at the node's cores (on a quota-starved node it includes waiting for the quota):
-        # what limits the operator's own subtasks
-        busy_cpu = own * min(1.0, node.cores / max(1e-9, load[node.id]))
+        # busy time, capped at the node's cores (on a quota-starved node it includes waiting for the quota)
+        starved = min(1.0, node.cores / max(1e-9, load[node.id]))
+        # what limits the operator's own subtasks: its busiest Flink task. Its tasks (a key-by helper and the
+        # operator, a generator and its source) are threads with Python workers of their own that pipeline
+        # records, so their busy times do not add up; the CPU they take does
+        busy_cpu = max((busy(p) for p in ps), default=0.0) * starved
         if measured.cpu.get(node.id, 0) > 0 and load[node.id] > 0:  # what the TaskManager really used, by busy share
             cpu = own / load[node.id] * measured.cpu[node.id]
         else:
-            cpu = busy_cpu
+            cpu = own * starved
         rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate
         cost = cpu / rate_in * node.speed if rate_in > 0 else 0.0
         busy_cost = busy_cpu / rate_in * node.speed if rate_in > 0 else 0.0
