@@ -108,7 +108,15 @@ def waits(p: Problem, u: str, v: str, site: str, d: str) -> tuple[float, float] 
     if p.bundle is None or w is None or size <= w / p.bundle[0]:
         return None
     bw = p.link[site].capacity(d)
-    return p.op[u].selectivity * size / bw, w * p.op[v].parallelism / (p.bundle[1] * bw)
+    return p.op[u].selectivity * size / bw, w * p.op[v].parallelism / (bundle_period(p) * bw)
+
+
+def bundle_period(p: Problem) -> float:
+    """Seconds between bundles that close on time: 2T for Flink's T = bundle.time. Its timer
+    (AbstractPythonFunctionOperator.checkInvokeFinishBundleByTime) fires every T but closes a bundle only once
+    T has passed since the last bundle finished, so a bundle whose results take less than T waits for the
+    tick after next."""
+    return 2 * p.bundle[1]
 
 
 def bundle_terms(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[float, dict[str, float]]]:
@@ -116,10 +124,12 @@ def bundle_terms(p: Problem, assignment: dict[str, str]) -> dict[str, tuple[floa
 
     v reads no input while it waits for a Python bundle's results, so the link carries only its window W
     meanwhile. Each record then also occupies v's subtasks for max(0, s − W/n)/bw, where s is the record's
-    bytes and n the records in a bundle. While bundles close on time, n = λ·r·T/parallelism, so each crossing
-    adds λ·r·s/bw − W·parallelism/(T·bw) when that is positive. The condition is linear in λ for each set of
-    crossings counted: λ·(r_v·busy_v + Σ r·s/bw) ≤ parallelism + Σ W·parallelism/(T·bw). The empty set is
-    `operator:<v>`. With several crossings into v, each set is its own constraint, "bundle:<v>:<set>"."""
+    bytes and n the records in a bundle. While bundles close on time, every P = 2T (`bundle_period`),
+    n = λ·r·P/parallelism, so each crossing adds λ·r·s/bw − W·parallelism/(P·bw) when that is positive. The
+    condition is linear in λ for each set of crossings counted: λ·(r_v·busy_v + Σ r·s/bw) ≤ parallelism +
+    Σ W·parallelism/(P·bw). busy_v is v's busiest Flink task: a receiver stops reading while it waits for its
+    bundle and also while the slower task it feeds holds it back. The empty set is `operator:<v>`. With
+    several crossings into v, each set is its own constraint, "bundle:<v>:<set>"."""
     out: dict[str, tuple[float, dict[str, float]]] = {}
     for v, terms in crossings(p, assignment).items():
         node = p.node[assignment[v]]
