@@ -23,6 +23,9 @@ from tests.conftest import TEST_ENV, edgeplace
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 REST = FlinkRest("http://127.0.0.1:18081")
+# the rate of jobs that only need to run: at 200 records/s their stop-with-savepoint takes 3.5 s, at 50/s 10 s
+# (the generator works through its queued 200-record bundle first; see test_workloads_live.rate)
+STOPS_FAST = "200"
 
 
 def deploy(tmp_path: Path, assignments: dict, *args: str) -> str:
@@ -149,7 +152,7 @@ def _wait_for_samples(out: Path, polls: int, timeout: float = 60) -> None:
 
 
 def test_paused_jobmanager_leaves_a_marked_gap(shared_testbed, tmp_path):
-    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", "50",
+    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", STOPS_FAST,
                  "--opt", "cost_ms=1")
     out = tmp_path / "g.parquet"
     coll = _collect_in_background(job, out, 25)
@@ -171,7 +174,7 @@ def test_paused_jobmanager_leaves_a_marked_gap(shared_testbed, tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_collect_keeps_what_it_sampled(shared_testbed, tmp_path, sig):
-    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", "50",
+    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", STOPS_FAST,
                  "--opt", "cost_ms=1")
     out = tmp_path / "i.parquet"
     coll = _collect_in_background(job, out, 120)
@@ -186,7 +189,7 @@ def test_an_interrupted_collect_keeps_what_it_sampled(shared_testbed, tmp_path, 
 
 @pytest.mark.destructive
 def test_killed_jobmanager_ends_collect_and_keeps_samples(shared_testbed, tmp_path):
-    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", "50",
+    job = deploy(tmp_path, {"src-edge-1": "edge-1", "work": "cloud-1", "sink": "cloud-1"}, "--rate", STOPS_FAST,
                  "--opt", "cost_ms=1")
     out = tmp_path / "k.parquet"
     coll = _collect_in_background(job, out, 120)
