@@ -149,8 +149,9 @@ def _loads(p, asg, lam):
                     continue
                 size, bw = p.op[u].bytes_out_per_record, (l.up_bytes_per_s if d == "up" else l.down_bytes_per_s)
                 bw = max(0.05 * bw, bw - (l.control_up_bytes_per_s if d == "up" else l.control_down_bytes_per_s))
-                if size > l.window_bytes / p.bundle[0]:  # records per bundle: n = rate · T / parallelism
-                    n = rin[u] * p.op[u].selectivity * p.bundle[1] / p.op[v].parallelism
+                if size > l.window_bytes / p.bundle[0]:  # records per bundle: n = rate · 2T / parallelism
+                    # (bundles close on time every 2T: Flink's timer closes one T after the last one finished)
+                    n = rin[u] * p.op[u].selectivity * 2 * p.bundle[1] / p.op[v].parallelism
                     waits.append(rin[u] * p.op[u].selectivity * max(0.0, size - l.window_bytes / n) / bw if n > 0
                                  else 0.0)
         if waits:
