@@ -170,14 +170,23 @@ def cancel(rest: FlinkRest, job_id: str) -> None:
         rest.patch(f"/jobs/{job_id}", mode="cancel")
     except Exception:
         pass
-    deadline = time.monotonic() + 30
+    final_state(rest, job_id)
+
+
+def final_state(rest: FlinkRest, job_id: str, timeout: float = 30) -> str | None:
+    """The state a job ends in (CANCELED, FAILED, FINISHED), waiting `timeout` s at most; None when it has not
+    ended by then or the JobManager does not answer. A stop-with-savepoint completes a moment before its job
+    has FINISHED."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if rest.job(job_id)["state"] in ("CANCELED", "FAILED", "FINISHED"):
-                return
+            state = rest.job(job_id)["state"]
         except Exception:
-            return
+            return None
+        if state in ("CANCELED", "FAILED", "FINISHED"):
+            return state
         time.sleep(0.3)
+    return None
 
 
 def jobs_started_since(rest: FlinkRest, since: float) -> list[str]:

@@ -226,7 +226,7 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
     assert where == {u: {tm} for u, tm in A.items()}
     monkeypatch.chdir(tmp_path)
     flink.end(REST, job, Path("relative-scratch"))
-    assert REST.job(job)["state"] == "FINISHED"  # stopped with a savepoint, not cancelled
+    assert flink.final_state(REST, job) == "FINISHED"  # stopped with a savepoint, not cancelled
     assert not (tmp_path / "relative-scratch").exists()  # and the savepoint was discarded
 
 
