@@ -22,7 +22,7 @@ from experiments.slimwheel import HOST_UNUSED
 from experiments.testbed import flinkconf, network, sshhosts
 from experiments.testbed.spec import TestbedSpec, members
 from placement import flinkdist
-from tests.conftest import edgeplace
+from tests.conftest import STOPS_FAST, edgeplace
 from tests.counts_sink import assert_exact, read_sink, wait_rows
 
 # ~420 MB of wheels for the hosts, built once per interpreter version with the hosts' own interpreter and
@@ -177,7 +177,7 @@ def _deploy_where_redeploy_keep_state(inv: str, tmp_path: Path) -> None:
     data = Path(yaml.safe_load(Path(inv).read_text())["all"]["vars"]["flink_data_dir"])
     out = data / "counts-out"
     res = edgeplace("deploy", "-i", inv, "--query", "counts", "--placement", str(tmp_path / "a.json"),
-                    "--rate", "300", "--out", str(out), timeout=300)
+                    "--rate", STOPS_FAST, "--out", str(out), timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     job = res.stdout.strip().splitlines()[-1]
     res = edgeplace("where", "-i", inv, "--job", job, "--out", str(tmp_path / "where.json"), timeout=300)

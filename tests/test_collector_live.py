@@ -19,13 +19,10 @@ from experiments.testbed import state as st
 from experiments.testbed.testbed import set_wan
 from placement.flink import stop_with_savepoint
 from placement.model import Placement
-from tests.conftest import TEST_ENV, edgeplace
+from tests.conftest import STOPS_FAST, TEST_ENV, edgeplace
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 REST = FlinkRest("http://127.0.0.1:18081")
-# the rate of jobs that only need to run: at 200 records/s their stop-with-savepoint takes 3.5 s, at 50/s 10 s
-# (the generator works through its queued 200-record bundle first; see test_workloads_live.rate)
-STOPS_FAST = "200"
 
 
 def deploy(tmp_path: Path, assignments: dict, *args: str) -> str:

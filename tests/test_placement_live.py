@@ -19,7 +19,7 @@ from placement.flink import stop_with_savepoint
 from placement.model import Placement
 from queries import options
 from queries.counts import job as counts
-from tests.conftest import edgeplace
+from tests.conftest import STOPS_FAST, edgeplace
 from tests.counts_sink import assert_exact, read_sink, wait_rows
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -48,16 +48,13 @@ def end(job_id: str, tmp_path: Path) -> None:
     stop_with_savepoint(REST, job_id, tmp_path / "final-savepoints")
 
 
-# counts at 300 records/s: a stop-with-savepoint waits while the generator works through the 200-record Python
-# bundle and the records queued before the barrier (measured: 10.2 s at 50/s, 3.5 s at 200/s, 1.2 s at 500/s)
-RATE = "300"
 A = {"src-edge-1": "edge-1", "parse": "edge-1", "count": "cloud-1", "sink": "cloud-1"}
 B = {"src-edge-1": "edge-1", "parse": "cloud-1", "count": "edge-1", "sink": "cloud-1"}
 
 
 def test_same_job_two_placements_both_realised(shared_testbed, tmp_path):
     for name, asg in (("a", A), ("b", B)):
-        job = deploy("--placement", write(tmp_path, f"{name}.json", asg), "--rate", RATE)
+        job = deploy("--placement", write(tmp_path, f"{name}.json", asg), "--rate", STOPS_FAST)
         where = actual(REST, job, OPS)
         assert where == {u: {tm} for u, tm in asg.items()}, where
         w = edgeplace("where", "--job", job, "--out", str(tmp_path / f"{name}-actual.json"),
@@ -74,7 +71,7 @@ def test_deploy_from_schedulercfg(shared_testbed, tmp_path):
     scfg.write_text("Source: Events edge-1 (1/1); 10.213.7.151\nEvents edge-1 gen (1/1); 10.213.7.151\n"
                     "Parse (1/1); 10.213.7.101\nCount (1/1); 10.213.7.151\n"
                     "Counts Sink (1/1); 10.213.7.101\nSink: Counts Sink end (1/1); 10.213.7.101\n")
-    job = deploy("--schedulercfg", str(scfg), "--rate", RATE)
+    job = deploy("--schedulercfg", str(scfg), "--rate", STOPS_FAST)
     assert actual(REST, job, OPS) == {u: {tm} for u, tm in B.items()}
     end(job, tmp_path)
 
@@ -98,8 +95,8 @@ def test_failed_redeploy_rolls_back_to_the_old_placement(shared_testbed, tmp_pat
     # another job holds both slots of edge-2, so a placement that needs edge-2 cannot be realised
     blocker = deploy("--placement", write(tmp_path, "blk.json", {
         "src-edge-2": "edge-2", "parse": "edge-2", "count": "cloud-1", "sink": "cloud-1"}),
-        "--sites", "edge-2", "--rate", RATE)
-    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", RATE)
+        "--sites", "edge-2", "--rate", STOPS_FAST)
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", STOPS_FAST)
     res = edgeplace("redeploy", "--job", job, "--timeout", "20", "--placement",
                     write(tmp_path, "x.json", {**A, "parse": "edge-2"}))
     assert res.returncode == 1
@@ -165,7 +162,7 @@ def test_plan_from_a_live_job_profiles_it_and_writes_a_deployable_placement(shar
         assert {l["heartbeat_timeout_s"] for l in problem["links"]} == {configured}
     finally:
         end(job, tmp_path)
-    again = deploy("--placement", str(out), "--rate", RATE)  # and the placement it wrote is deployable
+    again = deploy("--placement", str(out), "--rate", STOPS_FAST)  # and the placement it wrote is deployable
     try:
         assert {uid: tms for uid, tms in actual(REST, again, OPS).items() if uid in planned.assignments} == \
             {uid: {tm} for uid, tm in planned.assignments.items()}
@@ -215,7 +212,7 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
     pfile = tmp_path / "pins.json"
     pfile.write_text(json.dumps(placement.pins()))
     state = st.load()
-    job = flink.submit(registry.script("counts"), ["--pins", str(pfile), "--rate", RATE],
+    job = flink.submit(registry.script("counts"), ["--pins", str(pfile), "--rate", STOPS_FAST],
                        client_conf_dir(state), None)
     edge = [p for p in state.of_kind("process") if p["name"] == "edge-1"][-1]
     os.kill(edge["pid"], signal.SIGKILL)  # the recorded PID of the TaskManager the source must run on
@@ -241,7 +238,7 @@ def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testb
 
     before = REST.get("/jobs/overview")["jobs"]
     with pytest.raises(EdgeplaceError, match="could not be stopped"):
-        Realizer(LocalTestbed().target, print).deploy("counts", ["--rate", RATE], Placement(A), stop_old=stop_old)
+        Realizer(LocalTestbed().target, print).deploy("counts", ["--rate", STOPS_FAST], Placement(A), stop_old=stop_old)
     assert REST.get("/jobs/overview")["jobs"] == before
     from common import paths
     assert not list((paths.home() / "placements").glob("restore-*"))  # the hand-over file is gone too
@@ -276,7 +273,10 @@ def test_calibrate_measures_node_speeds_that_plan_uses(shared_testbed, tmp_path)
     """The same fixed Python work on edge-1 and on cloud-1 (the reference). Both are this machine's CPU
     (the edge only has a quota), so the edge's speed must come out near 1."""
     speeds = tmp_path / "speeds.json"
-    res = edgeplace("calibrate", "--node", "edge-1", "--out", str(speeds), timeout=400)
+    # the default work (40,000 loops at 40 records/s) at a fifth of the loops and 5x the rate: the same CPU
+    # share, and each stop-with-savepoint takes ~3 s instead of ~10 (see STOPS_FAST)
+    res = edgeplace("calibrate", "--node", "edge-1", "--out", str(speeds), "--loops", "8000", "--rate", "200",
+                    timeout=400)
     assert res.returncode == 0, res.stderr
     data = json.loads(speeds.read_text())
     assert set(data) == {"cloud-1", "edge-1"} and data["cloud-1"]["speed"] == 1.0
@@ -293,7 +293,7 @@ def test_a_job_reaches_the_edge_without_shipping_flink_python_over_the_wan(share
     kilobytes, not the 42.6 MB jar, and needs no lifting of the shaping."""
     from experiments.testbed.testbed import wan_counters
     before = wan_counters(shared_testbed)["edge-1:down"]
-    res = edgeplace("deploy", "--query", "counts", "--placement", write(tmp_path, "a.json", A), "--rate", RATE)
+    res = edgeplace("deploy", "--query", "counts", "--placement", write(tmp_path, "a.json", A), "--rate", STOPS_FAST)
     assert res.returncode == 0, res.stderr
     assert "lifted" not in res.stderr
     shipped = wan_counters(shared_testbed)["edge-1:down"] - before
@@ -320,7 +320,7 @@ class _FailsOnceOnANewJob(FlinkRest):
 def test_a_rest_error_while_verifying_a_redeploy_leaves_the_old_placement_running(shared_testbed, tmp_path):
     from experiments.environments import LocalTestbed
     from placement.realize import Realizer, Target
-    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", RATE)
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", STOPS_FAST)
     target = LocalTestbed().target
     flaky = Target(_FailsOnceOnANewJob(target.rest.base_url, job), target.conf_dir, target.tend)
     with pytest.raises(EdgeplaceError, match="rolled back") as err:
@@ -338,7 +338,7 @@ def test_ctrl_c_during_a_redeploy_leaves_a_job_running(shared_testbed, tmp_path)
     import subprocess
     import sys
     from tests.conftest import TEST_ENV
-    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", RATE)
+    job = deploy("--placement", write(tmp_path, "a.json", A), "--rate", STOPS_FAST)
     run = subprocess.Popen([sys.executable, "-m", "experiments.cli", "redeploy", "--job", job, "--placement",
                             write(tmp_path, "b.json", B)], env={**os.environ, **TEST_ENV},
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

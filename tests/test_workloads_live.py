@@ -10,18 +10,17 @@ from experiments.bench import CATALOGUE
 from placement.flink import stop_with_savepoint
 from placement.model import Placement
 from placement.realize import operators
-from tests.conftest import edgeplace
+from tests.conftest import STOPS_FAST, edgeplace
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 REST = FlinkRest("http://127.0.0.1:18081")
 
 
 def rate(query: str) -> str:
-    """Records/s per source. A stop-with-savepoint waits while the source's generator works through the
-    records queued before the barrier (a 200-record Python bundle and more in the network buffers):
-    10-12 s at 50/s, 3.3-4.3 s at 200/s (measured: q5, qa, counts). Imaging stays at 50: its 66 KB dirty
-    images cross the shared testbed's 8 Mbit/s link, and its stop took 45-70 s at every rate tried (10-200/s)."""
-    return "50" if query == "imaging" else "200"
+    """Records/s per source: STOPS_FAST (measured per stop: 10-12 s at 50/s, 3.3-4.3 s at 200/s for q5 and
+    qa). Imaging stays at 50: its 66 KB dirty images cross the shared testbed's 8 Mbit/s link, and its stop
+    took 45-70 s at every rate tried (10-200/s)."""
+    return "50" if query == "imaging" else STOPS_FAST
 
 
 @pytest.mark.parametrize("query, args", CATALOGUE, ids=[" ".join([q, *a]).replace("--opt query=", "")
