@@ -14,6 +14,10 @@ RECEIVE_WINDOW_BYTES = (BUFFERS_PER_CHANNEL + FLOATING_BUFFERS_PER_GATE) * SEGME
 BUNDLE_RECORDS = 200  # python.fn-execution.bundle.size of every job
 BUNDLE_S = 0.1  # python.fn-execution.bundle.time of every job (100 ms)
 
+# gauges every job's Python functions register (queries.runtime.WorkerGauges): the pid of the Python worker
+# process they run in and the CPU milliseconds it has used; the collector reads them (collectors.sampler)
+WORKER_CPU_MS, WORKER_PID = "workerCpuMs", "workerPid"
+
 
 def segment_size() -> str:
     """SEGMENT_BYTES as Flink's config value."""

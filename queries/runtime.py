@@ -11,7 +11,7 @@ from pyflink.common import Configuration, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.number_seq import NumberSequenceSource
-from pyflink.datastream.functions import FlatMapFunction, MapFunction, RuntimeContext
+from pyflink.datastream.functions import FilterFunction, FlatMapFunction, Function, MapFunction, RuntimeContext
 from pyflink.datastream.slot_sharing_group import SlotSharingGroup
 
 from common import flinksettings
@@ -19,6 +19,40 @@ from queries.options import JobOptions
 from queries.topology import GROUP_CPU_CORES, GROUP_HEAP_MB, GROUP_MANAGED_MB, OpSpec
 
 UNBOUNDED_END = 2 ** 62
+
+
+class WorkerGauges(Function):
+    """Mixed into every Python function of the jobs: open() registers two gauges of the Python worker process
+    it runs in, its pid and the CPU milliseconds it has used (all its threads). Flink starts one worker per
+    slot, and every operator has a slot sharing group of its own (`JobContext.pin`), so one worker's CPU is
+    one operator subtask's Python CPU, its key-by helpers included (`collectors.profiles` reads it through
+    REST). A subclass with its own open() calls super().open(ctx) first."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        group = runtime_context.get_metrics_group()
+        group.gauge(flinksettings.WORKER_CPU_MS, lambda: time.process_time_ns() // 1_000_000)
+        group.gauge(flinksettings.WORKER_PID, os.getpid)
+
+
+class Metered(WorkerGauges, MapFunction, FlatMapFunction, FilterFunction):
+    """A plain callable as a map, flat_map or filter function with the worker's gauges (`metered`)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def map(self, value):
+        return self.fn(value)
+
+    def flat_map(self, value):
+        return self.fn(value)
+
+    def filter(self, value):
+        return self.fn(value)
+
+
+def metered(fn: Callable) -> Metered:
+    """`fn` for DataStream.map / flat_map / filter, reporting its Python worker's CPU (`WorkerGauges`)."""
+    return Metered(fn)
 
 
 def read_pins(path: str) -> dict[str, tuple[str, str]]:
@@ -174,7 +208,7 @@ class FieldTimestamp(TimestampAssigner):
         return int(value[self.field])
 
 
-class Generator(MapFunction):
+class Generator(WorkerGauges, MapFunction):
     """seq → event, at most `rate` records/s in this subtask (0 = unthrottled). With an output directory it
     also writes <out>/progress-<uid>-<subtask>.json ({"count", "time"}) about once a second: the emitted
     count measured at the source itself, independent of the JobManager's cached metrics."""
@@ -183,6 +217,7 @@ class Generator(MapFunction):
         self.generate, self.seed, self.rate, self.out, self.uid = generate, seed, rate, out, uid
 
     def open(self, ctx: RuntimeContext) -> None:
+        super().open(ctx)
         self.start, self.count = time.time(), 0
         self.last = self.start
         self.path = (os.path.join(self.out, f"progress-{self.uid}-{ctx.get_index_of_this_subtask()}.json")
@@ -205,13 +240,14 @@ class Generator(MapFunction):
         return (*self.generate(seq, self.seed), time.time())
 
 
-class Writer(FlatMapFunction):
+class Writer(WorkerGauges, FlatMapFunction):
     """Appends each record as JSON to <out>/<uid>-<subtask>.jsonl; keeps end-to-end latencies."""
 
     def __init__(self, out: str | None, uid: str, to_json):
         self.out, self.uid, self.to_json = out, uid, to_json
 
     def open(self, ctx: RuntimeContext) -> None:
+        super().open(ctx)
         self.index = ctx.get_index_of_this_subtask()
         self.fh = None
         if self.out:

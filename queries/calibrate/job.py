@@ -32,11 +32,11 @@ def build(opts: JobOptions) -> None:
     from pyflink.common import Types
     from pyflink.datastream.functions import FlatMapFunction
 
-    from queries.runtime import JobContext
+    from queries.runtime import JobContext, WorkerGauges
 
     p = params(opts)
 
-    class Work(FlatMapFunction):
+    class Work(WorkerGauges, FlatMapFunction):
         def flat_map(self, r):
             if p["loops"] > 0:  # the same work on every node: its time per record measures the node's speed
                 x = r[0]

@@ -40,10 +40,11 @@ def build(opts: JobOptions) -> None:
     from pyflink.datastream.functions import KeyedProcessFunction
     from pyflink.datastream.state import ValueStateDescriptor
 
-    from queries.runtime import JobContext
+    from queries.runtime import JobContext, WorkerGauges, metered
 
-    class Count(KeyedProcessFunction):
+    class Count(WorkerGauges, KeyedProcessFunction):
         def open(self, ctx):
+            super().open(ctx)
             self.n = ctx.get_state(ValueStateDescriptor("n", Types.LONG()))
 
         def process_element(self, value, ctx):
@@ -64,7 +65,7 @@ def build(opts: JobOptions) -> None:
         streams.append(ctx.source(op.uid, lambda seq, seed, site=site: (*event(seq, seed), site, *extra),
                                   event_type))
     merged = ctx.union(streams)
-    parsed = ctx.pin(merged.map(lambda r: (r[0], r[1], r[2], r[-1]), output_type=parsed_type), "parse")
+    parsed = ctx.pin(merged.map(metered(lambda r: (r[0], r[1], r[2], r[-1])), output_type=parsed_type), "parse")
     counted = ctx.pin(ctx.keyed(parsed.key_by(lambda r: r[0], key_type=Types.LONG()), "count").process(
         Count(), output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.STRING(),
                                           Types.DOUBLE()])), "count")

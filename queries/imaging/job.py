@@ -24,7 +24,7 @@ def build(opts: JobOptions) -> None:
     from pyflink.common import Types
 
     from queries.imaging import model
-    from queries.runtime import JobContext
+    from queries.runtime import JobContext, metered
 
     ops = topology(opts)
     ctx = JobContext(opts, ops)
@@ -35,10 +35,11 @@ def build(opts: JobOptions) -> None:
         streams.append(ctx.source(op.uid, lambda seq, seed, i=i: model.slice_record(seq * 100 + i, seed), slice_t))
     stats = ctx.stages(streams, [
         ("image", lambda s, uid: s.rebalance().map(
-            lambda x: (x[0], model.dirty_image(x[1], x[2], x[3], x[4]).ravel().tolist(), x[5]),
+            metered(lambda x: (x[0], model.dirty_image(x[1], x[2], x[3], x[4]).ravel().tolist(), x[5])),
             output_type=Types.TUPLE([Types.LONG(), f_arr, Types.DOUBLE()]))),
         ("stats", lambda s, uid: s.map(
-            lambda r: (r[0], model.image_stats(np.asarray(r[1], np.float32).reshape(model.GRID, model.GRID)), r[2]),
+            metered(lambda r: (r[0], model.image_stats(np.asarray(r[1], np.float32).reshape(model.GRID, model.GRID)),
+                               r[2])),
             output_type=Types.TUPLE([Types.LONG(), Types.MAP(Types.STRING(), Types.DOUBLE()), Types.DOUBLE()])))])
     ctx.sink(stats, "sink", lambda r: {"slice": r[0], **r[1]})
     ctx.execute("imaging")

@@ -101,7 +101,7 @@ def build(opts: JobOptions) -> None:
     from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
 
     from queries.nexmark import model
-    from queries.runtime import JobContext
+    from queries.runtime import JobContext, WorkerGauges, metered
 
     q = query(opts)
     ops = topology(opts)
@@ -109,7 +109,7 @@ def build(opts: JobOptions) -> None:
     ev_type = Types.TUPLE([Types.INT(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(),
                            Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
     streams = [ctx.source(op.uid, model.event, ev_type, 5 if q in EVENT_TIME else None) for op in ops if op.is_source]
-    bid_of = lambda s, uid: s.flat_map(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else [],
+    bid_of = lambda s, uid: s.flat_map(metered(lambda e: [(e[1], e[2], e[3], e[5], e[9], e[10])] if e[0] == 2 else []),
                                        output_type=bid_type)
     # bid: (auction, bidder, price, date_time, extra, created)
     bid_type = Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.STRING(), Types.DOUBLE()])
@@ -122,16 +122,17 @@ def build(opts: JobOptions) -> None:
         person_t = Types.TUPLE([Types.LONG(), Types.STRING(), Types.STRING(), Types.STRING(), Types.DOUBLE()])
         auction_t = Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])
         # one flat_map per selection: a filter + map pair would be two Flink operators to pin
-        persons = ctx.pin(events.flat_map(lambda e: [(e[1], e[6], e[7], e[8], e[10])]
-                                          if e[0] == 0 and e[8] in ("OR", "ID", "CA") else [],
+        persons = ctx.pin(events.flat_map(metered(lambda e: [(e[1], e[6], e[7], e[8], e[10])]
+                                          if e[0] == 0 and e[8] in ("OR", "ID", "CA") else []),
                                           output_type=person_t), "persons")
-        auctions = ctx.pin(events.flat_map(lambda e: [(e[1], e[2], e[10])] if e[0] == 1 and e[4] == 10 else [],
+        auctions = ctx.pin(events.flat_map(metered(lambda e: [(e[1], e[2], e[10])] if e[0] == 1 and e[4] == 10 else []),
                                            output_type=auction_t), "auctions")
 
-        class Join(KeyedCoProcessFunction):
+        class Join(WorkerGauges, KeyedCoProcessFunction):
             """Incremental join on seller: each side kept in state; emit on every match."""
 
             def open(self, rc):
+                super().open(rc)
                 self.person = rc.get_map_state(MapStateDescriptor("person", Types.STRING(), Types.STRING()))
                 self.auctions = rc.get_list_state(ListStateDescriptor("auctions", Types.LONG()))
 
@@ -152,12 +153,12 @@ def build(opts: JobOptions) -> None:
         ctx.sink(joined, "sink", lambda r: {"name": r[0], "city": r[1], "state": r[2], "auction": r[3]})
     elif q == "q2":
         proj = ctx.stages(streams, [
-            ("filter", lambda s, uid: s.filter(lambda e: e[0] == 2 and e[1] % 123 == 0)),
-            ("project", lambda s, uid: s.map(lambda e: (e[1], e[3], e[10]),
+            ("filter", lambda s, uid: s.filter(metered(lambda e: e[0] == 2 and e[1] % 123 == 0))),
+            ("project", lambda s, uid: s.map(metered(lambda e: (e[1], e[3], e[10])),
                                              output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])))])
         ctx.sink(proj, "sink", lambda r: {"auction": r[0], "price": r[1]})
     else:
-        euro = ("convert", lambda s, uid: s.map(lambda b: (b[0], b[1], int(b[2] * 0.908), b[3], b[4], b[5]),
+        euro = ("convert", lambda s, uid: s.map(metered(lambda b: (b[0], b[1], int(b[2] * 0.908), b[3], b[4], b[5])),
                                                 output_type=bid_type))
         out = ctx.stages(streams, [("bids", bid_of), *([euro] if q == "q1" else [])])
         ctx.sink(out, "sink", lambda b: {"auction": b[0], "bidder": b[1], "price": b[2], "date_time": b[3]})

@@ -12,6 +12,8 @@ from pyflink.datastream.functions import (AggregateFunction, KeyedCoProcessFunct
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor
 from pyflink.datastream.window import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
 
+from queries.runtime import WorkerGauges, metered
+
 # bid tuple: (auction, bidder, price, date_time, extra, created)
 BID_FIELDS = ("auction", "bidder", "price", "date_time", "extra", "created")
 COUNT_T = Types.TUPLE([Types.LONG(), Types.LONG(), Types.LONG(), Types.LONG(), Types.DOUBLE()])
@@ -50,7 +52,7 @@ class CountWithLatest(AggregateFunction):
         return a[0] + b[0], max(a[1], b[1])
 
 
-class WithWindow(ProcessWindowFunction):
+class WithWindow(WorkerGauges, ProcessWindowFunction):
     """(key, count, window start, window end, newest creation time)."""
 
     def process(self, key, context, elements):
@@ -58,13 +60,14 @@ class WithWindow(ProcessWindowFunction):
         yield key, count, context.window().start, context.window().end, created
 
 
-class Hottest(KeyedProcessFunction):
+class Hottest(WorkerGauges, KeyedProcessFunction):
     """Keyed by window end: sums each auction's counts (one per site when the sites count their own bids),
     and when the watermark passes the window emits the auctions whose count is the window's maximum (q5's
     join of AuctionBids with MaxBids). The watermark passes only once every site's count of the window has
     arrived: each count carries the window's last instant, and a site forwards its watermark after it."""
 
     def open(self, rc):
+        super().open(rc)
         self.counts = rc.get_map_state(MapStateDescriptor("counts", Types.LONG(), Types.STRING()))
 
     def process_element(self, r, ctx):
@@ -104,18 +107,19 @@ class MaxBids(AggregateFunction):
         return a if a[0] > b[0] else b if b[0] > a[0] else (a[0], a[1] + b[1])
 
 
-class EmitMaxBids(ProcessWindowFunction):
+class EmitMaxBids(WorkerGauges, ProcessWindowFunction):
     def process(self, key, context, elements):
         _, bids = next(iter(elements))
         for b in bids:
             yield b[0], b[2], b[1], b[3], context.window().end, b[5]
 
 
-class HighestOfSites(KeyedProcessFunction):
+class HighestOfSites(WorkerGauges, KeyedProcessFunction):
     """q7's second phase, keyed by window end: keeps every site's highest bids of the window, and when the
     watermark passes the window (every site's result has arrived) emits those with the highest price."""
 
     def open(self, rc):
+        super().open(rc)
         self.bids = rc.get_list_state(ListStateDescriptor("bids", Types.PICKLED_BYTE_ARRAY()))
 
     def process_element(self, r, ctx):
@@ -129,13 +133,14 @@ class HighestOfSites(KeyedProcessFunction):
         self.bids.clear()
 
 
-class NewUserJoin(KeyedCoProcessFunction):
+class NewUserJoin(WorkerGauges, KeyedCoProcessFunction):
     """q8 keyed by person id = seller: a person and an auction of theirs in the same tumbling window."""
 
     def __init__(self, size_ms: int):
         self.size = size_ms
 
     def open(self, rc):
+        super().open(rc)
         self.person = rc.get_map_state(MapStateDescriptor("person", Types.LONG(), Types.STRING()))
         self.seller = rc.get_map_state(MapStateDescriptor("seller", Types.LONG(), Types.DOUBLE()))
 
@@ -167,7 +172,7 @@ class NewUserJoin(KeyedCoProcessFunction):
 def build(q: str, ctx, streams: list, bid_of, ms: dict[str, int]) -> None:
     """Add query `q`'s operators after the sources' event `streams` and its sink; `bid_of(stream, uid)` selects
     the bids (one selection per site where the topology replicates it)."""
-    band = ("q14", lambda s, uid: s.flat_map(q14_row, output_type=Types.TUPLE(
+    band = ("q14", lambda s, uid: s.flat_map(metered(q14_row), output_type=Types.TUPLE(
         [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.STRING(), Types.LONG(), Types.INT(), Types.DOUBLE()])))
     bids = ctx.stages(streams, [("bids", bid_of)]) if q not in ("q5", "q7", "q8", "q14") else None
     if q == "q14":
@@ -209,10 +214,10 @@ def build(q: str, ctx, streams: list, bid_of, ms: dict[str, int]) -> None:
         ctx.sink(sessions, "sink", lambda r: {"bidder": r[0], "bid_count": r[1], "start": r[2], "end": r[3]})
     elif q == "q8":
         events = ctx.union(streams)
-        persons = ctx.pin(events.flat_map(lambda e: [(e[1], e[6], e[5], e[10])] if e[0] == 0 else [],
+        persons = ctx.pin(events.flat_map(metered(lambda e: [(e[1], e[6], e[5], e[10])] if e[0] == 0 else []),
                                           output_type=Types.TUPLE([Types.LONG(), Types.STRING(), Types.LONG(),
                                                                    Types.DOUBLE()])), "persons")
-        auctions = ctx.pin(events.flat_map(lambda e: [(e[2], e[5], e[10])] if e[0] == 1 else [],
+        auctions = ctx.pin(events.flat_map(metered(lambda e: [(e[2], e[5], e[10])] if e[0] == 1 else []),
                                            output_type=Types.TUPLE([Types.LONG(), Types.LONG(), Types.DOUBLE()])),
                            "auctions")
         joined = ctx.pin(ctx.keyed(persons.connect(auctions).key_by(lambda p: p[0], lambda a: a[0], key_type=Types.LONG()),

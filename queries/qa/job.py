@@ -35,13 +35,14 @@ def build(opts: JobOptions) -> None:
     from pyflink.datastream.state import ValueStateDescriptor
 
     from queries.qa import model
-    from queries.runtime import JobContext
+    from queries.runtime import JobContext, WorkerGauges
 
     baselines, window = params(opts)
     shape = (model.CHANNELS, model.POLS)
 
-    class Flagger(KeyedProcessFunction):
+    class Flagger(WorkerGauges, KeyedProcessFunction):
         def open(self, rc):
+            super().open(rc)
             self.hist = rc.get_state(ValueStateDescriptor("history", Types.PICKLED_BYTE_ARRAY()))
 
         def process_element(self, r, ctx):
@@ -54,8 +55,9 @@ def build(opts: JobOptions) -> None:
             yield (r[0], r[1], amp.ravel().tolist(), phase.ravel().tolist(),
                    "".join("1" if f else "0" for f in flags.ravel()), r[4])
 
-    class Metrics(KeyedProcessFunction):
+    class Metrics(WorkerGauges, KeyedProcessFunction):
         def open(self, rc):
+            super().open(rc)
             self.buf = rc.get_state(ValueStateDescriptor("window", Types.PICKLED_BYTE_ARRAY()))
             self.run = rc.get_state(ValueStateDescriptor("run", Types.INT()))
 
