@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from common.flinksettings import WORKER_CPU_MS, WORKER_PID
+
 
 CONTROL_UP, CONTROL_DOWN = "ctl-up", "ctl-down"  # `wan` keys '<TaskManager id>:ctl-up': sent by it to the JobManager
 
@@ -31,10 +33,14 @@ class OperatorProfile:
     samples: int                       # polls inside the window
     spread: float                      # relative std of per-interval true processing rates
     flags: tuple[str, ...] = field(default=())
+    # (TaskManager id, pid, cores) of the Python worker each subtask reported (`_worker`); one worker serves
+    # a slot, so subtasks of other vertices in the same slot report the same one
+    workers: tuple[tuple[str, int, float], ...] = field(default=())
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["flags"] = list(self.flags)
+        d["workers"] = [list(w) for w in self.workers]
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
@@ -81,12 +87,17 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
     t0 = samples["time"].min() + warmup
     w = _wide(samples)
     w = w[w["time"] >= t0]
+    tms = samples.groupby(["vertex", "subtask"])["taskmanager"].last()
     out = []
     for (vid, name), vdf in w.groupby(["vertex", "vertex_name"]):
         per_sub = []
         interval_rates = []
+        workers = []
         flags: set[str] = set()
-        for _, sdf in vdf.groupby("subtask"):
+        for subtask, sdf in vdf.groupby("subtask"):
+            worker = _worker(sdf.sort_values("time"))
+            if worker is not None:
+                workers.append((str(tms.get((vid, subtask), "")), *worker))
             sdf = _complete_polls(sdf.sort_values("time"))
             if len(sdf) < 2:
                 continue
@@ -148,8 +159,35 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
         out.append(OperatorProfile(
             vid, name, n, tpr, tor, tpr * n, obs_in, obs_out, bout / wall,
             _selectivity(slope_points, rin, rout), (bout / rout) if rout > 0 else math.nan,
-            float(busy), float(idle), float(bp), int(vdf["time"].nunique()), spread, tuple(sorted(flags))))
+            float(busy), float(idle), float(bp), int(vdf["time"].nunique()), spread, tuple(sorted(flags)),
+            tuple(workers)))
     return out
+
+
+CLOCK = ("accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
+
+
+def _worker(sdf: pd.DataFrame) -> tuple[int, float] | None:
+    """(pid, cores) of the Python worker one subtask reported (its WORKER_CPU_MS and WORKER_PID gauges), over
+    the polls of its last pid that have them: the worker's CPU seconds over the task's own clock between the
+    first and the last of those polls (the gauges come in the same answers as the counters, so both were
+    read at the same instants). None without two such polls."""
+    if WORKER_CPU_MS not in sdf.columns or WORKER_PID not in sdf.columns:
+        return None
+    have = sdf.dropna(subset=[WORKER_CPU_MS, WORKER_PID])
+    if have.empty:
+        return None
+    pid = have[WORKER_PID].iloc[-1]
+    have = have[have[WORKER_PID] == pid]  # a restarted worker starts its CPU time again
+    if len(have) < 2:
+        return None
+    a, b = have.iloc[0], have.iloc[-1]
+    wall = sum(b.get(c, np.nan) - a.get(c, np.nan) for c in CLOCK) / 1000
+    if not (math.isfinite(wall) and wall > 0):
+        wall = b["time"] - a["time"]
+    if wall <= 0:
+        return None
+    return int(pid), max(0.0, float(b[WORKER_CPU_MS] - a[WORKER_CPU_MS]) / 1000 / wall)
 
 
 COUNTERS = ("numRecordsIn", "numRecordsOut", "numBytesOut", "accumulateBusyTimeMs", "accumulateIdleTimeMs",

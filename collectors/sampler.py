@@ -12,6 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
+from common import flinksettings
 from common.errors import EdgeplaceError
 from collectors.rest import FlinkRest, FlinkRestError, JobManagerUnreachable, JobNotFound
 from collectors.topology import job_graph
@@ -21,6 +22,10 @@ GAUGES = ("busyTimeMsPerSecond", "idleTimeMsPerSecond", "backPressuredTimeMsPerS
 COUNTERS = ("numRecordsIn", "numRecordsOut", "numBytesIn", "numBytesOut",
             "accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
 METRICS = GAUGES + COUNTERS
+# the Python worker's gauges (queries.runtime.WorkerGauges): operator-scoped, so their ids carry the
+# operator's name ('<operator>.workerCpuMs'); rows name them without it
+WORKER_GAUGES = (flinksettings.WORKER_CPU_MS, flinksettings.WORKER_PID)
+RELIST_EVERY = 4  # polls between looks for a subtask's worker gauges while it reports none
 COLUMNS = ["time", "job", "vertex", "vertex_name", "subtask", "taskmanager", "metric", "value"]
 
 
@@ -52,11 +57,29 @@ def poll_once(rest: FlinkRest, job_id: str, vertices: dict[str, dict], now: floa
     rows = []
     for vid, info in vertices.items():
         for i in range(info["parallelism"]):
-            got = rest.get(f"/jobs/{job_id}/vertices/{vid}/subtasks/{i}/metrics", get=",".join(METRICS))
-            for m in got:
+            path = f"/jobs/{job_id}/vertices/{vid}/subtasks/{i}/metrics"
+            gauges = _worker_gauge_ids(rest, path, info.setdefault("worker_gauges", {}), i)
+            for m in rest.get(path, get=",".join((*METRICS, *gauges))):
                 rows.append({"time": now, "job": job_id, "vertex": vid, "vertex_name": info["name"], "subtask": i,
-                             "taskmanager": info["taskmanagers"][i], "metric": m["id"], "value": _value(m["value"])})
+                             "taskmanager": info["taskmanagers"][i], "metric": gauges.get(m["id"], m["id"]),
+                             "value": _value(m["value"])})
     return rows
+
+
+def _worker_gauge_ids(rest: FlinkRest, path: str, seen: dict[int, tuple[dict[str, str], int]],
+                      subtask: int) -> dict[str, str]:
+    """Metric id → gauge name of the worker gauges (WORKER_GAUGES) that one subtask reports, from the list of
+    its metrics; `seen` keeps them per subtask. A subtask without them (a Java-only task, or a Python one whose
+    worker has not reported yet) is looked at again every RELIST_EVERY polls."""
+    ids, polls = seen.get(subtask, ({}, 0))
+    if not ids and polls % RELIST_EVERY == 0:
+        try:
+            listed = rest.get(path)
+        except FlinkRestError:
+            listed = []
+        ids = {m["id"]: g for m in listed for g in WORKER_GAUGES if m["id"] == g or m["id"].endswith("." + g)}
+    seen[subtask] = (ids, polls + 1)
+    return ids
 
 
 def sample(rest: FlinkRest, job_id: str, duration: float, interval: float,

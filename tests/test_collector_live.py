@@ -74,19 +74,29 @@ def test_true_processing_rate_of_an_operator_with_known_cost(shared_testbed, tmp
             break
     assert work.true_processing_rate == pytest.approx(1000 / cost_ms, rel=0.10)
     assert 0.3 < work.busy < 0.9  # not saturated: the rate really comes from busy time
+    # sleeping is busy time, not CPU: the operator's own Python worker says how little CPU it took
+    ((_, _, cores),) = work.workers
+    assert 0 < cores < 0.25 * work.busy, (cores, work.busy)
     rep = edgeplace("profile", str(out), "--json")
     assert rep.returncode == 0 and any(o["name"] == "Work" for o in json.loads(rep.stdout)["operators"])
 
 
-def test_selectivity_and_bytes_per_record(shared_testbed, tmp_path):
+def test_selectivity_bytes_per_record_and_the_cpu_a_python_worker_reports(shared_testbed, tmp_path):
     # many records, so the ~1 bundle (200 records) a Python worker holds in flight is < 2 % of the window
     payload = 500
-    work, _ = _run_calibrate(tmp_path, "400", "40", cost_ms=0, keep_every=4, payload=payload)
+    work, out = _run_calibrate(tmp_path, "400", "40", cost_ms=1, busy=1, keep_every=4, payload=payload)
     print(f"Work: selectivity {work.selectivity:.4f} over {work.observed_in_rate * 40:.0f} records, "
-          f"{work.bytes_out_per_record:.1f} B/record")
+          f"{work.bytes_out_per_record:.1f} B/record, worker {work.workers}")
     assert work.selectivity == pytest.approx(0.25, rel=0.02)
     expected_bytes = 8 + 2 + payload + 8  # long + string (varint length + ASCII) + double, Flink-serialised
     assert work.bytes_out_per_record == pytest.approx(expected_bytes, rel=0.10)
+    # 1 ms of spinning per record: the CPU its worker reports is that (on 2 shared cores a spin by the wall
+    # clock can take less CPU, never much more) plus Python's own per record
+    ((tm, pid, cores),) = work.workers
+    spin = work.observed_in_rate * 0.001
+    assert tm == "cloud-1" and 0.75 * spin < cores < 1.25 * spin + 0.03, (cores, spin)
+    gen = by_name(profiles(load_samples(out)[0]))["Events edge-1 gen"]
+    assert [w[:1] for w in gen.workers] == [("edge-1",)] and gen.workers[0][1] != pid  # a worker per slot
 
 
 def test_wan_bytes_match_the_shaped_link_and_flink_byte_counters(shared_testbed, tmp_path):

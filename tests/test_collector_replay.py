@@ -95,6 +95,35 @@ def test_profiles_of_a_real_job_match_what_it_was_told_to_do(replay):
     assert 0 < filt.busy < 1 and filt.true_processing_rate > filt.observed_in_rate
 
 
+def test_each_python_task_reports_its_own_worker_and_java_tasks_are_looked_for_now_and_then(replay):
+    """Every Python function reports the worker process it runs in (queries.runtime.WorkerGauges); its
+    metric id carries the operator's name, which the sampler finds by listing the subtask's metrics: once for
+    a task that has the gauges, every RELIST_EVERY polls for one that has none (Flink's own Java tasks)."""
+    from collectors.sampler import RELIST_EVERY
+    run = sample(replay, replay.job_id, duration=25, interval=2.5)
+    by_name = {p.name: p for p in profiles(run.frame())}
+    python = ("Nexmark edge-1 gen", "Q2 Filter", "Q2 Project", "Nexmark q2 Sink")
+    workers = {n: by_name[n].workers for n in python}
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert len({w[0][1] for w in workers.values()}) == 4  # one worker per operator's slot
+    assert {w[0][0] for w in workers.values()} == {"edge-1", "cloud-1"} and workers["Q2 Filter"][0][0] == "cloud-1"
+    # 200 events/s of light Python: a few hundredths of a core each, the generator the most
+    assert all(0 < w[0][2] < 0.2 for w in workers.values()), workers
+    assert workers["Nexmark edge-1 gen"][0][2] == max(w[0][2] for w in workers.values())
+    assert by_name["Source: Nexmark edge-1"].workers == () == by_name["Sink: Nexmark q2 Sink end"].workers
+    lists = {k: n for k, n in replay.seen.items() if '"get"' not in k and k.endswith('/metrics", null]')}
+    polls = len(run.frame()["time"].unique())
+    java = [k for k in lists if any(v in k for v in _vertex_ids(replay, ("Source: Nexmark edge-1",
+                                                                        "Sink: Nexmark q2 Sink end")))]
+    assert len(lists) == 6 and all(lists[k] == 1 for k in lists if k not in java)
+    assert all(lists[k] == -(-polls // RELIST_EVERY) for k in java), (lists, polls)
+
+
+def _vertex_ids(replay, names: tuple[str, ...]) -> list[str]:
+    g = job_graph(replay, replay.job_id)
+    return [v for v in g if g.nodes[v]["name"] in names]
+
+
 def test_a_poll_that_lacks_busy_time_does_not_make_the_rate_unbounded(replay):
     """The JobManager's first answer after a quiet spell may lack a metric: a window opened on a missing busy
     time once read as 'busy 0 %, rate inf' (CI, 2026-12-01). Profiles use the polls that answered everything."""

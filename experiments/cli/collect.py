@@ -58,7 +58,8 @@ def collect_cmd(job_id, duration, interval, warmup, rest_url, out, inventory) ->
 @click.argument("samples_file")
 @click.option("--json", "as_json", is_flag=True)
 def profile_cmd(samples_file, as_json) -> None:
-    """Per-operator profile (true rates, selectivity, bytes/record, busy/idle/backpressure) from samples."""
+    """Per-operator profile (true rates, selectivity, bytes/record, busy/idle/backpressure, the CPU of the
+    Python worker each vertex reported) from samples."""
     from collectors.profiles import profiles, wan_rates
     from collectors.store import load_samples
     df, meta = load_samples(samples_file)
@@ -69,11 +70,12 @@ def profile_cmd(samples_file, as_json) -> None:
                                "meta": meta}, indent=2, default=str))
         return
     t = Table("operator", "par", "true in/s", "true out/s", "in/s", "out/s",
-              "sel.", "B/rec", "busy", "idle", "bp", "n", "spread", "flags")
+              "sel.", "B/rec", "busy", "idle", "bp", "worker cores", "n", "spread", "flags")
     for p in profs:
         t.add_row(p.name, str(p.parallelism), num(p.true_processing_rate), num(p.true_output_rate),
                   num(p.observed_in_rate), num(p.observed_out_rate), num(p.selectivity, 4),
-                  num(p.bytes_out_per_record), pct(p.busy), pct(p.idle), pct(p.backpressure), str(p.samples),
+                  num(p.bytes_out_per_record), pct(p.busy), pct(p.idle), pct(p.backpressure),
+                  f"{sum(c for _, _, c in p.workers):.3f}" if p.workers else "-", str(p.samples),
                   pct(p.spread), "; ".join(p.flags))
     console.print(t)
     for k, v in sorted(wan.items()):
