@@ -1,10 +1,11 @@
 """Pricing (pure): what profiling measured + the job's topology + the cluster's nodes → a planning Problem.
 
-CPU of an operator = the CPU its TaskManager's process tree used (procfs, when measured) shared among the
-node's operators by busy time; else Σ over its Flink vertices of busy fraction × parallelism, scaled down
-where a node's busy total exceeds its cores (busy time on a quota-starved node includes waiting for the
-quota). busy_s_per_record, what limits the operator's own subtasks, is its busiest vertex's share, scaled
-the same way (its vertices run side by side: a key-by helper does not slow the operator it feeds).
+CPU of an operator = the CPU of the Python workers it ran in, as they reported it (`worker_cpu`), plus a
+share by busy time of the rest of the CPU its TaskManager's process tree used (procfs, when measured); else
+Σ over its Flink vertices of busy fraction × parallelism, scaled down where a node's busy total exceeds its
+cores (busy time on a quota-starved node includes waiting for the quota). busy_s_per_record, what limits
+the operator's own subtasks, is its busiest vertex's share, scaled the same way (its vertices run side by
+side: a key-by helper does not slow the operator it feeds).
 cost_s_per_record = CPU / records into the operator (sources: records out), times the speed of the node it
 was measured on (the problem prices costs on a node of speed 1). Flink's own traffic (heartbeats, metric
 dumps, checkpoint acknowledgements), counted per TaskManager socket while profiling, is priced per site and
@@ -14,6 +15,7 @@ checkpoint_ack_bytes, and the cluster's heartbeat timeout goes with every link."
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 from collectors.profiles import JobProfile, OperatorProfile
 from common import flinksettings
@@ -124,6 +126,7 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
     load = {n.id: 0.0 for n in nodes}
     for uid, ps in by_op.items():
         load[where[uid]] += sum(busy(p) for p in ps)
+    python, python_on = worker_cpu(by_op, busy)
     stats = {}
     for op in ops:
         ps = by_op.get(op.uid, [])
@@ -144,8 +147,11 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
         # operator, a generator and its source) are threads with Python workers of their own that pipeline
         # records, so their busy times do not add up; the CPU they take does
         busy_cpu = max((busy(p) for p in ps), default=0.0) * starved
-        if measured.cpu.get(node.id, 0) > 0 and load[node.id] > 0:  # what the TaskManager really used, by busy share
-            cpu = own / load[node.id] * measured.cpu[node.id]
+        if measured.cpu.get(node.id, 0) > 0 and load[node.id] > 0:
+            # what the TaskManager really used: its operators' Python workers as each reported, the rest (the
+            # JVM's task threads and its shared ones: network, gRPC, JIT, GC) by busy share
+            rest = max(0.0, measured.cpu[node.id] - python_on.get(node.id, 0.0))
+            cpu = python.get(op.uid, 0.0) + own / load[node.id] * rest
         else:
             cpu = own * starved
         rate_in = main.observed_out_rate if op.is_source else main.observed_in_rate
@@ -159,6 +165,29 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
         o, control_up_bytes_per_s=per_op.get(o.id, {}).get("up", 0.0),
         control_down_bytes_per_s=per_op.get(o.id, {}).get("down", 0.0)) for o in p.operators))
     return with_checkpoints(p, state_in_acks(measured), measured.heartbeat_timeout_s)
+
+
+def worker_cpu(by_op: dict[str, list[OperatorProfile]], busy: Callable[[OperatorProfile], float]) \
+        -> tuple[dict[str, float], dict[str, float]]:
+    """(op uid → cores of the Python workers it ran in, TaskManager id → cores of all of them), from the
+    workers its vertices' subtasks reported (`OperatorProfile.workers`; a worker serves one slot, so several
+    vertices of an operator report the same one, counted once). A worker that vertices of several operators
+    reported (operators that shared a slot) is shared among them by busy time."""
+    workers: dict[tuple[str, int], tuple[float, dict[str, float]]] = {}
+    for uid, ps in by_op.items():
+        for p in ps:
+            for tm, pid, cores in p.workers:
+                seen, users = workers.get((tm, pid), (0.0, {}))
+                users[uid] = users.get(uid, 0.0) + busy(p)
+                workers[(tm, pid)] = (max(seen, cores), users)
+    per_op: dict[str, float] = {}
+    per_tm: dict[str, float] = {}
+    for (tm, _), (cores, users) in workers.items():
+        per_tm[tm] = per_tm.get(tm, 0.0) + cores
+        total = sum(users.values())
+        for uid, b in users.items():
+            per_op[uid] = per_op.get(uid, 0.0) + cores * (b / total if total > 0 else 1 / len(users))
+    return per_op, per_tm
 
 
 def state_in_acks(measured: JobProfile) -> dict[str, float]:
