@@ -95,19 +95,16 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
         workers = []
         flags: set[str] = set()
         for subtask, sdf in vdf.groupby("subtask"):
-            worker = _worker(sdf.sort_values("time"))
+            sdf = sdf.sort_values("time")
+            worker = _worker(sdf)
             if worker is not None:
                 workers.append((str(tms.get((vid, subtask), "")), *worker))
-            sdf = _complete_polls(sdf.sort_values("time"))
+            sdf = _complete_polls(sdf)
             if len(sdf) < 2:
                 continue
             first, last = sdf.iloc[0], sdf.iloc[-1]
             d = {c: last.get(c, np.nan) - first.get(c, np.nan) for c in COUNTERS}
-            # the window by the task's own clock (busy + idle + backpressured ms advance 1000 per second):
-            # the JobManager serves cached values, so poll times misstate when the counters were read
-            wall = (d["accumulateBusyTimeMs"] + d["accumulateIdleTimeMs"] + d["accumulateBackPressuredTimeMs"]) / 1000
-            if not (math.isfinite(wall) and wall > 0):
-                wall = last["time"] - first["time"]
+            wall = _task_seconds(first, last)
             if wall <= 0 or all(v == 0 for v in d.values()):
                 flags.add("stale: counters did not change in the window")
                 continue
@@ -167,6 +164,14 @@ def profiles(samples: pd.DataFrame, warmup: float = 0.0) -> list[OperatorProfile
 CLOCK = ("accumulateBusyTimeMs", "accumulateIdleTimeMs", "accumulateBackPressuredTimeMs")
 
 
+def _task_seconds(first: pd.Series, last: pd.Series) -> float:
+    """Seconds between two polls of one subtask by the task's own clock (busy + idle + backpressured ms
+    advance 1000 per second): the JobManager serves cached values, so poll times misstate when the counters
+    were read. The poll times where the clock is missing."""
+    wall = sum(last.get(c, np.nan) - first.get(c, np.nan) for c in CLOCK) / 1000
+    return wall if math.isfinite(wall) and wall > 0 else last["time"] - first["time"]
+
+
 def _worker(sdf: pd.DataFrame) -> tuple[int, float] | None:
     """(pid, cores) of the Python worker one subtask reported (its WORKER_CPU_MS and WORKER_PID gauges), over
     the polls of its last pid that have them: the worker's CPU seconds over the task's own clock between the
@@ -182,9 +187,7 @@ def _worker(sdf: pd.DataFrame) -> tuple[int, float] | None:
     if len(have) < 2:
         return None
     a, b = have.iloc[0], have.iloc[-1]
-    wall = sum(b.get(c, np.nan) - a.get(c, np.nan) for c in CLOCK) / 1000
-    if not (math.isfinite(wall) and wall > 0):
-        wall = b["time"] - a["time"]
+    wall = _task_seconds(a, b)
     if wall <= 0:
         return None
     return int(pid), max(0.0, float(b[WORKER_CPU_MS] - a[WORKER_CPU_MS]) / 1000 / wall)
