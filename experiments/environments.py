@@ -15,7 +15,7 @@ import yaml
 
 from collectors.proctree import UNREADABLE, parse_tree_cpu, tree_cpu_command
 from collectors.profiling import CpuMeter
-from collectors.rest import FlinkRest
+from collectors.rest import FlinkRest, FlinkRestError
 from collectors.profiles import CONTROL_DOWN, CONTROL_UP
 from collectors.sockets import ControlMeter, SessionMeter
 from common import paths
@@ -27,6 +27,7 @@ from experiments import cluster as ansible_cluster
 from experiments.ssh import RemoteCommandFailed, SshSessions
 from experiments.testbed import state as st
 from placement import flinkdist
+from placement.checks import ready_ids
 from placement.realize import Target
 
 
@@ -146,6 +147,7 @@ class LocalTestbed:
         return None
 
 
+READY_WAIT_S = 60.0  # a real cluster's TaskManagers, to show their resources again (`AnsibleCluster.heal`)
 FACTS_KEPT_S = 3600.0  # a job command reuses the facts this long while inventory and TaskManagers match
 
 
@@ -242,10 +244,10 @@ class AnsibleCluster:
 
     @property
     def target(self) -> Target:
-        # systemd restarts a TaskManager that died: nothing to tend. Flink runs as its own user (provisioned
-        # by this version's flink role): it writes in its data dir only
+        # tend: wait for every TaskManager's resource (`heal`). Flink runs as its own user (provisioned by this
+        # version's flink role): it writes in its data dir only
         data = next((n.get("data_dir") for n in self.facts["nodes"] if n["jobmanager"]), None)
-        return Target(self.rest, self.conf_dir, flink_dir=Path(data) if data else None)
+        return Target(self.rest, self.conf_dir, tend=self.heal, flink_dir=Path(data) if data else None)
 
     @property
     def nodes(self) -> list[Node]:
@@ -356,7 +358,25 @@ class AnsibleCluster:
             self.say(f"CPU is not measured on {tm}: {why}")
 
     def heal(self, say: Say) -> None:
-        return None  # systemd restarts a TaskManager that died (Restart=on-failure)
+        """systemd restarts a TaskManager that died (Restart=on-failure). Wait until every TaskManager is
+        registered with its external resource: one whose heartbeat timed out registers anew, and reports its
+        resource a moment later. A deployment in between finds it without one."""
+        want = {n["id"] for n in self.facts["nodes"]}
+        rest, deadline = self.rest.quick(), time.monotonic() + READY_WAIT_S
+        while True:
+            try:
+                missing = sorted(want - ready_ids(rest.taskmanagers()))
+            except FlinkRestError as exc:
+                missing = sorted(want)
+                why = f"the JobManager does not answer ({exc})"
+            else:
+                why = "not registered with their resource"
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise EdgeplaceError(f"TaskManager(s) {', '.join(missing)}: {why} after {READY_WAIT_S:g} s "
+                                     f"(`edgeplace cluster start -i {self.inventory}`)")
+            time.sleep(0.5)
 
     def close(self) -> None:
         self.ssh.close()

@@ -18,6 +18,17 @@ class TaskManagerInfo:
     resources: dict[str, float]
 
 
+def ready(tm: dict) -> bool:
+    """A TaskManager that REST lists can take pinned subtasks once it reports its external resource. That
+    arrives a moment after it registers, and again after it registers anew (after a heartbeat timeout)."""
+    return bool(tm.get("totalResource", {}).get("extendedResources"))
+
+
+def ready_ids(taskmanagers: list[dict]) -> set[str]:
+    """The ids of the TaskManagers (GET /taskmanagers) that are `ready`."""
+    return {tm["id"] for tm in taskmanagers if ready(tm)}
+
+
 def cluster_view(rest: FlinkRest) -> dict[str, TaskManagerInfo]:
     out = {}
     for tm in rest.taskmanagers():

@@ -18,6 +18,7 @@ from experiments.testbed import cgroups, pyworkers, sshhosts, state as st
 from experiments.testbed.processes import ProcRef
 from experiments.testbed.spec import TestbedSpec, bridge_name, members, site_links
 from placement import flinkdist
+from placement.checks import ready
 from experiments.testbed.state import rest_of
 
 
@@ -130,8 +131,7 @@ def wait_registered(state: st.State, timeout: float, stale: dict[str, str | None
                 raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
         try:  # registered AND reporting its external resource (it arrives a moment after registration)
             seen = {tm["id"] for tm in rest.taskmanagers()
-                    if tm.get("totalResource", {}).get("extendedResources") and
-                    (tm["id"] not in stale or tm.get("path") != stale[tm["id"]])}
+                    if ready(tm) and (tm["id"] not in stale or tm.get("path") != stale[tm["id"]])}
         except Exception:
             seen = set()
         if want <= seen:

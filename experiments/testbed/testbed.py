@@ -15,6 +15,7 @@ from experiments.testbed import cgroups, flinkconf, network, pyworkers, state as
 from experiments.testbed.processes import ProcRef, terminate, with_descendants
 from experiments.testbed.spec import TestbedSpec, members
 from placement import flinkdist
+from placement.checks import ready_ids
 from experiments.testbed.launch import flink_lib, start, start_ssh_hosts, wait_registered, write_conf
 from experiments.testbed.links import NETEM_MISSING, build_network, check_subnet_unused, set_wan, site_argv, wan_counters
 from experiments.testbed.state import client_conf_dir, require, rest_of
@@ -138,8 +139,9 @@ def _clear_leftovers(say: Say) -> None:
 
 def heal(state: st.State, say: Say = print, timeout: float = 90.0, settle: float = 30.0) -> list[str]:
     """Restart TaskManagers that died (Flink's Python runner can take a TaskManager down when a job is
-    cancelled). A TaskManager that is alive but not registered is given `settle` seconds (it may be
-    exiting, or registering); after that it is ended by its recorded PID and restarted too.
+    cancelled). A TaskManager that is alive but not registered with its external resource is given `settle`
+    seconds (it may be exiting, or registering: after a heartbeat timeout it registers anew, and reports its
+    resource a moment later); after that it is ended by its recorded PID and restarted too.
     Returns the ids restarted, once they are registered again."""
     spec = TestbedSpec.from_dict(state.spec)
     rest = rest_of(state, timeout=2.0, retries=0)
@@ -148,7 +150,7 @@ def heal(state: st.State, say: Say = print, timeout: float = 90.0, settle: float
         latest = {p["name"]: p for p in state.of_kind("process")}
         alive = {m.id: ProcRef.recorded(latest[m.id]).alive() for m in members(spec)}
         try:
-            registered = {t["id"] for t in rest.taskmanagers()}
+            registered = ready_ids(rest.taskmanagers())
         except Exception:
             registered = set()
         limbo = [i for i, p in alive.items() if p is not None and i not in registered]
