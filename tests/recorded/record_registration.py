@@ -14,6 +14,7 @@ import json
 import time
 
 from collectors.rest import FlinkRest
+from placement.checks import ready
 
 
 def main() -> None:
@@ -33,8 +34,7 @@ def main() -> None:
             tms = None
         if tms is not None and (not answers or tms != answers[-1]):
             answers.append(tms)
-        if tms is not None and len(tms) >= args.expect and \
-                all(t.get("totalResource", {}).get("extendedResources") for t in tms):
+        if tms is not None and len(tms) >= args.expect and all(map(ready, tms)):
             break
         time.sleep(0.02)
     with open(args.out, "w") as fh:
