@@ -23,8 +23,8 @@ for L in cloud-only optimal optimal cloud-only; do
   $E collect --job "$job" --warmup 60 --duration 60 --interval 5 --out q5/$i-$L.parquet > q5/$i-$L-collect.log 2>&1 &
   cpid=$!
   sleep 75
-  $PY cgthreads.py $CG/cloud-1 30 > q5/$i-$L-cloud-threads.txt &
-  $PY cgthreads.py $CG/edge-1 30 > q5/$i-$L-edge-threads.txt
+  $PY /work/main/docs/validation/diag-34/cgthreads.py $CG/cloud-1 30 > q5/$i-$L-cloud-threads.txt &
+  $PY /work/main/docs/validation/diag-34/cgthreads.py $CG/edge-1 30 > q5/$i-$L-edge-threads.txt
   wait $cpid
   $E profile --json q5/$i-$L.parquet > q5/$i-$L-profile.json
   end "$job"; echo "$(date +%T) stopped"
