@@ -2,18 +2,8 @@
 # (1) q5 at 50 Mbit/s, unthrottled: cloud-only vs bids at the edge, alternating; per-operator profile + per-thread CPU
 # (2) q3 edge-max with the edge's CFS period 100 ms vs 10 ms (same 0.5-core quota), alternating
 set -u
-E=/work/main/.venv/bin/edgeplace
-PY=/work/main/.venv/bin/python
-CG=/sys/fs/cgroup/cpu/edgeplace/epbr0
 cd /work/runs/q5diag
-end() {
-  $PY -c "
-from pathlib import Path
-from collectors.rest import FlinkRest
-from placement.flink import end
-end(FlinkRest('http://127.0.0.1:8081'), '$1', Path('/work/runs/q5diag/sp'))
-"
-}
+. /work/main/docs/validation/diag-lib.sh
 $E testbed up --edge 1 --cloud 1 --edge-cpu 0.5 --edge-slots 4 --cloud-slots 8 --wan-mbit 50 || exit 1
 for i in 1 2; do for L in cloud-only optimal; do
   job=$($E deploy --query nexmark --placement $L.json --opt query=q5 --sites edge-1 --rate 0 --checkpoint-ms 10000 | tail -1)

@@ -2,18 +2,8 @@
 # q5 at 50 Mbit/s, unthrottled: cloud-only and bids at the edge in ABBA order (a linear drift cancels);
 # per-operator profile and per-thread CPU of the cloud group
 set -u
-E=/work/main/.venv/bin/edgeplace
-PY=/work/main/.venv/bin/python
-CG=/sys/fs/cgroup/cpu/edgeplace/epbr0
 cd /work/runs/diag35
-end() {
-  $PY -c "
-from pathlib import Path
-from collectors.rest import FlinkRest
-from placement.flink import end
-end(FlinkRest('http://127.0.0.1:8081'), '$1', Path('/work/runs/diag35/sp'))
-"
-}
+. /work/main/docs/validation/diag-lib.sh
 $E testbed up --edge 1 --cloud 1 --edge-cpu 0.5 --edge-slots 4 --cloud-slots 8 --wan-mbit 50 || exit 1
 i=0
 for L in cloud-only optimal optimal cloud-only; do
