@@ -8,7 +8,7 @@ $E testbed up --edge 1 --cloud 1 --edge-cpu 0.5 --edge-slots 4 --cloud-slots 8 -
 i=0
 for L in cloud-only optimal optimal cloud-only; do
   i=$((i + 1))
-  job=$($E deploy --query nexmark --placement $L.json --opt query=q5 --sites edge-1 --rate 0 --checkpoint-ms 10000 | tail -1)
+  job=$($E deploy --query nexmark --placement /work/main/docs/validation/diag-34/q5/$L.json --opt query=q5 --sites edge-1 --rate 0 --checkpoint-ms 10000 | tail -1)
   echo "$(date +%T) q5 $i $L job $job"
   $E collect --job "$job" --warmup 60 --duration 60 --interval 5 --out q5/$i-$L.parquet > q5/$i-$L-collect.log 2>&1 &
   cpid=$!
