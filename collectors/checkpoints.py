@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collectors.rest import FlinkRest, FlinkRestError
+from collectors.topology import job_graph
 
 RECENT = 6  # checkpoints averaged (their details are one REST read each)
 KEPT = 2 * RECENT  # checkpoint details a caller's `known` holds at most
@@ -127,3 +128,26 @@ def growth_note(before: float, after: float) -> str:
     and a state that keeps growing may outgrow the link later."""
     g = grew(before, after)
     return f"checkpointed state grew {g} while measured: a transient, not a steady state" if g else ""
+
+
+def acks_at(in_acks: dict[str, float], taskmanagers: dict[str, list[str]], site_of: dict[str, str],
+            site: str) -> float:
+    """Bytes of checkpoint acknowledgements that `site`'s TaskManagers send: each vertex's (`in_acks`, the
+    largest recent checkpoint's) in the share of its subtasks running there (`taskmanagers`: vertex id → the
+    TaskManager of each subtask; `site_of`: TaskManager id → site)."""
+    total = 0.0
+    for vertex, size in in_acks.items():
+        tms = taskmanagers.get(vertex, [])
+        if tms:
+            total += size * sum(site_of.get(tm) == site for tm in tms) / len(tms)
+    return total
+
+
+def site_acks_reader(rest: FlinkRest, job_id: str, site_of: dict[str, str], site: str) -> Callable[[], float]:
+    """A reader of the bytes `site` acknowledges in the largest of the job's recent checkpoints (`acks_at`;
+    0 while there is none, or where the state does not travel in the acknowledgements). Where each subtask
+    runs is read once: the job keeps its placement while it is read."""
+    g = job_graph(rest, job_id)
+    tms = {v: list(g.nodes[v]["taskmanagers"]) for v in g}
+    known: dict[int, dict] = {}
+    return lambda: acks_at(read_state(rest, job_id, known=known).in_acks, tms, site_of, site)

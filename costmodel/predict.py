@@ -24,6 +24,8 @@ class Prediction:
     site_rates: dict[str, float] = field(default_factory=dict)  # source → events/s when each source runs free
     wan_up_bytes_per_unit_rate: float = math.nan  # records' bytes edge → cloud only
     control: dict[str, dict[str, float]] = field(default_factory=dict)  # site → {up, down}: Flink's own bytes/s
+    # site → (bytes of one checkpoint's acknowledgements, heartbeat timeout s) where they overrun the timeout
+    overruns: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def total_rate(self) -> float:
@@ -202,7 +204,10 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     control = control_bytes_per_s(p, assignment)
     rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 or overrun \
         else _fill(cons, p.source_rates)
-    return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates, up, control)
+    acks = {site: (p.ack_bytes(v for v, n in assignment.items() if p.node[n].site == site),
+                   float(p.link[site].heartbeat_timeout_s)) for site in overrun}
+    return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates, up, control,
+                      acks)
 
 
 def _fill(cons: dict[str, tuple[float, dict[str, float]]], weights: dict[str, float]) -> dict[str, float]:

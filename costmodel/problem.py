@@ -213,10 +213,14 @@ class Problem:
         f = self.control_factor(site, direction)
         return self.link[site].capacity(direction) - f * sum(self.op[v].control(direction) for v in at_site)
 
+    def ack_bytes(self, at_site: Iterable[str]) -> float:
+        """Bytes that one checkpoint's acknowledgements of the operators `at_site` carry."""
+        return sum(self.op[v].checkpoint_ack_bytes for v in at_site)
+
     def ack_seconds(self, site: str, at_site: Iterable[str]) -> float:
         """Seconds that one checkpoint's acknowledgements of the operators `at_site` take on `site`'s uplink
         (the whole link: they are one message per subtask, queued ahead of the heartbeats)."""
-        return sum(self.op[v].checkpoint_ack_bytes for v in at_site) / self.link[site].up_bytes_per_s
+        return self.ack_bytes(at_site) / self.link[site].up_bytes_per_s
 
     def allowed(self, op_id: str) -> list[str]:
         """Nodes the operator may run on (its pin: a node id or a site)."""

@@ -96,6 +96,9 @@ class ExperimentConfig:
     # a job whose event-time windows close rarely is measured (and profiled) on until two of them closed,
     # for at most this long (`collectors.profiling.CYCLES`)
     measure_longest_s: float = 120.0
+    # a cell predicted to overrun its checkpoints is measured on until its state reached the priced size and
+    # a heartbeat timeout passed, or the job failed, for at most this long (`experiments.measure.OverrunWatch`)
+    measure_overrun_s: float = 600.0
 
     def cells(self) -> list[dict]:
         if self.phases:
@@ -140,6 +143,7 @@ def schema_of() -> dict:
             "warmup_s": schema.number(0), "duration_s": schema.number(1), "profile_s": schema.number(5),
             "profile_steady_s": schema.number(0), "profile_edge_pass": {"type": "boolean"},
             "profile_each_repetition": {"type": "boolean"}, "measure_longest_s": schema.number(0),
+            "measure_overrun_s": schema.number(0),
             "repetitions": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"},
             "calibrate_speeds": {"type": "boolean"},
             "phases": {"type": "array", "minItems": 1, "items": {
@@ -191,7 +195,8 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
             raise EdgeplaceError(f"{source}: queries ({q.label}).args: {exc}") from None
     d = ExperimentConfig.__dataclass_fields__
     num = {k: data.get(k, d[k].default) for k in ("warmup_s", "duration_s", "profile_s", "repetitions", "seed",
-                                                  "settle_s", "profile_steady_s", "measure_longest_s")}
+                                                  "settle_s", "profile_steady_s", "measure_longest_s",
+                                                  "measure_overrun_s")}
     flag = {k: bool(data.get(k, d[k].default)) for k in ("calibrate_speeds", "profile_edge_pass",
                                                          "profile_each_repetition")}
     phases = tuple(Phase(float(p["duration_s"]), float(p["mbit"])) for p in data.get("phases", []))
@@ -210,7 +215,8 @@ def parse(data: object, source: str = "config") -> ExperimentConfig:
                             int(num["seed"]), float(num["profile_s"]), ClusterSpec(**data.get("cluster", {})),
                             flag["calibrate_speeds"], phases, float(num["settle_s"]), adapt,
                             float(num["profile_steady_s"]), flag["profile_edge_pass"],
-                            flag["profile_each_repetition"], measure_longest_s=float(num["measure_longest_s"]))
+                            flag["profile_each_repetition"], measure_longest_s=float(num["measure_longest_s"]),
+                            measure_overrun_s=float(num["measure_overrun_s"]))
 
 
 def load(path: str | Path) -> ExperimentConfig:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from collectors.checkpoints import recent_size
+from collectors.checkpoints import recent_size, site_acks_reader
 from collectors.profiles import OperatorProfile, profiles, wan_rates
 from collectors.profiling import CYCLES, CpuMeter, cores_between, read_cpu
 from collectors.rest import FlinkRest
@@ -30,6 +30,45 @@ class Measurement:
     seconds: float = float("nan")            # how long it was measured (after the warm-up)
     window_cycles: float = float("nan")      # event-time window periods each source went through (NaN: none)
     state_bytes: tuple[float, float] = (float("nan"), float("nan"))  # largest recent checkpoint: start, end
+    overrun: str = ""                        # what became of a predicted checkpoint overrun (OverrunWatch)
+
+
+@dataclass(frozen=True)
+class OverrunWatch:
+    """A cell the model predicts to sustain nothing because `site`'s checkpoint acknowledgements (`ack_bytes`,
+    priced from a profile) outlast the heartbeat timeout. Its state grows from nothing after a deployment, so
+    the job runs, at a rate, until the state reaches that size: a fixed-length measurement reads that transient
+    (q5 at 0.15 Mbit/s: 232 events/s over 165 s while its state grew 208 → 668 kB, when three earlier
+    deployments failed after 4–5 minutes). It is measured on until the site's acknowledgements reached
+    `ack_bytes` and `hold_s` passed without the job failing, or `longest_s` passed."""
+    site: str
+    ack_bytes: float
+    hold_s: float
+    longest_s: float
+    site_of: dict[str, str] = field(default_factory=dict)  # TaskManager id → site
+
+
+class Reached:
+    """When a growing size first reached `target`, and whether `hold_s` have passed since (pure)."""
+
+    def __init__(self, target: float, hold_s: float):
+        self.target, self.hold_s = target, hold_s
+        self.first: float | None = None  # when it was first reached
+        self.largest = 0.0
+
+    def update(self, now: float, size: float) -> bool:
+        if size == size:
+            self.largest = max(self.largest, size)
+            if self.first is None and size >= self.target:
+                self.first = now
+        return self.first is not None and now - self.first >= self.hold_s
+
+    def note(self, site: str, started: float, now: float) -> str:
+        head = f"checkpoint overrun predicted at {site} ({self.target / 1000:,.0f} kB of acknowledgements): "
+        if self.first is None:
+            return head + f"they reached {self.largest / 1000:,.0f} kB at most in {now - started:,.0f} s"
+        return head + (f"reached after {self.first - started:,.0f} s; the job still ran "
+                       f"{now - self.first:,.0f} s later")
 
 
 def tm_processes(state: st.State) -> dict[str, psutil.Process]:
@@ -58,16 +97,21 @@ def tree_cpu(p: psutil.Process) -> float:
 
 
 def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | None, out_dir: Path,
-            warmup: float, duration: float, wan, cycle_events: int = 0, longest: float = 0.0) -> Measurement:
+            warmup: float, duration: float, wan, cycle_events: int = 0, longest: float = 0.0,
+            watch: OverrunWatch | None = None) -> Measurement:
     """Sample through `warmup` (discarded) and `duration`; the cores each TaskManager's process tree used over
     the latter (`cpu`: CPU seconds so far per TaskManager; None: not measured).
     A job whose windows close every `cycle_events` events per source is measured on until every source has
     emitted CYCLES × that many (at most `longest` s in all): a window's closing is a burst of work, and a
     measurement that catches none of them, or one, reads a rate the job does not keep.
-    The checkpointed state is read at both ends: a state still growing means a transient was measured."""
+    The checkpointed state is read at both ends: a state still growing means a transient was measured.
+    A cell predicted to overrun its checkpoints (`watch`) is measured on until the overrun had its chance
+    (`OverrunWatch`); if the job fails meanwhile, the measurement fails as the model predicted."""
     started: list[tuple[float, dict[str, float]]] = []  # the window's first CPU reading
     progress0: dict[str, tuple[float, float]] = {}
     state0: list[float] = []
+    acks = site_acks_reader(rest, job_id, watch.site_of, watch.site) if watch else None
+    reached = Reached(watch.ack_bytes, watch.hold_s) if watch else None
 
     def at(elapsed: float) -> None:
         if elapsed >= warmup and not started:
@@ -76,14 +120,20 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | Non
             started.append(read_cpu(cpu))
 
     def enough() -> bool:
-        if not started or time.monotonic() - started[0][0] < duration:
+        if not started:
+            return False
+        now = time.monotonic()
+        if reached is not None and not reached.update(now, acks()):
+            return False
+        if now - started[0][0] < duration:
             return False
         if cycle_events <= 0 or not progress0:
             return True
         return events_per_source(progress0, source_progress(out_dir)) >= CYCLES * cycle_events
 
-    run = sample(rest, job_id, max(duration, longest) if cycle_events > 0 else duration, interval=2.5, wan=wan,
-                 warmup=warmup, progress=at, until=enough).whole("the measurement")
+    longest = max(duration, longest if cycle_events > 0 else 0.0, watch.longest_s if watch else 0.0)
+    run = sample(rest, job_id, longest, interval=2.5, wan=wan, warmup=warmup, progress=at,
+                 until=enough).whole("the measurement")
     end = read_cpu(cpu if started else None)
     elapsed = end[0] - started[0][0] if started else float("nan")
     cores = cores_between(started[0], end) if started else {}
@@ -97,8 +147,9 @@ def measure(rest: FlinkRest, job_id: str, ops: list[OpSpec], cpu: CpuMeter | Non
     up = sum(v for k, v in wan_bps.items() if k.endswith(":up"))
     cycles = events_per_source(progress0, progress1) / cycle_events if cycle_events > 0 and progress0 else float("nan")
     state = (state0[0] if state0 else float("nan"), recent_size(rest, job_id) if state0 else float("nan"))
+    overrun = reached.note(watch.site, started[0][0], end[0]) if reached is not None and started else ""
     return Measurement(rate, wan_bps, up / rate if rate > 0 else float("nan"), latency(out_dir), cores, profs, df,
-                       elapsed, cycles, state)
+                       elapsed, cycles, state, overrun)
 
 
 def source_progress(out_dir: Path) -> dict[str, tuple[float, float]]:

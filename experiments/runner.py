@@ -28,7 +28,7 @@ from costmodel.pricing import WIRE_EFFICIENCY, structure_problem, with_bandwidth
 from costmodel.problem import Node, Problem, from_json, to_json
 from experiments import config as cfg
 from experiments.environments import AnsibleCluster, Environment, LocalTestbed
-from experiments.measure import measure
+from experiments.measure import OverrunWatch, measure
 from experiments.spine import profile, running
 from experiments.local_testbed import ensure, fit
 from experiments.testbed import testbed as tb
@@ -44,6 +44,7 @@ CELL_COLUMNS = ["cell", "query", "bandwidth_mbit", "policy", "repetition", "plac
 
 
 FAILED = "failed: "  # how a cell that could not be measured starts its note
+CHECKPOINT_MS = 10_000  # every job's checkpoint interval
 
 
 def cell_id(c: dict) -> str:
@@ -254,14 +255,15 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                 env.set_wan(conf.cluster.rates(bw, env.sites))
                 started = time.time()
                 m = measure(env.target.rest, d.job_id, ops, env.cpu_meter(), out_dir, conf.warmup_s,
-                            conf.duration_s, env.wan_counters, cycle, conf.measure_longest_s)
+                            conf.duration_s, env.wan_counters, cycle, conf.measure_longest_s,
+                            overrun_watch(pred, conf.measure_overrun_s, nodes))
                 measured[bw] = (m, started)
                 (res.root / "samples").mkdir(exist_ok=True)
                 m.samples.to_parquet(res.root / "samples" / f"{cell_id(c).replace('|', '_')}.parquet", index=False)
             m, started = measured[bw]
-            res.add(_row(c, pl, pred, m, d.job_id, started,
-                         "" if len([x for x in members if x[0]["bandwidth_mbit"] == bw]) == 1
-                         else "same placement as another policy: measured once"))
+            res.add(_row(c, pl, pred, m, d.job_id, started, "; ".join(x for x in (
+                "" if len([x for x in members if x[0]["bandwidth_mbit"] == bw]) == 1
+                else "same placement as another policy: measured once", m.overrun) if x)))
             done[0] += 1
             say(f"[{done[0]}/{total}] {cell_id(c)}: {m.source_rate:,.0f} events/s"
                 + (f" (predicted {pred.total_rate:,.0f})" if pred else "")
@@ -273,10 +275,22 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                 progress(done[0], total)
 
 
+def overrun_watch(pred, longest_s: float, nodes: list[Node]) -> OverrunWatch | None:
+    """What to wait for in a cell whose prediction is that its checkpoints overrun a site's heartbeat timeout
+    (None for any other cell): that site's acknowledgements at the priced size, for a heartbeat timeout and a
+    checkpoint interval, at most `longest_s` in all."""
+    if pred is None or not pred.bottleneck.startswith("checkpoint:"):
+        return None
+    site = pred.bottleneck.split(":", 1)[1]
+    ack_bytes, timeout_s = pred.overruns[site]
+    return OverrunWatch(site, ack_bytes, timeout_s + CHECKPOINT_MS / 1000.0, longest_s,
+                        {n.id: n.site for n in nodes})
+
+
 def job_of(conf, q: cfg.QuerySpec, env: Environment) -> tuple[list[str], list]:
     """(job arguments, logical operators) of a config's query on this environment's sites."""
     rate = "0" if conf.source_rate == "max" else str(conf.source_rate)
-    args = [*q.args, "--sites", ",".join(env.sites), "--rate", rate, "--checkpoint-ms", "10000"]
+    args = [*q.args, "--sites", ",".join(env.sites), "--rate", rate, "--checkpoint-ms", str(CHECKPOINT_MS)]
     return args, registry.load(q.name).topology(options.parse(args))
 
 

@@ -236,6 +236,11 @@ def test_predicted_rate_is_exactly_where_the_first_resource_fills(p):
             for k, u in unit.items() if k.startswith("link:")), rel=1e-9, abs=1e-12)
         overrun = _overrun(p, asg)
         assert not overrun or policy != "optimal"  # the baselines may fill the edge blindly, the MILP may not
+        assert sorted(pred.overruns) == overrun
+        for site, (acks, timeout) in pred.overruns.items():  # what a measurement of the overrun waits for
+            assert timeout == p.link[site].heartbeat_timeout_s
+            assert acks == pytest.approx(sum(p.op[v].checkpoint_ack_bytes for v, m in asg.items()
+                                             if p.node[m].site == site), rel=1e-12)
         if overrun:
             assert pred.max_rate == 0 and pred.total_rate == 0 and pred.bottleneck == f"checkpoint:{overrun[0]}"
             continue
