@@ -186,7 +186,7 @@ def _run_cells(conf, res: Results, todo: list[dict], env: Environment, nodes: li
             except (EdgeplaceError, FlinkRestError) as exc:  # one cell's failure is recorded; the experiment goes on
                 for c, pl, pred in members:
                     if cell_id(c) not in set(res.done()["cell"]):
-                        res.add(_failed_row(c, pl, pred, str(exc)))
+                        res.add(_failed_row(c, pl, pred, failure(exc, pred)))
                         done[0] += 1
                         say(f"[{done[0]}/{len(todo)}] {cell_id(c)}: FAILED: {exc}")
                 env.heal(say)
@@ -292,6 +292,12 @@ def job_of(conf, q: cfg.QuerySpec, env: Environment) -> tuple[list[str], list]:
     rate = "0" if conf.source_rate == "max" else str(conf.source_rate)
     args = [*q.args, "--sites", ",".join(env.sites), "--rate", rate, "--checkpoint-ms", str(CHECKPOINT_MS)]
     return args, registry.load(q.name).topology(options.parse(args))
+
+
+def failure(exc: Exception, pred) -> str:
+    """Why a cell failed, and that the model said it would where it predicted λ* = 0."""
+    return str(exc) + (f" (as predicted: {pred.bottleneck}, λ* = 0)" if pred is not None and pred.max_rate == 0
+                       else "")
 
 
 def _failed_row(c: dict, placement: Placement, pred, why: str) -> dict:

@@ -112,3 +112,7 @@ def test_only_a_cell_predicted_to_overrun_is_watched_and_for_the_priced_acknowle
     assert w.site_of == {"cloud-1": "cloud", "edge-1": "site-1"}
     assert overrun_watch(predict(p, plan(p, "cloud-only")), 500.0, nodes) is None
     assert overrun_watch(None, 500.0, nodes) is None
+    from experiments.runner import failure
+    stopped = EdgeplaceError("the measurement stopped early: job j is no longer running (RESTARTING)")
+    assert failure(stopped, edge) == f"{stopped} (as predicted: checkpoint:site-1, λ* = 0)"
+    assert failure(stopped, predict(p, plan(p, "cloud-only"))) == failure(stopped, None) == str(stopped)
