@@ -2,11 +2,13 @@
 
 Rows: time, job, vertex, vertex_name, subtask, taskmanager, metric, value. WAN rows use vertex
 "link:<site>:<up|down>" and metric "bytes" (cumulative). A poll the JobManager did not answer adds a
-"gap" row; when the job is gone (or the JobManager stays away) sampling stops and keeps what it has."""
+"gap" row; when the job is gone, no longer running or restarted (or the JobManager stays away) sampling stops
+and keeps what it has."""
 from __future__ import annotations
 
 import math
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,6 +53,20 @@ def _value(raw) -> float:
         return float(raw)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _restarted(job: dict, first: list[float]) -> str | None:
+    """How the job restarted since the first poll (`first` keeps when it had last restarted then), or None.
+    A restart between two polls leaves the job RUNNING at both (q5 at 0.15 Mbit/s lost its edge TaskManager to
+    a heartbeat timeout and was RUNNING again within 5 s, restored from a checkpoint); Flink's time of its
+    latest RESTARTING tells."""
+    at = float((job.get("timestamps") or {}).get("RESTARTING") or 0)
+    if not first:
+        first.append(at)
+    elif at > first[0]:
+        when = datetime.fromtimestamp(at / 1000, tz=timezone.utc).strftime("%H:%M:%S")
+        return f"restarted at {when} UTC (restored from a checkpoint, it runs again)"
+    return None
 
 
 def poll_once(rest: FlinkRest, job_id: str, vertices: dict[str, dict], now: float) -> list[dict]:
@@ -114,6 +130,7 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
     quick = rest.quick()
     start = time.monotonic()
     gap_start: float | None = None
+    restarted: list[float] = []  # when the job last restarted, as of the first poll
     next_t = start
     while True:
         now_m = time.monotonic()
@@ -121,9 +138,13 @@ def _sample(rest: FlinkRest, job_id: str, duration: float, interval: float,
             break
         now = time.time()
         try:
-            state = quick.job(job_id)["state"]
+            job = quick.job(job_id)
+            state = job["state"]
             if state != "RUNNING":
                 run.stopped_because = f"job {job_id} is no longer running ({state})"
+                break
+            if (why := _restarted(job, restarted)) is not None:
+                run.stopped_because = f"job {job_id} {why}"
                 break
             rows = poll_once(quick, job_id, vertices, now)
             if gap_start is not None:

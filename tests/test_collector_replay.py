@@ -181,3 +181,37 @@ def test_a_job_that_stops_running_fails_its_measurement_and_its_profile(replay, 
         else:
             measure(replay, replay.job_id, [], None, tmp_path, warmup=0, duration=20, wan=None)
     assert polls[0] == 5  # it stopped at the first poll that saw the job no longer running
+
+
+@pytest.mark.parametrize("what", ["the measurement", "profiling"])
+def test_a_job_that_restarted_between_two_polls_fails_its_measurement_and_its_profile(replay, tmp_path, what):
+    """q5 at 0.15 Mbit/s lost its edge TaskManager to a heartbeat timeout and was RUNNING again, restored from a
+    checkpoint, within 5 s: polls 2.5 s apart can see RUNNING on both sides. Flink's time of the job's latest
+    RESTARTING moved, and that ends the window as a failure."""
+    from collectors.profiling import profile_job
+    from experiments.measure import measure
+    recorded, polls = replay.job, [0]
+
+    def job(job_id):
+        polls[0] += 1
+        answer = recorded(job_id)
+        restarted = 1_796_515_821_445 if polls[0] > 4 else answer["timestamps"]["RESTARTING"]
+        return {**answer, "state": "RUNNING", "timestamps": {**answer["timestamps"], "RESTARTING": restarted}}
+    replay.job = job
+    with pytest.raises(EdgeplaceError, match=rf"^{what} stopped early: job {replay.job_id} restarted at 00:10:21 "
+                                             r"UTC \(restored from a checkpoint, it runs again\)$"):
+        if what == "profiling":
+            profile_job(replay, replay.job_id, [], seconds=25)
+        else:
+            measure(replay, replay.job_id, [], None, tmp_path, warmup=0, duration=20, wan=None)
+    assert polls[0] == 5  # at the first poll after the restart
+
+
+def test_a_job_that_had_restarted_before_sampling_began_is_sampled(replay):
+    """Only a restart while it is sampled counts: a job that restarted once before (its RESTARTING time is
+    set from the first poll on) is sampled to the end."""
+    recorded = replay.job
+    replay.job = lambda job_id: {**recorded(job_id), "timestamps": {**recorded(job_id)["timestamps"],
+                                                                   "RESTARTING": 1_796_515_000_000}}
+    run = sample(replay, replay.job_id, duration=20, interval=2.5)
+    assert run.stopped_because is None and len(run.frame()["time"].unique()) == 9
