@@ -270,7 +270,8 @@ def _measure_group(conf, res: Results, env: Environment, gi: int, members: list,
                 + f", {m.wan_bytes_per_event:,.1f} WAN B/event"
                 + (f"; over {m.window_cycles:.1f} window periods in {m.seconds:.0f} s"
                    + (f" (fewer than {CYCLES}: at most measure_longest_s)" if m.window_cycles < CYCLES else "")
-                   if m.window_cycles == m.window_cycles else ""))
+                   if m.window_cycles == m.window_cycles else "")
+                + (f"; {m.overrun}" if m.overrun else ""))
             if progress:
                 progress(done[0], total)
 

@@ -162,32 +162,18 @@ def test_a_job_without_sources_seen_has_emitted_nothing():
 
 
 @pytest.mark.parametrize("what", ["the measurement", "profiling"])
-def test_a_job_that_stops_running_fails_its_measurement_and_its_profile(replay, tmp_path, what):
+@pytest.mark.parametrize("after, why", [
+    (lambda a: {**a, "state": "RESTARTING"}, r"is no longer running \(RESTARTING\)"),
+    (lambda a: {**a, "timestamps": {**a["timestamps"], "RESTARTING": 1_796_515_821_445}},
+     r"restarted at 00:10:21 UTC \(restored from a checkpoint, it runs again\)")], ids=["restarting", "restarted"])
+def test_a_job_that_stops_running_or_restarts_fails_its_measurement_and_its_profile(replay, tmp_path, what, after,
+                                                                                    why):
     """A job that fails half-way through a window (a TaskManager lost, a restart) ran the window's end in
     another way than its start: what was sampled is no measure of the placement. It once went into the results
-    as a valid cell, 30 s of a 120-s window, with -4.6 cores at the edge."""
-    from collectors.profiling import profile_job
-    from experiments.measure import measure
-    recorded, polls = replay.job, [0]
-
-    def job(job_id):
-        polls[0] += 1
-        return {**recorded(job_id), "state": "RESTARTING" if polls[0] > 4 else "RUNNING"}
-    replay.job = job
-    with pytest.raises(EdgeplaceError, match=rf"^{what} stopped early: job {replay.job_id} is no longer running "
-                                             r"\(RESTARTING\)$"):
-        if what == "profiling":
-            profile_job(replay, replay.job_id, [], seconds=25)
-        else:
-            measure(replay, replay.job_id, [], None, tmp_path, warmup=0, duration=20, wan=None)
-    assert polls[0] == 5  # it stopped at the first poll that saw the job no longer running
-
-
-@pytest.mark.parametrize("what", ["the measurement", "profiling"])
-def test_a_job_that_restarted_between_two_polls_fails_its_measurement_and_its_profile(replay, tmp_path, what):
-    """q5 at 0.15 Mbit/s lost its edge TaskManager to a heartbeat timeout and was RUNNING again, restored from a
-    checkpoint, within 5 s: polls 2.5 s apart can see RUNNING on both sides. Flink's time of the job's latest
-    RESTARTING moved, and that ends the window as a failure."""
+    as a valid cell, 30 s of a 120-s window, with -4.6 cores at the edge. A restart between two polls counts
+    too: q5 at 0.15 Mbit/s lost its edge TaskManager to a heartbeat timeout and was RUNNING again, restored
+    from a checkpoint, within 5 s, so polls 2.5 s apart can see RUNNING on both sides; Flink's time of the
+    job's latest RESTARTING moves."""
     from collectors.profiling import profile_job
     from experiments.measure import measure
     recorded, polls = replay.job, [0]
@@ -195,16 +181,15 @@ def test_a_job_that_restarted_between_two_polls_fails_its_measurement_and_its_pr
     def job(job_id):
         polls[0] += 1
         answer = recorded(job_id)
-        restarted = 1_796_515_821_445 if polls[0] > 4 else answer["timestamps"]["RESTARTING"]
-        return {**answer, "state": "RUNNING", "timestamps": {**answer["timestamps"], "RESTARTING": restarted}}
+        assert answer["state"] == "RUNNING" and answer["timestamps"]["RESTARTING"] == 0  # as recorded
+        return after(answer) if polls[0] > 4 else answer
     replay.job = job
-    with pytest.raises(EdgeplaceError, match=rf"^{what} stopped early: job {replay.job_id} restarted at 00:10:21 "
-                                             r"UTC \(restored from a checkpoint, it runs again\)$"):
+    with pytest.raises(EdgeplaceError, match=rf"^{what} stopped early: job {replay.job_id} {why}$"):
         if what == "profiling":
             profile_job(replay, replay.job_id, [], seconds=25)
         else:
             measure(replay, replay.job_id, [], None, tmp_path, warmup=0, duration=20, wan=None)
-    assert polls[0] == 5  # at the first poll after the restart
+    assert polls[0] == 5  # it stopped at the first poll that saw it
 
 
 def test_a_job_that_had_restarted_before_sampling_began_is_sampled(replay):
