@@ -17,6 +17,8 @@ from common import schema
 from common.errors import EdgeplaceError
 from common.files import write_atomic
 from common.say import Say
+from collectors.profiles import JobProfile
+from costmodel.pricing import worker_cpu
 from costmodel.problem import Node
 from experiments.environments import Environment
 from experiments.spine import profile, running
@@ -62,19 +64,35 @@ def measure_speeds(env: Environment, say: Say, loops: int = 40_000, rate: float 
         try:
             with running(env, "calibrate", [*args, "--out", str(env.target.flink_side(out))], placement,
                          out / "savepoints", say) as d:
-                problem, _ = profile(env, d.job_id, ops, None, seconds, warmup, nodes)
+                problem, measured = profile(env, d.job_id, ops, None, seconds, warmup, nodes)
         finally:
             shutil.rmtree(out, ignore_errors=True)
-        # the work's own busy time per record, not its share of the TaskManager's measured CPU: at this low
-        # rate the JVM's background CPU (GC, metrics, heartbeats; more on the cloud, which also runs the
-        # sink) is a large part of the tree's CPU and made the edge look 1.8x faster than the cloud once.
-        # Problem costs are normalised by the nodes' current speed factors; undo that for the raw cost here.
+        # the CPU the work's own Python worker reported per record; not its share of the TaskManager's CPU:
+        # at this low rate the JVM's background CPU (GC, metrics, heartbeats; more on the cloud, which also
+        # runs the sink) is a large part of the tree's CPU and made the edge look 1.8x faster than the cloud
+        # once; nor its busy time, which counts the time the worker waits for a CPU on a machine that runs
+        # other work (the edge 2.18x faster than the cloud, on one machine, in a CI run).
+        # Without a worker's report: the busy time. Problem costs are normalised by the nodes' current speed
+        # factors; undo that for the raw cost here.
         work = problem.op["work"]
         busy = work.busy_s_per_record if work.busy_s_per_record is not None else work.cost_s_per_record
-        costs[node.id] = busy / node.speed
+        own = worker_s_per_record(measured, "work")
+        costs[node.id] = own if own is not None else busy / node.speed
     if costs[ref.id] <= 0:
         raise EdgeplaceError("the reference node measured no CPU for the calibration work; raise --loops")
     return [SpeedMeasurement(n, c, costs[ref.id] / c if c > 0 else float("nan")) for n, c in costs.items()]
+
+
+def worker_s_per_record(measured: JobProfile, uid: str) -> float | None:
+    """CPU seconds per record of the Python workers operator `uid` ran in, as they reported their own CPU
+    (`costmodel.pricing.worker_cpu`); None when none reported or no record reached it."""
+    by_op: dict[str, list] = {}
+    for p in measured.profiles:
+        if p.vertex in measured.owners:
+            by_op.setdefault(measured.owners[p.vertex], []).append(p)
+    cores, _ = worker_cpu(by_op, lambda p: (p.busy if p.busy == p.busy else 0.0) * p.parallelism)
+    rate = max((p.observed_in_rate for p in by_op.get(uid, [])), default=0.0)
+    return cores[uid] / rate if cores.get(uid, 0.0) > 0 and rate > 0 else None
 
 
 def write_speeds(path: str | Path, measurements: list[SpeedMeasurement]) -> None:

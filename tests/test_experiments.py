@@ -673,3 +673,24 @@ def test_report_lists_each_predicted_crossover_on_its_own_line(tmp_path):
     (root / "problem-q9.json").write_text(json.dumps(to_json(p)))
     text = write_report(root).read_text()
     assert "- q9:\n  - at 1.42 Mbit/s: from at the edge: filter, to at the edge: nothing but the sources\n" in text
+
+
+def test_a_nodes_speed_is_measured_from_the_cpu_its_work_reported_not_its_busy_time():
+    """Busy time counts the time a worker waits for a CPU: on one machine whose cores other work shares, the
+    edge once measured 2.18x as fast as the cloud. The calibration reads the CPU the work's own Python worker
+    reported, per record (a worker that a key-by helper and the operator both report counts once)."""
+    import dataclasses
+    from collectors.profiles import JobProfile, OperatorProfile
+    from experiments.calibration import worker_s_per_record
+
+    def prof(vertex, name, busy, rate_in, workers=()):
+        p = OperatorProfile(vertex, name, 1, 0, 0, 0, rate_in, rate_in, rate_in * 10, 1, 10, busy, 0, 0, 5, 0)
+        return dataclasses.replace(p, workers=workers)
+    worker = ("cloud-1", 4242, 0.2)  # 0.2 cores at 100 records/s: 2 ms per record, whatever the busy time
+    profiles = [prof("h", "_stream_key_by_map_operator", 0.3, 100, (worker,)), prof("v2", "Work", 0.9, 100, (worker,)),
+                prof("v3", "Work Sink", 0.1, 100, (("cloud-1", 4243, 0.05),))]
+    measured = JobProfile(profiles, {"h": "work", "v2": "work", "v3": "sink"}, {"work": "cloud-1", "sink": "cloud-1"})
+    assert worker_s_per_record(measured, "work") == pytest.approx(0.2 / 100)
+    silent = JobProfile([dataclasses.replace(p, workers=()) for p in profiles], measured.owners, measured.where)
+    assert worker_s_per_record(silent, "work") is None  # no report: the caller falls back to busy time
+    assert worker_s_per_record(measured, "nosuch") is None
