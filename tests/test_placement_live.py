@@ -203,6 +203,7 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
     import os
     import signal
 
+    from experiments.testbed import cgroups
     from experiments.testbed import state as st
     from experiments.testbed.testbed import client_conf_dir, heal
     from placement import flink
@@ -221,6 +222,9 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
                                 tend=lambda: restarted.extend(heal(st.load(), say=print)))
     assert restarted == ["edge-1"]
     assert where == {u: {tm} for u, tm in A.items()}
+    # the restarted TaskManager started without its quota (start-up is not what it emulates) and has it again
+    group = [p for p in st.load().of_kind("process") if p["name"] == "edge-1"][-1]["cgroup"]
+    assert cgroups.quota_cores(Path(group)) == 0.5
     monkeypatch.chdir(tmp_path)
     flink.end(REST, job, Path("relative-scratch"))
     assert flink.final_state(REST, job) == "FINISHED"  # stopped with a savepoint, not cancelled

@@ -81,8 +81,9 @@ def flink_lib(state: st.State) -> Path:
 
 def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: str | None,
            cores: float | None, argv: list[str] | None = None, extra_env: dict[str, str] | None = None) -> None:
-    """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group and namespace; record it.
-    A TaskManager gets its pre-warmed Python worker server (`pyworkers`) beside it, as its child."""
+    """Start a Flink process of `kind` (or `argv`, e.g. an sshd) in its CPU group (limited to `cores`) and
+    namespace; record it. A TaskManager gets its pre-warmed Python worker server (`pyworkers`) beside it, as
+    its child, and its quota only once registered (`wait_registered`)."""
     fg = argv or [str(flinkdist.flink_home() / "bin" / f"{kind}.sh"), "start-foreground"]
     extra_env = dict(extra_env or {})
     if kind == "taskmanager" and argv is None:
@@ -101,7 +102,7 @@ def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: 
             raise EdgeplaceError(f"cgroup {cg_path} exists but is not recorded by this testbed (another testbed "
                                  "on the same --subnet?); take that one down, or remove the group")
         state.record("cgroup", path=str(cg_path))
-        cgroups.create(cg_name, cores)
+        cgroups.create(cg_name, None if kind == "taskmanager" else cores)  # a TaskManager: `wait_registered`
         prefix = f"ip netns exec {shlex.quote(netns)} " if netns else ""
         argv = ["sh", "-c", f"echo $$ > {shlex.quote(str(cg_path / 'cgroup.procs'))} && exec {prefix}{cmd}"]
     else:
@@ -119,8 +120,24 @@ def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: 
 
 def wait_registered(state: st.State, timeout: float, stale: dict[str, str | None] | None = None) -> None:
     """Until every TaskManager is registered with its resource; for ids in `stale`, a registration under the
-    old RPC path (the dead process, until the JobManager's heartbeat times out) does not count."""
-    stale = stale or {}
+    old RPC path (the dead process, until the JobManager's heartbeat times out) does not count. Then (also
+    when the wait fails) each TaskManager gets its CPU quota: it starts without one, since JVM start-up is not
+    what the quota emulates (under 0.5 cores an edge TaskManager registered 10 s after the cloud's)."""
+    try:
+        _wait_registered(state, timeout, stale or {})
+    finally:
+        throttle(state)
+
+
+def throttle(state: st.State) -> None:
+    """Give every TaskManager's CPU group its quota (`cpu_cores`; None leaves it unlimited)."""
+    groups = {p["name"]: p.get("cgroup") for p in state.of_kind("process")}  # the latest record of each name
+    for tm in state.taskmanagers:
+        if groups.get(tm["id"]) and Path(groups[tm["id"]]).is_dir():
+            cgroups.set_quota(Path(groups[tm["id"]]), tm.get("cpu_cores"))
+
+
+def _wait_registered(state: st.State, timeout: float, stale: dict[str, str | None]) -> None:
     rest = rest_of(state, timeout=2.0, retries=0)
     want = {tm["id"] for tm in state.taskmanagers}  # each with its resource
     deadline = time.monotonic() + timeout
