@@ -37,6 +37,11 @@ class OperatorProfile:
     # a slot, so subtasks of other vertices in the same slot report the same one
     workers: tuple[tuple[str, int, float], ...] = field(default=())
 
+    @property
+    def busy_cores(self) -> float:
+        """Cores its subtasks were busy, together (0 where Flink reported no busy time)."""
+        return (self.busy if self.busy == self.busy else 0.0) * self.parallelism
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["flags"] = list(self.flags)
@@ -58,6 +63,14 @@ class JobProfile:
     state: dict[str, float] = field(default_factory=dict)  # vertex id → checkpointed state, bytes/s
     state_in_acks: dict[str, float] = field(default_factory=dict)  # vertex id → bytes in one checkpoint's acks
     heartbeat_timeout_s: float | None = None  # the cluster's heartbeat.timeout (None: not read)
+
+    def by_operator(self) -> dict[str, list[OperatorProfile]]:
+        """op uid → the profiles of the Flink vertices it owns (vertices of no operator left out)."""
+        out: dict[str, list[OperatorProfile]] = {}
+        for p in self.profiles:
+            if p.vertex in self.owners:
+                out.setdefault(self.owners[p.vertex], []).append(p)
+        return out
 
     @property
     def control(self) -> dict[str, dict[str, float]]:

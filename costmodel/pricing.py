@@ -15,7 +15,6 @@ checkpoint_ack_bytes, and the cluster's heartbeat timeout goes with every link."
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 from collectors.profiles import JobProfile, OperatorProfile
 from common import flinksettings
@@ -59,11 +58,7 @@ def control_prices(measured: JobProfile, node_of: dict[str, Node], sources: set[
     if not control:
         return {}, {}
     where = measured.where
-    subtasks: dict[str, int] = {}
-    for p in measured.profiles:
-        uid = measured.owners.get(p.vertex)
-        if uid is not None:
-            subtasks[uid] = subtasks.get(uid, 0) + p.parallelism
+    subtasks = {uid: sum(p.parallelism for p in ps) for uid, ps in measured.by_operator().items()}
     state = _per_operator(measured.state, measured.owners)
     ran = {tm: {uid: k for uid, k in subtasks.items() if where.get(uid) == tm} for tm in control}
     per_op: dict[str, dict[str, float]] = {}
@@ -114,19 +109,12 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
     if strays:
         raise EdgeplaceError(f"Flink vertex {', '.join(map(repr, strays))} belongs to no operator of the job "
                              f"({', '.join(sorted(uids))}); its topology does not list every Flink task it runs")
-    by_op: dict[str, list[OperatorProfile]] = {}
-    for p in profiles:
-        if p.vertex in owners:
-            by_op.setdefault(owners[p.vertex], []).append(p)
+    by_op = measured.by_operator()
     node_of = {n.id: n for n in nodes}
-
-    def busy(p: OperatorProfile) -> float:
-        return (p.busy if p.busy == p.busy else 0.0) * p.parallelism
-
     load = {n.id: 0.0 for n in nodes}
     for uid, ps in by_op.items():
-        load[where[uid]] += sum(busy(p) for p in ps)
-    python, python_on = worker_cpu(by_op, busy)
+        load[where[uid]] += sum(p.busy_cores for p in ps)
+    python, python_on = worker_cpu(by_op)
     stats = {}
     for op in ops:
         ps = by_op.get(op.uid, [])
@@ -140,13 +128,13 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
                                  f"({'no samples' if main is None else ', '.join(main.flags) or 'no records'}); "
                                  "profile longer (profile_s) or check that the job runs")
         node = node_of[where[op.uid]]
-        own = sum(busy(p) for p in ps)
+        own = sum(p.busy_cores for p in ps)
         # busy time, capped at the node's cores (on a quota-starved node it includes waiting for the quota)
         starved = min(1.0, node.cores / max(1e-9, load[node.id]))
         # what limits the operator's own subtasks: its busiest Flink task. Its tasks (a key-by helper and the
         # operator, a generator and its source) are threads with Python workers of their own that pipeline
         # records, so their busy times do not add up; the CPU they take does
-        busy_cpu = max((busy(p) for p in ps), default=0.0) * starved
+        busy_cpu = max((p.busy_cores for p in ps), default=0.0) * starved
         if measured.cpu.get(node.id, 0) > 0 and load[node.id] > 0:
             # what the TaskManager really used: its operators' Python workers as each reported, the rest (the
             # JVM's task threads and its shared ones: network, gRPC, JIT, GC) by busy share
@@ -167,8 +155,7 @@ def price(ops: list[OpSpec], measured: JobProfile, nodes: list[Node], mbit: Rate
     return with_checkpoints(p, state_in_acks(measured), measured.heartbeat_timeout_s)
 
 
-def worker_cpu(by_op: dict[str, list[OperatorProfile]], busy: Callable[[OperatorProfile], float]) \
-        -> tuple[dict[str, float], dict[str, float]]:
+def worker_cpu(by_op: dict[str, list[OperatorProfile]]) -> tuple[dict[str, float], dict[str, float]]:
     """(op uid → cores of the Python workers it ran in, TaskManager id → cores of all of them), from the
     workers its vertices' subtasks reported (`OperatorProfile.workers`; a worker serves one slot, so several
     vertices of an operator report the same one, counted once). A worker that vertices of several operators
@@ -178,7 +165,7 @@ def worker_cpu(by_op: dict[str, list[OperatorProfile]], busy: Callable[[Operator
         for p in ps:
             for tm, pid, cores in p.workers:
                 seen, users = workers.get((tm, pid), (0.0, {}))
-                users[uid] = users.get(uid, 0.0) + busy(p)
+                users[uid] = users.get(uid, 0.0) + p.busy_cores
                 workers[(tm, pid)] = (max(seen, cores), users)
     per_op: dict[str, float] = {}
     per_tm: dict[str, float] = {}

@@ -86,11 +86,8 @@ def measure_speeds(env: Environment, say: Say, loops: int = 40_000, rate: float 
 def worker_s_per_record(measured: JobProfile, uid: str) -> float | None:
     """CPU seconds per record of the Python workers operator `uid` ran in, as they reported their own CPU
     (`costmodel.pricing.worker_cpu`); None when none reported or no record reached it."""
-    by_op: dict[str, list] = {}
-    for p in measured.profiles:
-        if p.vertex in measured.owners:
-            by_op.setdefault(measured.owners[p.vertex], []).append(p)
-    cores, _ = worker_cpu(by_op, lambda p: (p.busy if p.busy == p.busy else 0.0) * p.parallelism)
+    by_op = measured.by_operator()
+    cores, _ = worker_cpu(by_op)
     rate = max((p.observed_in_rate for p in by_op.get(uid, [])), default=0.0)
     return cores[uid] / rate if cores.get(uid, 0.0) > 0 and rate > 0 else None
 

@@ -59,17 +59,16 @@ def _prof(vertex: str, name: str, busy: float, rate_in: float, rate_out: float,
 
 
 def test_one_worker_counts_once_per_operator_and_a_shared_one_is_split_by_busy_time():
-    busy = lambda p: p.busy
     by_op = {"work": [_prof("h", "_stream_key_by_map_operator", 0.6, 100, 100, (("edge-1", 7, 0.2),)),
                       _prof("w", "Work", 0.9, 100, 50, (("edge-1", 7, 0.2),))],
              "sink": [_prof("s", "Work Sink", 0.1, 50, 0, (("cloud-1", 7, 0.05),))]}  # pid 7 again: another host
-    per_op, per_tm = worker_cpu(by_op, busy)
+    per_op, per_tm = worker_cpu(by_op)
     assert per_op == {"work": pytest.approx(0.2), "sink": pytest.approx(0.05)}
     assert per_tm == {"edge-1": pytest.approx(0.2), "cloud-1": pytest.approx(0.05)}
     # two operators in one slot (unpinned, Flink's default group): one worker, shared by their busy time
     by_op = {"a": [_prof("a", "A", 0.3, 100, 100, (("edge-1", 9, 0.4),))],
              "b": [_prof("b", "B", 0.1, 100, 100, (("edge-1", 9, 0.4),))]}
-    per_op, per_tm = worker_cpu(by_op, busy)
+    per_op, per_tm = worker_cpu(by_op)
     assert per_op == {"a": pytest.approx(0.3), "b": pytest.approx(0.1)} and per_tm == {"edge-1": pytest.approx(0.4)}
 
 
