@@ -167,15 +167,24 @@ def link_capacity(p: Problem, assignment: dict[str, str], site: str, d: str) -> 
     return p.link_capacity(site, d, [v for v, n in assignment.items() if p.node[n].site == site])
 
 
-def checkpoint_overruns(p: Problem, assignment: dict[str, str]) -> dict[str, float]:
-    """site → seconds its operators' checkpoint acknowledgements take on its uplink, for each site where that
-    is longer than the cluster's heartbeat timeout: its TaskManagers are declared dead at every checkpoint."""
+@dataclass(frozen=True)
+class Overrun:
+    """A site whose operators' checkpoint acknowledgements (`ack_bytes`) take `seconds` on its uplink, longer
+    than the cluster's heartbeat timeout: its TaskManagers are declared dead at every checkpoint."""
+    seconds: float
+    ack_bytes: float
+    heartbeat_timeout_s: float
+
+
+def checkpoint_overruns(p: Problem, assignment: dict[str, str]) -> dict[str, Overrun]:
+    """site → its overrun, for each site where one checkpoint's acknowledgements outlast the heartbeat timeout."""
     out = {}
     for l in p.links:
         if l.heartbeat_timeout_s is not None:
-            took = p.ack_seconds(l.site, [v for v, n in assignment.items() if p.node[n].site == l.site])
+            there = [v for v, n in assignment.items() if p.node[n].site == l.site]
+            took = p.ack_seconds(l.site, there)
             if took > l.heartbeat_timeout_s:
-                out[l.site] = took
+                out[l.site] = Overrun(took, p.ack_bytes(there), float(l.heartbeat_timeout_s))
     return out
 
 
@@ -204,8 +213,7 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     control = control_bytes_per_s(p, assignment)
     rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 or overrun \
         else _fill(cons, p.source_rates)
-    acks = {site: (p.ack_bytes(v for v, n in assignment.items() if p.node[n].site == site),
-                   float(p.link[site].heartbeat_timeout_s)) for site in overrun}
+    acks = {site: (o.ack_bytes, o.heartbeat_timeout_s) for site, o in overrun.items()}
     return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates, up, control,
                       acks)
 

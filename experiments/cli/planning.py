@@ -155,10 +155,10 @@ def predict_cmd(problem_file, placement_file, rate, as_json, crossovers) -> None
         click.echo(dumps(out))
         return
     console.print(f"λ* = {pred.max_rate:.6g} source records/s per unit rate, bottleneck {pred.bottleneck}")
-    for site, took in checkpoint_overruns(p, asg).items():
-        console.print(f"{site}: one checkpoint's acknowledgements take {took:.0f} s on its uplink, longer than the "
-                      f"{p.link[site].heartbeat_timeout_s:g}-s heartbeat timeout: its TaskManagers would be "
-                      "declared dead at every checkpoint")
+    for site, o in checkpoint_overruns(p, asg).items():
+        console.print(f"{site}: one checkpoint's acknowledgements take {o.seconds:.0f} s on its uplink, longer than "
+                      f"the {o.heartbeat_timeout_s:g}-s heartbeat timeout: its TaskManagers would be declared dead "
+                      "at every checkpoint")
     console.print(f"WAN bytes per unit rate: {pred.wan_bytes_per_unit_rate:.6g}")
     own = {s: c for s, c in pred.control.items() if c["up"] > 0 or c["down"] > 0}
     if own:
