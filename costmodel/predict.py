@@ -26,6 +26,7 @@ class Prediction:
     control: dict[str, dict[str, float]] = field(default_factory=dict)  # site → {up, down}: Flink's own bytes/s
     # site → (bytes of one checkpoint's acknowledgements, heartbeat timeout s) where they overrun the timeout
     overruns: dict[str, tuple[float, float]] = field(default_factory=dict)
+    edge_cpu_per_unit_rate: float = 0.0     # CPU (cores) of every node outside the cloud, summed
 
     @property
     def total_rate(self) -> float:
@@ -50,7 +51,8 @@ class Prediction:
     def to_json(self) -> dict:
         """JSON-safe: an unbounded λ* (nothing limits it) is null."""
         return {"max_rate": self.max_rate if math.isfinite(self.max_rate) else None, "bottleneck": self.bottleneck,
-                "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate, "sources": self.sources, "nodes": self.nodes,
+                "wan_bytes_per_unit_rate": self.wan_bytes_per_unit_rate,
+                "edge_cpu_per_unit_rate": self.edge_cpu_per_unit_rate, "sources": self.sources, "nodes": self.nodes,
                 "links": self.links, "control": self.control,
                 "wan_up_bytes_per_event": self.wan_up_bytes_per_event if math.isfinite(self.wan_up_bytes_per_event)
                 else None}
@@ -214,8 +216,9 @@ def predict(p: Problem, assignment: dict[str, str]) -> Prediction:
     rates = {s: lam * w for s, w in p.source_rates.items()} if len(p.source_rates) == 1 or overrun \
         else _fill(cons, p.source_rates)
     acks = {site: (o.ack_bytes, o.heartbeat_timeout_s) for site, o in overrun.items()}
+    edge_cpu = sum(use.get(f"node:{n.id}", 0.0) for n in p.nodes if n.site != CLOUD)
     return Prediction(lam, bottleneck, wan, util, links, limits, sum(p.source_rates.values()), rates, up, control,
-                      acks)
+                      acks, edge_cpu)
 
 
 def _fill(cons: dict[str, tuple[float, dict[str, float]]], weights: dict[str, float]) -> dict[str, float]:

@@ -92,6 +92,7 @@ class _Milp:
             if not on[v]:
                 raise EdgeplaceError(f"no node it may run on has {p.op[v].parallelism} slots for operator {v}")
             add({i: 1.0 for _, i in on[v]}, 1, 1)
+        edge = np.zeros(nvar)  # CPU per unit λ on the bins outside the cloud (the second objective)
         for b, bn in enumerate(bins):  # slots, and CPU: Σ r cost / speed · x ≤ cores · T
             idx = held[b]
             if idx:
@@ -100,6 +101,9 @@ class _Milp:
                 cpu = {i: self.load[(v, b)] for v, i in idx}
                 for i, c in sends.get(b, {}).items():
                     cpu[i] = cpu.get(i, 0.0) + c
+                if bn.site != CLOUD:
+                    for i, c in cpu.items():
+                        edge[i] += c
                 if any(cpu.values()):
                     add({**cpu, ti: -bn.cores * m / scale}, -np.inf, 0)
                 if m > 1:  # each operator within one member's cores
@@ -145,14 +149,13 @@ class _Milp:
         self.wan = np.zeros(nvar)
         for (u, v, s, d), i in yi.items():
             self.wan[i] = byts[(u, v)]
-        A = lil_matrix((len(rows) + 1, nvar))  # the last row: an optional lower bound on WAN bytes
+        A = lil_matrix((len(rows) + 1, nvar))  # the last row: an optional upper bound on the edge's CPU
         for k, coefs in enumerate(rows):
             for i, c in coefs.items():
                 A[k, i] = c
-        wan_norm = self.wan / self.wan.max() if self.wan.max() > 0 else self.wan
-        for i in np.nonzero(wan_norm)[0]:
-            A[len(rows), i] = wan_norm[i]
-        self.wan_norm = wan_norm
+        self.wan_norm, self.edge_norm = (v / np.abs(v).max() if np.abs(v).max() > 0 else v for v in (self.wan, edge))
+        for i in np.nonzero(self.edge_norm)[0]:
+            A[len(rows), i] = self.edge_norm[i]
         self.A, self.lo, self.hi = A.tocsr(), np.array(lo + [-np.inf]), np.array(hi + [np.inf])
         self.integrality = np.zeros(nvar)
         self.integrality[:nx_] = 1
@@ -200,14 +203,14 @@ class _Milp:
                         row[i] = row.get(i, 0.0) - c
         return out
 
-    def solve(self, c, t_lo: float, t_hi: float, wan_lo: float = -np.inf):
+    def solve(self, c, t_lo: float, t_hi: float, edge_hi: float = np.inf):
         lb, ub = np.zeros(self.nvar), np.ones(self.nvar)
         lb[self.ti], ub[self.ti] = t_lo, t_hi
         ub[self.zs] = np.inf
-        lo = self.lo.copy()
-        lo[-1] = wan_lo
+        hi = self.hi.copy()
+        hi[-1] = edge_hi
         t0 = time.perf_counter()
-        res = milp(c, constraints=LinearConstraint(self.A, lo, self.hi), integrality=self.integrality,
+        res = milp(c, constraints=LinearConstraint(self.A, self.lo, hi), integrality=self.integrality,
                    bounds=Bounds(lb, ub), options={"mip_rel_gap": GAP, "presolve": PRESOLVE,
                                                    "time_limit": TIME_LIMIT_S})
         SOLVE_LOG.append((time.perf_counter() - t0, res.status))
@@ -216,11 +219,12 @@ class _Milp:
                                  "try --policy greedy, or fewer operators or nodes")
         return res if res.status == 0 else None
 
-    def lexicographic(self, target_u: float | None, t_lo: float = 0.0, wan_lo: float = -np.inf):
-        """(solution, U it must be packed at, U of the best λ): max λ, then fewest WAN bytes — or, with a
-        target, the fewest WAN bytes at that U. None when infeasible."""
+    def lexicographic(self, target_u: float | None, t_lo: float = 0.0):
+        """(solution, U it must be packed at, U of the best λ): max λ, then the least CPU at the edge, then
+        the fewest WAN bytes (`heuristics.better`) — or, with a target, the fewest WAN bytes at that U. None
+        when infeasible."""
         if target_u is not None:
-            res = self.solve(self.wan_norm, target_u, target_u, wan_lo)
+            res = self.solve(self.wan_norm, target_u, target_u)
             return (res, target_u, target_u) if res is not None else None
         c = np.zeros(self.nvar)
         c[self.ti] = 1.0
@@ -229,8 +233,9 @@ class _Milp:
             return None
         t_best = first.x[self.ti]
         cap = t_best * (1 + TIE / 10)
-        res = self.solve(self.wan_norm, 0, cap, wan_lo) or first
-        return res, cap, t_best
+        second = self.solve(self.edge_norm, 0, cap) or first
+        edge_hi = float(self.edge_norm @ second.x) * (1 + TIE / 10) + 1e-9
+        return self.solve(self.wan_norm, 0, cap, edge_hi) or second, cap, t_best
 
     def assignment(self, res) -> dict[str, int]:
         return {v: b for (v, b), i in self.xi.items() if res.x[i] > 0.5}
@@ -283,7 +288,8 @@ def _u_bound(p: Problem, scale: float) -> float:
 
 def optimal(p: Problem, target_rate: float | None = None) -> dict[str, str]:
     """MILP (HiGHS): maximise λ* — minimise T = 1/λ, which makes every constraint linear — then, among
-    placements within TIE of the best T (or sustaining `target_rate`), the fewest WAN bytes per unit λ.
+    placements within TIE of the best T, the least CPU at the edge, and among those the fewest WAN bytes per
+    unit λ (or, with `target_rate`, the fewest WAN bytes that sustain it).
     Interchangeable nodes are solved as one class (no symmetric copies to search) and the solution packed
     onto them; a class whose packing fails is split into its nodes and the model solved again. Each model
     relaxes the per-node one, so a solution that packs is optimal, and each bounds the next."""

@@ -174,3 +174,24 @@ def test_an_edge_pass_prices_operators_where_they_ran_and_the_source_pays_to_sen
     assert predict(p, with_filter).limits["node:edge-1"] == pytest.approx(0.5 / 155e-6)
     assert optimal(p) == with_filter  # the single-pass problem would keep the filter in the cloud
     assert optimal(problem(160e-6, 107e-6)) == cloud_where
+
+
+def test_a_tie_goes_to_the_least_cpu_at_the_edge_and_then_to_the_fewest_wan_bytes():
+    """src → filter (keeps half) → count (2 ms per record, one subtask: at most 1 000 events/s wherever the
+    filter runs) → sink, as q5 at 50 Mbit/s: both layouts sustain the same λ*, and the filter at the edge would
+    save WAN bytes on a link that does not bind by spending the slow edge's CPU. A thin link makes the filter's
+    saving the rate itself."""
+    from placement.policies import plan
+    ops = (("filter", 1e-5, 0.5, 100, False), ("count", 2e-3, 1.0, 10, True), ("sink", 1e-6, 1.0, 0, False))
+    fat = chain(*ops)
+    at_edge = {"src": "edge-1", "filter": "edge-1", "count": "cloud-1", "sink": "cloud-1"}
+    a, b = predict(fat, at_edge), predict(fat, {**at_edge, "filter": "cloud-1"})
+    assert a.max_rate == pytest.approx(b.max_rate) and a.bottleneck == b.bottleneck == "operator:count"
+    assert a.wan_bytes_per_unit_rate < b.wan_bytes_per_unit_rate
+    assert a.edge_cpu_per_unit_rate == pytest.approx(b.edge_cpu_per_unit_rate + 1e-5)
+    for policy in ("optimal", "exhaustive", "greedy"):
+        assert plan(fat, policy)["filter"] == "cloud-1", policy
+    thin = chain(*ops, link=50_000.0)
+    assert predict(thin, at_edge).max_rate > 1.5 * predict(thin, {**at_edge, "filter": "cloud-1"}).max_rate
+    for policy in ("optimal", "exhaustive", "greedy"):
+        assert plan(thin, policy)["filter"] == "edge-1", policy
