@@ -73,7 +73,8 @@ def edge_max(p: Problem) -> dict[str, str]:
 
 def greedy(p: Problem) -> dict[str, str]:
     """From cloud-only, repeatedly move the best-ranked eligible operator to the edge while that raises λ*
-    (or keeps it and saves WAN bytes); the ranking is recomputed after each move."""
+    (`better`: a move that keeps λ* and adds CPU at the edge is not taken); the ranking is recomputed after
+    each move."""
     out = cloud_only(p)
     best = predict(p, out)
     moved = True
