@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import networkx as nx
 
 from common.errors import EdgeplaceError
-from costmodel.predict import check_placement, checkpoint_overruns, predict
+from costmodel.predict import Prediction, check_placement, checkpoint_overruns, predict
 from costmodel.problem import CLOUD, Node, Problem
 from costmodel.ranking import offload_ranking
 
@@ -173,29 +174,34 @@ NO_PLACEMENT = ("no placement satisfies the pins, the slot limits and the heartb
 
 def exhaustive(p: Problem) -> dict[str, str]:
     """Every distinct placement (interchangeable nodes counted once); refuses problems too large to enumerate."""
-    ops = list(p.op)
-    classes = node_classes(p)
-    size = math.prod(len(p.allowed(v)) for v in ops)
+    size = math.prod(len(p.allowed(v)) for v in p.op)
     if size > EXHAUSTIVE_LIMIT:
         raise EdgeplaceError(f"exhaustive search would visit {size:,} placements (limit {EXHAUSTIVE_LIMIT:,}); "
                              "use --policy optimal")
-    cls_of = {n: k for k, ids in classes.items() for n in ids}
     best, best_pred = None, None
-    for combo in itertools.product(*(p.allowed(v) for v in ops)):
-        if not _canonical(combo, cls_of, classes):
-            continue
-        asg = dict(zip(ops, combo))
-        try:
-            if checkpoint_overruns(p, asg):
-                continue  # sustains nothing (its TaskManagers die at every checkpoint): as for optimal
-            pred = predict(p, asg)
-        except EdgeplaceError:
-            continue
+    for asg, pred in placements(p):
         if better(pred, best_pred):
             best, best_pred = asg, pred
     if best is None:
         raise EdgeplaceError(NO_PLACEMENT)
     return best
+
+
+def placements(p: Problem) -> Iterator[tuple[dict[str, str], Prediction]]:
+    """Every distinct placement that fits (interchangeable nodes counted once), with its prediction; not one
+    whose checkpoints overrun the heartbeat timeout (it sustains nothing: as for optimal)."""
+    ops = list(p.op)
+    classes = node_classes(p)
+    cls_of = {n: k for k, ids in classes.items() for n in ids}
+    for combo in itertools.product(*(p.allowed(v) for v in ops)):
+        if not _canonical(combo, cls_of, classes):
+            continue
+        asg = dict(zip(ops, combo))
+        try:
+            if not checkpoint_overruns(p, asg):
+                yield asg, predict(p, asg)
+        except EdgeplaceError:
+            continue
 
 
 def _canonical(combo, cls_of, classes) -> bool:

@@ -133,8 +133,8 @@ def throttle(state: st.State) -> None:
     """Give every TaskManager's CPU group its quota (`cpu_cores`; None leaves it unlimited)."""
     groups = {p["name"]: p.get("cgroup") for p in state.of_kind("process")}  # the latest record of each name
     for tm in state.taskmanagers:
-        if groups.get(tm["id"]) and Path(groups[tm["id"]]).is_dir():
-            cgroups.set_quota(Path(groups[tm["id"]]), tm.get("cpu_cores"))
+        if (group := groups.get(tm["id"])) and Path(group).is_dir():
+            cgroups.set_quota(Path(group), tm.get("cpu_cores"))
 
 
 def _wait_registered(state: st.State, timeout: float, stale: dict[str, str | None]) -> None:

@@ -4,35 +4,18 @@ best (within TIE), and which of them each rule picks: the fewest WAN bytes (the 
 the least CPU at the edge, then the fewest WAN bytes (the rule since), next to what `optimal` returns.
 
 Run from the repository root: .venv/bin/python docs/validation/ties/ties.py"""
-import itertools
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from common.errors import EdgeplaceError
-from costmodel.predict import checkpoint_overruns, predict
 from costmodel.pricing import with_bandwidth
 from costmodel.problem import CLOUD, from_json
-from placement.heuristics import TIE, _canonical, node_classes
+from placement.heuristics import TIE, placements
 from placement.optimal import optimal
 
 ROOT = Path("docs/validation/acceptance-4")
-
-
-def placements(p):
-    """(assignment, prediction) of every distinct placement that sustains a rate."""
-    ops, classes = list(p.op), node_classes(p)
-    cls_of = {n: k for k, ids in classes.items() for n in ids}
-    for combo in itertools.product(*(p.allowed(v) for v in ops)):
-        if _canonical(combo, cls_of, classes):
-            asg = dict(zip(ops, combo))
-            try:
-                if not checkpoint_overruns(p, asg):
-                    yield asg, predict(p, asg)
-            except EdgeplaceError:
-                continue
 
 
 def at_edge(p, asg) -> str:
