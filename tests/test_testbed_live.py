@@ -137,8 +137,15 @@ def test_up_shapes_links_quotas_edges_and_down_restores_the_machine(clean_machin
     # heal restarts it in its group and namespace; it registers again; a second heal has nothing to do
     healed = edgeplace("testbed", "heal", timeout=180)
     assert healed.returncode == 0 and "restarted edge-1" in healed.stderr, healed.stderr
-    assert {t["id"] for t in requests.get(f"{REST}/taskmanagers", timeout=5).json()["taskmanagers"]} == {
-        "edge-1", "cloud-1"}
+    tms = {t["id"]: t for t in requests.get(f"{REST}/taskmanagers", timeout=5).json()["taskmanagers"]}
+    assert set(tms) == {"edge-1", "cloud-1"}
+    # ... only once the JobManager had dropped the dead one: registered under a listed id, the new process
+    # would replace its registration but not its heartbeat target, whose failure then closes the new one
+    jm_log = next((Path(state.workdir) / "jobmanager" / "log").glob("*standalonesession*.log")).read_text()
+    lines = jm_log.splitlines()
+    closed = [i for i, ln in enumerate(lines) if "Closing TaskExecutor connection edge-1 " in ln]
+    new_tm = next(i for i, ln in enumerate(lines) if f"ResourceID edge-1 ({tms['edge-1']['path']})" in ln)
+    assert closed and max(closed) < new_tm, "\n".join(lines[i] for i in [*closed, new_tm])
     again = st.load()
     new = next(p for p in reversed(again.of_kind("process")) if p["name"] == "edge-1")
     assert new["pid"] != proc["pid"] and new["pid"] in cgroups.pids(cg)

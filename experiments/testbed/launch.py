@@ -18,7 +18,7 @@ from experiments.testbed import cgroups, pyworkers, sshhosts, state as st
 from experiments.testbed.processes import ProcRef
 from experiments.testbed.spec import TestbedSpec, bridge_name, members, site_links
 from placement import flinkdist
-from placement.checks import ready
+from placement.checks import ready_ids
 from experiments.testbed.state import rest_of
 
 
@@ -118,13 +118,12 @@ def start(state: st.State, name: str, kind: str, d: Path, isolate: bool, netns: 
                  cgroup=str(cg_path) if cg_path else None, log=str(d / "log"))
 
 
-def wait_registered(state: st.State, timeout: float, stale: dict[str, str | None] | None = None) -> None:
-    """Until every TaskManager is registered with its resource; for ids in `stale`, a registration under the
-    old RPC path (the dead process, until the JobManager's heartbeat times out) does not count. Then (also
-    when the wait fails) each TaskManager gets its CPU quota: it starts without one, since JVM start-up is not
-    what the quota emulates (under 0.5 cores an edge TaskManager registered 10 s after the cloud's)."""
+def wait_registered(state: st.State, timeout: float) -> None:
+    """Until every TaskManager is registered with its resource. Then (also when the wait fails) each
+    TaskManager gets its CPU quota: it starts without one, since JVM start-up is not what the quota emulates
+    (under 0.5 cores an edge TaskManager registered 10 s after the cloud's)."""
     try:
-        _wait_registered(state, timeout, stale or {})
+        _wait_registered(state, timeout)
     finally:
         throttle(state)
 
@@ -137,7 +136,7 @@ def throttle(state: st.State) -> None:
             cgroups.set_quota(Path(group), tm.get("cpu_cores"))
 
 
-def _wait_registered(state: st.State, timeout: float, stale: dict[str, str | None]) -> None:
+def _wait_registered(state: st.State, timeout: float) -> None:
     rest = rest_of(state, timeout=2.0, retries=0)
     want = {tm["id"] for tm in state.taskmanagers}  # each with its resource
     deadline = time.monotonic() + timeout
@@ -147,16 +146,17 @@ def _wait_registered(state: st.State, timeout: float, stale: dict[str, str | Non
             if ProcRef.recorded(p).alive() is None:
                 raise EdgeplaceError(f"{p['name']} exited during start-up; last log lines:\n{_log_tail(p['log'])}")
         try:  # registered AND reporting its external resource (it arrives a moment after registration)
-            seen = {tm["id"] for tm in rest.taskmanagers()
-                    if ready(tm) and (tm["id"] not in stale or tm.get("path") != stale[tm["id"]])}
+            seen = ready_ids(rest.taskmanagers())
         except Exception:
             seen = set()
         if want <= seen:
             return
         time.sleep(0.3)
     missing = sorted(want - seen)
+    logs = {p["name"]: p["log"] for p in state.of_kind("process")}
+    tails = "".join(f"\n{m}'s last log lines:\n{_log_tail(logs[m])}" for m in missing if m in logs)
     raise EdgeplaceError(f"timed out after {timeout:.0f} s waiting for TaskManagers {', '.join(missing)} "
-                         f"to register (logs under {state.workdir})")
+                         f"to register (logs under {state.workdir}){tails}")
 
 
 def _log_tail(log_dir: str, lines: int = 15) -> str:

@@ -142,6 +142,7 @@ def heal(state: st.State, say: Say = print, timeout: float = 90.0, settle: float
     cancelled). A TaskManager that is alive but not registered with its external resource is given `settle`
     seconds (it may be exiting, or registering: after a heartbeat timeout it registers anew, and reports its
     resource a moment later); after that it is ended by its recorded PID and restarted too.
+    Each is restarted only once the JobManager has dropped the dead one (`_wait_dropped`).
     Returns the ids restarted, once they are registered again."""
     spec = TestbedSpec.from_dict(state.spec)
     rest = rest_of(state, timeout=2.0, retries=0)
@@ -160,18 +161,44 @@ def heal(state: st.State, say: Say = print, timeout: float = 90.0, settle: float
     broken = [m for m in members(spec) if alive[m.id] is None or m.id in limbo]
     if not broken:
         return []
-    try:
-        stale = {t["id"]: t.get("path") for t in rest.taskmanagers()}
-    except Exception:
-        stale = {}
     with st.locked():
         for m in broken:
             if alive[m.id] is not None:
                 terminate(with_descendants(alive[m.id]))
             say(f"TaskManager {m.id} is not running; restarting it")
+        _wait_dropped(rest, [m.id for m in broken], say)
+        for m in broken:
             start(state, m.id, "taskmanager", Path(state.workdir) / m.id, spec.isolate, m.netns, m.cpu_cores)
-        wait_registered(state, timeout, stale={m.id: stale.get(m.id) for m in broken})
+        wait_registered(state, timeout)
     return [m.id for m in broken]
+
+
+# the ResourceManager drops a dead TaskManager after two failed heartbeat RPCs (10 s apart), or at the latest
+# when its heartbeat times out
+DROP_TIMEOUT_S = flinkconf.HEARTBEAT_TIMEOUT_MS / 1000 + 15
+
+
+def _wait_dropped(rest, ids: list[str], say: Say, timeout: float = DROP_TIMEOUT_S) -> None:
+    """Until the JobManager no longer lists the dead TaskManagers `ids`. A TaskManager that registers under
+    the id of one still listed replaces its registration, but not the heartbeat target: the ResourceManager
+    keeps sending heartbeats to the dead process and, once they fail, closes the new connection by its id
+    (9 s after a restart here). A job deployed on it in between would lose its slots."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            listed = sorted({tm["id"] for tm in rest.taskmanagers()} & set(ids))
+        except Exception:
+            return  # no JobManager to ask: nothing is listed (the wait for registration says why)
+        if not listed:
+            return
+        if time.monotonic() > deadline:
+            raise EdgeplaceError(f"the JobManager still lists {', '.join(listed)} {timeout:.0f} s after it "
+                                 "was ended; it cannot be restarted under the same id")
+        if not told:
+            say(f"waiting for the JobManager to drop {', '.join(listed)} (it notices within ~20 s)")
+            told = True
+        time.sleep(0.5)
 
 
 def down(say: Say = print) -> bool:
