@@ -80,9 +80,13 @@ def test_flink_runs_as_its_own_user_with_no_way_to_gain_privileges():
     unit = env.from_string((ANSIBLE / "roles/flink/templates/edgeplace-flink.service.j2").read_text()).render(
         item="taskmanager", flink_resource_id="pi-1", flink_root="/opt/edgeplace", flink_lib_dir="/opt/edgeplace/lib",
         flink_home="/opt/edgeplace/venv/lib/pyflink", flink_user="edgeplace-flink",
-        flink_data_dir="/opt/edgeplace/data")
+        flink_data_dir="/opt/edgeplace/data", flink_taskmanager_restart_s=defaults["flink_taskmanager_restart_s"])
     lines = set(unit.splitlines())
     assert {"User=edgeplace-flink", "Group=edgeplace-flink", "NoNewPrivileges=true", "PrivateTmp=true"} <= lines
+    # a TaskManager that died is restarted only after the JobManager dropped it: two heartbeats (Flink's
+    # heartbeat.interval, 10 s by default) after it died
+    (restart,) = [int(ln.split("=")[1]) for ln in lines if ln.startswith("RestartSec=")]
+    assert restart > 2 * 10
     tasks = yaml.safe_load((ANSIBLE / "roles/flink/tasks/daemon.yml").read_text())
     argvs = [t["ansible.builtin.command"]["argv"] for t in tasks if "ansible.builtin.command" in t]
     assert len(argvs) == 2 and all(a.startswith("{{ flink_as_user + ") for a in argvs)
