@@ -67,7 +67,8 @@ def test_taskmanager_template_follows_the_testbed_rules():
                 "taskmanager.jvm-exit-on-oom", "taskmanager.network.memory.buffer-debloat.enabled",
                 "taskmanager.memory.segment-size", "external-resources", f"external-resource.{m.resource}.amount",
                 "taskmanager.memory.process.size", "jobmanager.rpc.port", "env.java.opts.all",
-                "classloader.parent-first-patterns.additional", "pekko.ask.timeout", "taskmanager.slot.timeout"):
+                "classloader.parent-first-patterns.additional", "pekko.ask.timeout", "taskmanager.slot.timeout",
+                "cluster.registration.error-delay"):
         assert theirs[key] == ours[key], key
 
 

@@ -14,6 +14,9 @@ HEARTBEAT_TIMEOUT_MS = 60000
 RPC_TIMEOUT = f"{HEARTBEAT_TIMEOUT_MS} ms"
 # an idle slot's timeout falls back to the RPC timeout in Flink: kept at its default
 SLOT_TIMEOUT = "10 s"
+# a TaskManager that starts before the JobManager listens fails to reach it, and by default tries again only
+# after 10 s: a testbed came up in 11 s or in 20 s, by which of them was first
+REGISTRATION_ERROR_DELAY_MS = 1000
 
 
 def common(spec: TestbedSpec, java_opts: str) -> dict:
@@ -56,6 +59,7 @@ def taskmanager(spec: TestbedSpec, m: Member, java_opts: str, tmp_dir: str) -> d
         "taskmanager.jvm-exit-on-oom": True,
         "pekko.ask.timeout": RPC_TIMEOUT,
         "taskmanager.slot.timeout": SLOT_TIMEOUT,
+        "cluster.registration.error-delay": REGISTRATION_ERROR_DELAY_MS,
         "taskmanager.network.memory.buffer-debloat.enabled": True,
         # 4 kB network buffers: ~8× less data in flight than the 32 kB default, so on a thin link backpressure
         # reaches the sources in seconds rather than tens of seconds
