@@ -72,6 +72,23 @@ def test_taskmanager_template_follows_the_testbed_rules():
         assert theirs[key] == ours[key], key
 
 
+def test_jobmanager_template_follows_the_testbed_rules():
+    """The provisioned JobManager times out as the local testbed's: heartbeats, and the asks of its REST
+    handlers and metric fetcher (a fetch that waits on a dead TaskManager holds every metric still)."""
+    spec = TestbedSpec(edge=1, cloud=1, subnet="10.213.9.0/24")
+    ours = flinkconf.jobmanager(spec, "-Dx=1", "/t")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    text = env.from_string((ANSIBLE / "roles/flink/templates/jobmanager.yaml.j2").read_text()).render(
+        flink_java_opts="-Dx=1", flink_address="10.213.9.1", flink_rpc_port=spec.rpc_port, flink_jm_memory_mb=1024,
+        flink_rest_port=spec.rest_port, flink_python_parent_first="x", flink_root="/opt/edgeplace",
+        flink_heartbeat_timeout_ms=yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())[
+            "flink_heartbeat_timeout_ms"])
+    theirs = yaml.safe_load(text)
+    for key in ("heartbeat.timeout", "web.timeout", "jobmanager.execution.failover-strategy", "web.submit.enable",
+                "parallelism.default", "jobmanager.rpc.port"):
+        assert theirs[key] == ours[key], key
+
+
 def test_flink_runs_as_its_own_user_with_no_way_to_gain_privileges():
     """The systemd unit (real hosts) runs Flink as the role's unprivileged user; the daemon scripts (hosts
     without systemd, as the testbed's) start and stop it through setpriv as that user."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -187,8 +188,9 @@ def test_a_taskmanager_dying_after_submission_is_restarted_and_the_job_realised(
     checked the cluster, so the next job waited for a TaskManager that no longer existed. While verifying,
     the deploy now tends the cluster (restarts dead TaskManagers). And `end` with a relative scratch dir
     stops with a savepoint (Flink read `file://results/…` as a host name and the runner fell back to cancel).
-    Its own testbed: after a TaskManager is replaced during a deployment, Flink's REST metrics stop updating
-    for good (the JobManager's metric fetcher hangs), which would spoil later tests on a shared testbed."""
+    Its own testbed: after a TaskManager is replaced during a deployment, Flink's REST metrics stand still
+    for up to web.timeout (the JobManager's metric fetcher waits on the dead one), which would spoil the
+    next tests on a shared testbed."""
     from tests.conftest import TEST_ARGS
 
     res = edgeplace("testbed", "up", "--edge", "1", "--cloud", "1", "--edge-cpu", "0.5", "--unshaped", *TEST_ARGS)
@@ -222,6 +224,12 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
                                 tend=lambda: restarted.extend(heal(st.load(), say=print)))
     assert restarted == ["edge-1"]
     assert where == {u: {tm} for u, tm in A.items()}
+    # the REST metrics move again: the JobManager's metric fetcher, whose fetch was waiting on the dead
+    # TaskManager, gives up on it within web.timeout (Flink's default of 10 min held every metric still)
+    deadline = time.monotonic() + flinkconf.WEB_TIMEOUT_MS / 1000 + 30
+    while (records := _records_out(job)) == 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert records > 0, f"no metric moved {flinkconf.WEB_TIMEOUT_MS / 1000 + 30:.0f} s after the job was realised"
     # the restarted TaskManager started without its quota (start-up is not what it emulates) and has it again
     group = [p for p in st.load().of_kind("process") if p["name"] == "edge-1"][-1]["cgroup"]
     assert cgroups.quota_cores(Path(group)) == 0.5
@@ -229,6 +237,11 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
     flink.end(REST, job, Path("relative-scratch"))
     assert flink.final_state(REST, job) == "FINISHED"  # stopped with a savepoint, not cancelled
     assert not (tmp_path / "relative-scratch").exists()  # and the savepoint was discarded
+
+
+def _records_out(job: str) -> int:
+    """Records the job's tasks wrote, as REST reports them (from the JobManager's metric fetcher)."""
+    return sum(v["metrics"]["write-records"] for v in REST.get(f"/jobs/{job}")["vertices"])
 
 
 def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testbed, tmp_path):

@@ -14,6 +14,10 @@ HEARTBEAT_TIMEOUT_MS = 60000
 RPC_TIMEOUT = f"{HEARTBEAT_TIMEOUT_MS} ms"
 # an idle slot's timeout falls back to the RPC timeout in Flink: kept at its default
 SLOT_TIMEOUT = "10 s"
+# the JobManager's REST handlers ask other components within this; so does its metric fetcher, which starts
+# no new fetch until the last one ended: one asking a TaskManager that died hung for Flink's default 10 min,
+# and every metric REST serves stood still that long (a TaskManager killed while a job was deployed)
+WEB_TIMEOUT_MS = HEARTBEAT_TIMEOUT_MS
 # a TaskManager that starts before the JobManager listens fails to reach it, and by default tries again only
 # after 10 s: a testbed came up in 11 s or in 20 s, by which of them was first
 REGISTRATION_ERROR_DELAY_MS = 1000
@@ -45,6 +49,7 @@ def jobmanager(spec: TestbedSpec, java_opts: str, tmp_dir: str) -> dict:
         "io.tmp.dirs": tmp_dir,
         "parallelism.default": 1,
         "heartbeat.timeout": HEARTBEAT_TIMEOUT_MS,
+        "web.timeout": WEB_TIMEOUT_MS,
     }
 
 
