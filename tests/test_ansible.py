@@ -47,20 +47,29 @@ def test_ansible_lint_production_profile_passes():
     assert "passed" in (proc.stdout + proc.stderr)
 
 
+def _defaults() -> dict:
+    return yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())
+
+
+def _render(template: str, **variables) -> str:
+    """One of the flink role's templates, rendered strictly (a variable it needs and lacks fails)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return env.from_string((ANSIBLE / "roles/flink/templates" / template).read_text()).render(**variables)
+
+
 def test_taskmanager_template_follows_the_testbed_rules():
     """The provisioned TaskManager config has every key the local testbed sets, with the same values for
     the rules that make placement work (unique id and resource, debloat, exit-on-OOM, segment size)."""
     spec = TestbedSpec(edge=1, cloud=1, subnet="10.213.9.0/24")
     m = next(x for x in members(spec) if x.is_edge)
     ours = flinkconf.taskmanager(spec, m, "-Dx=1", "/t")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    text = env.from_string((ANSIBLE / "roles/flink/templates/taskmanager.yaml.j2").read_text()).render(
+    text = _render(
+        "taskmanager.yaml.j2",
         flink_java_opts="-Dx=1", flink_jobmanager_address="10.213.9.1", flink_rpc_port=spec.rpc_port,
         flink_rest_port=spec.rest_port, flink_resource_id=m.id, flink_address=m.host, flink_slots=m.slots,
         flink_tm_memory_mb=m.memory_mb, flink_segment_size="4kb", flink_resource_name=m.resource,
         flink_root="/opt/edgeplace", flink_site=m.site, flink_heartbeat_timeout_ms=flinkconf.HEARTBEAT_TIMEOUT_MS,
-        flink_python_parent_first=yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())[
-            "flink_python_parent_first"])
+        flink_python_parent_first=_defaults()["flink_python_parent_first"])
     theirs = yaml.safe_load(text)
     assert set(ours) - {"rest.address"} <= set(theirs)
     for key in ("taskmanager.resource-id", "taskmanager.host", "taskmanager.numberOfTaskSlots",
@@ -77,12 +86,11 @@ def test_jobmanager_template_follows_the_testbed_rules():
     handlers and metric fetcher (a fetch that waits on a dead TaskManager holds every metric still)."""
     spec = TestbedSpec(edge=1, cloud=1, subnet="10.213.9.0/24")
     ours = flinkconf.jobmanager(spec, "-Dx=1", "/t")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    text = env.from_string((ANSIBLE / "roles/flink/templates/jobmanager.yaml.j2").read_text()).render(
+    text = _render(
+        "jobmanager.yaml.j2",
         flink_java_opts="-Dx=1", flink_address="10.213.9.1", flink_rpc_port=spec.rpc_port, flink_jm_memory_mb=1024,
         flink_rest_port=spec.rest_port, flink_python_parent_first="x", flink_root="/opt/edgeplace",
-        flink_heartbeat_timeout_ms=yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())[
-            "flink_heartbeat_timeout_ms"])
+        flink_heartbeat_timeout_ms=_defaults()["flink_heartbeat_timeout_ms"])
     theirs = yaml.safe_load(text)
     for key in ("heartbeat.timeout", "web.timeout", "jobmanager.execution.failover-strategy", "web.submit.enable",
                 "parallelism.default", "jobmanager.rpc.port"):
@@ -92,10 +100,10 @@ def test_jobmanager_template_follows_the_testbed_rules():
 def test_flink_runs_as_its_own_user_with_no_way_to_gain_privileges():
     """The systemd unit (real hosts) runs Flink as the role's unprivileged user; the daemon scripts (hosts
     without systemd, as the testbed's) start and stop it through setpriv as that user."""
-    defaults = yaml.safe_load((ANSIBLE / "roles/flink/defaults/main.yml").read_text())
+    defaults = _defaults()
     assert defaults["flink_user"] not in ("root", "") and defaults["flink_user"] == sshhosts.FLINK_USER
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    unit = env.from_string((ANSIBLE / "roles/flink/templates/edgeplace-flink.service.j2").read_text()).render(
+    unit = _render(
+        "edgeplace-flink.service.j2",
         item="taskmanager", flink_resource_id="pi-1", flink_root="/opt/edgeplace", flink_lib_dir="/opt/edgeplace/lib",
         flink_home="/opt/edgeplace/venv/lib/pyflink", flink_user="edgeplace-flink",
         flink_data_dir="/opt/edgeplace/data", flink_taskmanager_restart_s=defaults["flink_taskmanager_restart_s"])

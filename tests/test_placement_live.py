@@ -241,7 +241,7 @@ def _kill_a_taskmanager_while_deploying(tmp_path, monkeypatch) -> None:
 
 def _records_out(job: str) -> int:
     """Records the job's tasks wrote, as REST reports them (from the JobManager's metric fetcher)."""
-    return sum(v["metrics"]["write-records"] for v in REST.get(f"/jobs/{job}")["vertices"])
+    return sum(v["metrics"]["write-records"] for v in REST.job(job)["vertices"])
 
 
 def test_a_redeploy_whose_old_job_cannot_be_stopped_submits_nothing(shared_testbed, tmp_path):
